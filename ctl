@@ -21,7 +21,7 @@ APT_PACKAGES=(
   postgresql redis-server
   python3-venv python3-dev
   busybox-static btrfs-progs e2fsprogs quota nftables iproute2 lxcfs fuse3
-  util-linux procps psmisc openssl ca-certificates cpio zstd
+  util-linux procps psmisc openssl ca-certificates cpio zstd acl curl
   chromium fonts-dejavu-core
   qemu-system-x86
 )
@@ -146,7 +146,7 @@ CTPANEL_BROKER_URL=$broker
 CTPANEL_PANEL_QUEUE=panel
 CTPANEL_SIGNING_KEY=$KEYS/panel.key
 CTPANEL_SIGNING_CERT=$KEYS/panel.crt
-CTPANEL_TRUSTED_CERTS=$KEYS/trusted-by-panel/*.crt
+CTPANEL_TRUSTED_CERTS=$KEYS/trusted-by-panel
 EOF
   umask 077
   cat >"$ETC/node-$NODE_NAME.env" <<EOF
@@ -155,7 +155,7 @@ CTPANEL_BROKER_URL=$broker
 CTPANEL_PANEL_QUEUE=panel
 CTPANEL_SIGNING_KEY=$KEYS/node-$NODE_NAME.key
 CTPANEL_SIGNING_CERT=$KEYS/node-$NODE_NAME.crt
-CTPANEL_TRUSTED_CERTS=$KEYS/trusted-by-node/*.crt
+CTPANEL_TRUSTED_CERTS=$KEYS/trusted-by-node
 CTPANEL_STATE_ROOT=$HOME_DIR/node/$NODE_NAME
 CTPANEL_CGROUP_PREFIX=$CGROUP_PREFIX
 EOF
@@ -179,7 +179,7 @@ start_postgres() {
   install -d -m 0700 -o postgres -g postgres "$data" "$sock"
   if [ ! -f "$data/PG_VERSION" ]; then
     log "initialising PostgreSQL cluster in $data"
-    runuser -u postgres -- "$bin/initdb" -D "$data" -A scram-sha-256 --pwfile=<(secret) \
+    runuser -u postgres -- "$bin/initdb" -D "$data" --auth-local=peer --auth-host=scram-sha-256 \
       -U postgres -E UTF8 --locale=C.UTF-8 >"$LOGS/initdb.log" 2>&1 || die "initdb failed: $LOGS/initdb.log"
     cat >>"$data/postgresql.conf" <<EOF
 listen_addresses = '127.0.0.1'
@@ -212,7 +212,7 @@ EOF
 }
 
 start_redis() {
-  local dir="$HOME_DIR/redis" conf="$ETC/redis.conf"
+  local dir="$HOME_DIR/redis" conf="$HOME_DIR/redis/redis.conf"
   id -u redis >/dev/null 2>&1 || die "the redis user is missing: is redis-server installed?"
   install -d -m 0750 -o redis -g redis "$dir"
   # shellcheck disable=SC1090
@@ -233,7 +233,7 @@ EOF
   chown redis "$conf"
   if redis_ping; then return 0; fi
   log "starting Redis on 127.0.0.1:$REDIS_PORT (password, append-only file)"
-  spawn redis redis "$(command -v redis-server)" "$conf"
+  spawn redis redis /dev/null "$(command -v redis-server)" "$conf"
   for _ in $(seq 50); do redis_ping && return 0; sleep 0.1; done
   die "Redis did not answer: $LOGS/redis.log"
 }
@@ -244,23 +244,22 @@ redis_ping() {
   REDISCLI_AUTH="$CTPANEL_REDIS_PASSWORD" redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG
 }
 
-# spawn NAME USER CMD...: run CMD as USER in its own session, log and pid under the profile.
+# spawn NAME USER ENVFILE CMD...: run CMD as USER in its own session with the
+# env file's variables exported (never on a command line, where any user
+# could read them); log and pid file under the profile.
 spawn() {
-  local name=$1 user=$2; shift 2
+  local name=$1 user=$2 envfile=$3; shift 3
   if is_running "$name"; then return 0; fi
   touch "$LOGS/$name.log"; chown "$user" "$LOGS/$name.log"
   (
     cd /
-    exec setsid setpriv --reuid="$user" --regid="$(id -g "$user")" --init-groups \
-      --inh-caps=-all -- "$@" >>"$LOGS/$name.log" 2>&1 </dev/null
+    set -a; . "$envfile"; set +a
+    if [ "$user" = root ]; then
+      exec setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null
+    fi
+    exec setsid setpriv --reuid="$user" --regid="$(id -g "$user")" --init-groups -- "$@" \
+      >>"$LOGS/$name.log" 2>&1 </dev/null
   ) &
-  echo $! >"$RUN/$name.pid"
-}
-
-spawn_root() {
-  local name=$1; shift
-  if is_running "$name"; then return 0; fi
-  ( cd / && exec setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null ) &
   echo $! >"$RUN/$name.pid"
 }
 
@@ -295,8 +294,6 @@ run_env() {
   ( set -a; . "$file"; set +a; "$@" )
 }
 
-manage() { run_env "$ETC/panel.env" "$PY" "$TOP/manage.py" "$@"; }
-
 # --------------------------------------------------------------------------
 # commands
 
@@ -304,33 +301,58 @@ cmd_up() {
   install_all
   profile quickstart
   services_up
-  manage migrate --noinput >/dev/null
-  manage collectstatic --noinput >/dev/null
-  manage ensure_admin
-  manage register_node "$NODE_NAME"
-  run_env "$ETC/node-$NODE_NAME.env" "$PY" -m worker.setup sysctl "$TOP/deploy/sysctl/90-ctpanel-node.conf"
+  grant_traverse "$PANEL_USER" "$TOP"
+  local penv="$ETC/panel.env" nenv="$ETC/node-$NODE_NAME.env" celery="$VENV/bin/celery"
+  run_env "$penv" "$PY" "$TOP/manage.py" migrate --noinput >/dev/null
+  run_env "$penv" "$PY" "$TOP/manage.py" ensure_admin
+  run_env "$penv" "$PY" "$TOP/manage.py" register_node "$NODE_NAME"
+  run_env "$nenv" "$PY" -m worker.setup sysctl "$TOP/deploy/sysctl/90-ctpanel-node.conf"
 
-  local celery="$VENV/bin/celery" envf="$ETC/panel.env" nodeenv="$ETC/node-$NODE_NAME.env"
-  spawn web "$PANEL_USER" env -S "$(env_line "$envf")" "$VENV/bin/uvicorn" panel.asgi:application \
+  install -d -m 0750 -o "$PANEL_USER" -g "$PANEL_USER" "$HOME_DIR/beat"
+  spawn web "$PANEL_USER" "$penv" "$VENV/bin/uvicorn" panel.asgi:application \
     --app-dir "$TOP" --host 127.0.0.1 --port 8000 --no-server-header
-  spawn panel-worker "$PANEL_USER" env -S "$(env_line "$envf")" "$celery" --workdir "$TOP" \
+  spawn panel-worker "$PANEL_USER" "$penv" "$celery" --workdir "$TOP" \
     -A panel.celery worker -Q panel -n "panel@%h" --concurrency 2 --loglevel INFO
-  spawn beat "$PANEL_USER" env -S "$(env_line "$envf")" "$celery" --workdir "$TOP" \
-    -A panel.celery beat --schedule "$RUN/beat-schedule" --loglevel INFO
-  touch "$RUN/beat-schedule"; chown "$PANEL_USER" "$RUN/beat-schedule"
-  spawn_root node-worker env -S "$(env_line "$nodeenv")" "$celery" --workdir "$TOP" \
+  spawn beat "$PANEL_USER" "$penv" "$celery" --workdir "$TOP" \
+    -A panel.celery beat --schedule "$HOME_DIR/beat/schedule" --loglevel INFO
+  spawn node-worker root "$nenv" "$celery" --workdir "$TOP" \
     -A worker.celery_app worker -Q "node.$NODE_NAME" -n "node-$NODE_NAME@%h" --concurrency 2 --loglevel INFO
 
-  for _ in $(seq 100); do
+  local i
+  for i in $(seq 150); do
     curl -fsS -o /dev/null http://127.0.0.1:8000/login/ 2>/dev/null && break; sleep 0.2
   done
   curl -fsS -o /dev/null http://127.0.0.1:8000/login/ || die "the panel did not answer; see $LOGS/web.log"
+  run_env "$penv" "$PY" "$TOP/manage.py" ping_node "$NODE_NAME" --timeout 60 \
+    || die "node $NODE_NAME did not answer a ping; see $LOGS/node-worker.log and $LOGS/panel-worker.log"
   log "logs and pid files: $LOGS, $RUN"
   log "panel is up: http://127.0.0.1:8000/  (stop with ./ctl down)"
 }
 
-# env_line FILE: the file's assignments as one `env -S` argument string.
-env_line() { grep -E '^[A-Z_][A-Z0-9_]*=' "$1" | sed -e 's/\\/\\\\/g' -e 's/ /\\_/g' | tr '\n' ' '; }
+# grant_traverse USER DIR: let USER reach DIR (e.g. a clone under /root, which
+# is 0700) by granting search permission on each parent it cannot pass.
+grant_traverse() {
+  local user=$1 dir=$2 path=""
+  local IFS=/
+  for part in $dir; do
+    [ -n "$part" ] || continue
+    path="$path/$part"
+    if ! runuser -u "$user" -- test -x "$path" 2>/dev/null; then
+      log "granting $user search permission on $path (ACL u:$user:x)"
+      setfacl -m "u:$user:x" "$path"
+    fi
+  done
+  runuser -u "$user" -- test -r "$dir/manage.py" \
+    || die "$user cannot read $dir; clone ctpanel where other users can read it (e.g. /opt/ctpanel)"
+}
+
+# manage ARGS: manage.py with the quickstart's settings (`./ctl manage createsuperuser`).
+cmd_manage() {
+  need_root manage
+  profile quickstart
+  [ -f "$ETC/panel.env" ] || die "no quickstart yet: run ./ctl up first"
+  run_env "$ETC/panel.env" "$PY" "$TOP/manage.py" "$@"
+}
 
 cmd_down() {
   need_root down
@@ -378,6 +400,7 @@ main() {
     status) cmd_status "$@" ;;
     test) cmd_test "$@" ;;
     install) install_all ;;
+    manage) cmd_manage "$@" ;;
     *) sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; [ "$cmd" = help ] || exit 2 ;;
   esac
 }

@@ -1,0 +1,1 @@
+"""The ctpanel Django project."""

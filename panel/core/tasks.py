@@ -1,0 +1,21 @@
+"""Panel worker tasks (queue `panel`)."""
+
+import logging
+from typing import Any
+
+from celery import shared_task
+
+from panel.core import services
+from worker import protocol
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(name=protocol.TASK_APPLY_REPORT, acks_late=True)
+def apply_report(body: Any) -> None:
+    try:
+        report = protocol.Report.from_dict(body)
+    except protocol.ProtocolError as exc:
+        log.error("refused a report: %s", exc)
+        return
+    services.apply_report(report)

@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class NodesConfig(AppConfig):
+    name = "panel.nodes"
+    label = "nodes"
+    verbose_name = "Nodes"

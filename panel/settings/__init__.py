@@ -1,0 +1,1 @@
+"""Settings modules: base (shared), dev (quickstart), test, prod (behind TLS)."""

@@ -1,0 +1,156 @@
+"""Settings shared by every environment. Values come from CTPANEL_* variables.
+
+`./ctl` writes them to an env file at first run and exports them into the
+processes it starts; production uses the same file through systemd's
+`EnvironmentFile=` or compose's `env_file`. A missing required variable
+stops start-up with a message that names it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+ENV_HINT = (
+    "Start the panel through `./ctl up` (which writes and exports "
+    "/var/lib/ctpanel/etc/panel.env), or export the variables yourself: "
+    "set -a; . /var/lib/ctpanel/etc/panel.env; set +a"
+)
+
+
+def env(name: str, default: str | None = None) -> str:
+    """A required setting unless `default` is given."""
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        if default is None:
+            raise ImproperlyConfigured(f"{name} is not set. {ENV_HINT}")
+        return default
+    return value.strip()
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in env(name, default).split(",") if item.strip()]
+
+
+SECRET_KEY = env("CTPANEL_SECRET_KEY")
+DEBUG = False
+ALLOWED_HOSTS = env_list("CTPANEL_ALLOWED_HOSTS", "127.0.0.1,localhost")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "panel.core",
+    "panel.accounts",
+    "panel.nodes",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "panel.core.middleware.RequestIdMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "panel.urls"
+ASGI_APPLICATION = "panel.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": env("CTPANEL_DB_NAME", "ctpanel"),
+        "USER": env("CTPANEL_DB_USER", "ctpanel"),
+        "PASSWORD": env("CTPANEL_DB_PASSWORD"),
+        "HOST": env("CTPANEL_DB_HOST", "127.0.0.1"),
+        "PORT": env("CTPANEL_DB_PORT", "5432"),
+        "CONN_MAX_AGE": 60,
+        "CONN_HEALTH_CHECKS": True,
+    }
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_USER_MODEL = "accounts.User"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+     "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = env("CTPANEL_STATIC_ROOT", str(BASE_DIR / "build" / "static"))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+
+# Celery (panel side): signed JSON messages, explicit queues, no results.
+CELERY_BROKER_URL = env("CTPANEL_BROKER_URL")
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_TASK_SERIALIZER = "auth"
+CELERY_ACCEPT_CONTENT = ["auth"]
+CELERY_EVENT_SERIALIZER = "json"
+CELERY_SECURITY_KEY = env("CTPANEL_SIGNING_KEY")
+CELERY_SECURITY_CERTIFICATE = env("CTPANEL_SIGNING_CERT")
+CELERY_SECURITY_CERT_STORE = env("CTPANEL_TRUSTED_CERTS")
+CELERY_SECURITY_DIGEST = "sha256"
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_DEFAULT_QUEUE = env("CTPANEL_PANEL_QUEUE", "panel")
+CELERY_WORKER_PREFETCH_MULTIPLIER = 4
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
+CELERY_TIMEZONE = "UTC"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": "INFO"},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

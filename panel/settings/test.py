@@ -1,0 +1,10 @@
+"""The test suite: its own database, Redis instance, queues and state root."""
+
+from panel.settings.base import *  # noqa: F403
+
+DEBUG = False
+WHITENOISE_USE_FINDERS = True
+STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"  # noqa: F405
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405

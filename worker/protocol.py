@@ -1,0 +1,189 @@
+"""Messages between the panel and its nodes.
+
+Stdlib only: the panel imports this module and nothing else of worker/.
+Every message is a JSON object with a `schema` version "MAJOR.MINOR". A
+reader accepts any minor version of its own major (unknown fields are
+ignored) and refuses another major with `UnsupportedSchema`.
+
+Celery's message signing covers the message body but not its headers (task
+name, id, routing). So every request body names its task, its operation
+id and its node, and the receiving task checks all three against what it
+was delivered as: a signed body replayed under another task name, to
+another node or with another id is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+SCHEMA_VERSION = "1.0"
+SCHEMA_MAJOR = 1
+
+PANEL_QUEUE = "panel"
+NODE_QUEUE_PREFIX = "node."
+
+# Task names: the only ones a node or the panel worker executes.
+TASK_PING = "node.ping"
+TASK_APPLY_REPORT = "panel.apply_report"
+
+NODE_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
+
+
+class ProtocolError(ValueError):
+    """A message does not follow this protocol."""
+
+    code = "protocol.invalid"
+
+
+class UnsupportedSchema(ProtocolError):
+    code = "protocol.schema"
+
+
+class MisroutedMessage(ProtocolError):
+    """A signed body arrived under another task name, node or id than it names."""
+
+    code = "protocol.misrouted"
+
+
+class ErrorCode:
+    """The shared catalog of error codes in reports (panel shows them to people)."""
+
+    PROTOCOL_INVALID = ProtocolError.code
+    PROTOCOL_SCHEMA = UnsupportedSchema.code
+    PROTOCOL_MISROUTED = MisroutedMessage.code
+    INTERNAL = "node.internal"
+
+    MESSAGES: ClassVar[dict[str, str]] = {
+        PROTOCOL_INVALID: "The node could not read the request. Update the panel and the node to the same version.",
+        PROTOCOL_SCHEMA: "The node speaks another protocol version. Update the panel and the node to the same version.",
+        PROTOCOL_MISROUTED: "The node refused a request that was not addressed to it.",
+        INTERNAL: "The node failed unexpectedly. The node worker's log has the details.",
+    }
+
+
+def validate_node_name(name: str) -> str:
+    """Node names become queue names and file names: lower-case letters, digits, '-'."""
+    if not isinstance(name, str) or not NODE_NAME_RE.match(name):
+        raise ProtocolError(
+            f"invalid node name {name!r}: use 1-32 lower-case letters, digits or '-', "
+            "not starting or ending with '-'"
+        )
+    return name
+
+
+def node_queue(node_name: str) -> str:
+    return NODE_QUEUE_PREFIX + validate_node_name(node_name)
+
+
+def check_schema(value: Any) -> None:
+    if not isinstance(value, str) or not re.fullmatch(r"\d+\.\d+", value):
+        raise ProtocolError(f"message has no valid schema version: {value!r}")
+    major = int(value.split(".", 1)[0])
+    if major != SCHEMA_MAJOR:
+        raise UnsupportedSchema(
+            f"message schema {value} is not supported by this side "
+            f"(speaks {SCHEMA_VERSION}); upgrade the older of panel and node"
+        )
+
+
+M = TypeVar("M", bound="Message")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Message:
+    """Base of every protocol message: encode to and decode from plain JSON data."""
+
+    schema: str = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls: type[M], data: Any) -> M:
+        if not isinstance(data, dict):
+            raise ProtocolError(f"{cls.__name__}: expected an object, got {type(data).__name__}")
+        check_schema(data.get("schema"))
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        missing = [n for n, f in known.items() if n not in kwargs and _required(f)]
+        if missing:
+            raise ProtocolError(f"{cls.__name__}: missing fields {', '.join(sorted(missing))}")
+        for name, value in kwargs.items():
+            _check_type(cls.__name__, name, known[name].type, value)
+        return cls(**kwargs)
+
+
+def _required(f: dataclasses.Field) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "str": (str,),
+    "int": (int,),
+    "float": (int, float),
+    "bool": (bool,),
+    "dict[str, Any]": (dict,),
+    "list[str]": (list,),
+    "str | None": (str, type(None)),
+}
+
+
+def _check_type(cls_name: str, name: str, annotation: Any, value: Any) -> None:
+    expected = _JSON_TYPES.get(str(annotation))
+    if expected is None:
+        return
+    if isinstance(value, bool) and bool not in expected:
+        raise ProtocolError(f"{cls_name}.{name}: expected {annotation}, got bool")
+    if not isinstance(value, expected):
+        raise ProtocolError(f"{cls_name}.{name}: expected {annotation}, got {type(value).__name__}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Request(Message):
+    """A node operation. `operation_id` is also the Celery task id."""
+
+    task: str
+    node: str
+    operation_id: str
+
+    def check_delivery(self, *, task: str, node: str, task_id: str | None) -> None:
+        """Refuse a body delivered under another task, node or id than it names."""
+        if self.task != task or self.node != node or self.operation_id != task_id:
+            raise MisroutedMessage(
+                f"refused: body names task {self.task!r} for node {self.node!r} as "
+                f"{self.operation_id!r}, delivered as {task!r} to {node!r} as {task_id!r}"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class PingRequest(Request):
+    task: str = TASK_PING
+
+
+class Status:
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TERMINAL = frozenset({SUCCEEDED, FAILED})
+    ALL = frozenset({RUNNING, SUCCEEDED, FAILED})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Report(Message):
+    """What a node says about an operation; applied once by the panel worker."""
+
+    operation_id: str
+    node: str
+    status: str
+    facts: dict[str, Any] = field(default_factory=dict)
+    error_code: str = ""
+    message: str = ""
+    duration_ms: int = 0
+    log: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.status not in Status.ALL:
+            raise ProtocolError(f"Report.status: unknown status {self.status!r}")

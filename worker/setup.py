@@ -1,0 +1,40 @@
+"""Node set-up steps run by `./ctl up` (as root).
+
+    python -m worker.setup sysctl PROFILE   raise the node's sysctls to PROFILE
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from kernel import sysctl
+from kernel.errors import KernelError
+
+
+def apply_sysctl(profile_path: Path) -> int:
+    try:
+        changes = sysctl.raise_to(sysctl.parse_profile(profile_path.read_text()))
+    except KernelError as exc:
+        print(f"sysctl profile: {exc}", file=sys.stderr)
+        return 1
+    for change in changes:
+        if change.note == "raised":
+            print(f"sysctl {change.name}: {change.old} -> {change.new}", file=sys.stderr)
+        elif change.note != "kept":
+            print(f"sysctl {change.name}: {change.note}", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m worker.setup")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("sysctl", help="raise sysctls to the node profile (never lowers)")
+    p.add_argument("profile", type=Path)
+    args = parser.parse_args(argv)
+    return apply_sysctl(args.profile)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
