@@ -100,10 +100,12 @@ profile() {
   case "$1" in
     quickstart)
       HOME_DIR=${CTPANEL_HOME:-/var/lib/ctpanel}; PG_PORT=5440; REDIS_PORT=6390
-      SETTINGS=panel.settings.dev; NODE_NAME=local; CGROUP_PREFIX=ctpanel ;;
+      SETTINGS=panel.settings.dev; NODE_NAME=local; CGROUP_PREFIX=ctpanel
+      PANEL_QUEUE=panel; REDIS_DB=0 ;;
     test)
       HOME_DIR=${CTPANEL_TEST_HOME:-/var/lib/ctpanel-test}; PG_PORT=5441; REDIS_PORT=6391
-      SETTINGS=panel.settings.test; NODE_NAME=test; CGROUP_PREFIX=ctpanel-test ;;
+      SETTINGS=panel.settings.test; NODE_NAME=test; CGROUP_PREFIX=ctpanel-test
+      PANEL_QUEUE=panel-test; REDIS_DB=1 ;;
     *) die "unknown profile $1" ;;
   esac
   ETC="$HOME_DIR/etc"; LOGS="$HOME_DIR/log"; RUN="$HOME_DIR/run"; KEYS="$HOME_DIR/keys"
@@ -132,7 +134,7 @@ write_env_files() {
   fi
   # shellcheck disable=SC1090
   . "$secrets"
-  local broker="redis://:${CTPANEL_REDIS_PASSWORD}@127.0.0.1:${REDIS_PORT}/0"
+  local broker="redis://:${CTPANEL_REDIS_PASSWORD}@127.0.0.1:${REDIS_PORT}/${REDIS_DB}"
   umask 027
   cat >"$ETC/panel.env" <<EOF
 DJANGO_SETTINGS_MODULE=$SETTINGS
@@ -143,7 +145,7 @@ CTPANEL_DB_PASSWORD=$CTPANEL_DB_PASSWORD
 CTPANEL_DB_HOST=127.0.0.1
 CTPANEL_DB_PORT=$PG_PORT
 CTPANEL_BROKER_URL=$broker
-CTPANEL_PANEL_QUEUE=panel
+CTPANEL_PANEL_QUEUE=$PANEL_QUEUE
 CTPANEL_SIGNING_KEY=$KEYS/panel.key
 CTPANEL_SIGNING_CERT=$KEYS/panel.crt
 CTPANEL_TRUSTED_CERTS=$KEYS/trusted-by-panel
@@ -152,7 +154,7 @@ EOF
   cat >"$ETC/node-$NODE_NAME.env" <<EOF
 CTPANEL_NODE_NAME=$NODE_NAME
 CTPANEL_BROKER_URL=$broker
-CTPANEL_PANEL_QUEUE=panel
+CTPANEL_PANEL_QUEUE=$PANEL_QUEUE
 CTPANEL_SIGNING_KEY=$KEYS/node-$NODE_NAME.key
 CTPANEL_SIGNING_CERT=$KEYS/node-$NODE_NAME.crt
 CTPANEL_TRUSTED_CERTS=$KEYS/trusted-by-node
@@ -312,7 +314,7 @@ cmd_up() {
   spawn web "$PANEL_USER" "$penv" "$VENV/bin/uvicorn" panel.asgi:application \
     --app-dir "$TOP" --host 127.0.0.1 --port 8000 --no-server-header
   spawn panel-worker "$PANEL_USER" "$penv" "$celery" --workdir "$TOP" \
-    -A panel.celery worker -Q panel -n "panel@%h" --concurrency 2 --loglevel INFO
+    -A panel.celery worker -Q "$PANEL_QUEUE" -n "panel@%h" --concurrency 2 --loglevel INFO
   spawn beat "$PANEL_USER" "$penv" "$celery" --workdir "$TOP" \
     -A panel.celery beat --schedule "$HOME_DIR/beat/schedule" --loglevel INFO
   spawn node-worker root "$nenv" "$celery" --workdir "$TOP" \
@@ -378,18 +380,21 @@ cmd_test() {
   install_all
   profile test
   services_up
-  export CTPANEL_TEST_ENV="$ETC/panel.env" CTPANEL_TEST_NODE_ENV="$ETC/node-$NODE_NAME.env"
-  export CTPANEL_TEST_HOME="$HOME_DIR"
+  export CTPANEL_TEST_NODE_ENV="$ETC/node-$NODE_NAME.env" CTPANEL_TEST_HOME="$HOME_DIR"
   set -a; . "$ETC/panel.env"; set +a
   cd "$TOP"
+  if [ $# -gt 0 ]; then
+    exec "$PY" -m tests.run "$@"
+  fi
   log "ruff";         "$VENV/bin/ruff" check .
   log "lint-imports"; "$VENV/bin/lint-imports" --no-cache
-  log "migrations are up to date"; "$PY" manage.py makemigrations --check --dry-run >/dev/null \
-    || die "models changed without a migration: run manage.py makemigrations"
+  log "migrations match the models"
+  "$PY" manage.py makemigrations --check --dry-run >/dev/null \
+    || die "models changed without a migration: run ./ctl manage makemigrations"
   log "check --deploy with production settings"
   CTPANEL_ALLOWED_HOSTS=panel.example.com DJANGO_SETTINGS_MODULE=panel.settings.prod \
     "$PY" manage.py check --deploy --fail-level WARNING
-  "$PY" -m tests.run "$@"
+  "$PY" -m tests.run
 }
 
 main() {

@@ -37,6 +37,7 @@ app.conf.update(
     worker_enable_remote_control=False,
     worker_send_task_events=False,
     worker_hijack_root_logger=False,
+    worker_consumer="worker.refusals:NodeConsumer",
 )
 app.setup_security()
 app.conf.include = ["worker.tasks"]

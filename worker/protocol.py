@@ -48,18 +48,27 @@ class MisroutedMessage(ProtocolError):
     code = "protocol.misrouted"
 
 
+class UntrustedMessage(ProtocolError):
+    """Not signed by a trusted key, or altered after signing."""
+
+    code = "protocol.untrusted"
+
+
 class ErrorCode:
     """The shared catalog of error codes in reports (panel shows them to people)."""
 
     PROTOCOL_INVALID = ProtocolError.code
     PROTOCOL_SCHEMA = UnsupportedSchema.code
     PROTOCOL_MISROUTED = MisroutedMessage.code
+    PROTOCOL_UNTRUSTED = UntrustedMessage.code
     INTERNAL = "node.internal"
 
     MESSAGES: ClassVar[dict[str, str]] = {
         PROTOCOL_INVALID: "The node could not read the request. Update the panel and the node to the same version.",
         PROTOCOL_SCHEMA: "The node speaks another protocol version. Update the panel and the node to the same version.",
         PROTOCOL_MISROUTED: "The node refused a request that was not addressed to it.",
+        PROTOCOL_UNTRUSTED: "The node refused a request that the panel had not signed (or that was altered). "
+        "Check that the node trusts this panel's certificate.",
         INTERNAL: "The node failed unexpectedly. The node worker's log has the details.",
     }
 

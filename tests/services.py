@@ -1,0 +1,165 @@
+"""Real processes for the integration and browser tiers: Celery workers and the ASGI server.
+
+`./ctl test` starts a PostgreSQL cluster and a Redis instance of the test
+profile and exports the panel's variables; CTPANEL_TEST_NODE_ENV names the
+test node's env file. The fixtures here start real worker processes
+against pytest-django's test database and stop them by PID.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+TOP = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def read_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
+    values = {}
+    for line in Path(path).read_text().splitlines():
+        key, sep, value = line.strip().partition("=")
+        if sep and not key.startswith("#"):
+            values[key] = value
+    return values
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, text: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.log():
+                return
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n{self.log()[-4000:]}")
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.name} did not log {text!r} within {timeout:g} s:\n{self.log()[-4000:]}")
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout=15)
+
+
+def start_process(name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> Process:
+    log_path = log_dir / f"{name}.log"
+    with open(log_path, "ab") as log:
+        popen = subprocess.Popen(argv, cwd=TOP, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL, start_new_session=True)
+    return Process(name, popen, log_path)
+
+
+@dataclass
+class Stack:
+    """The node and panel workers of one test session."""
+
+    node_env: dict[str, str]
+    panel_env: dict[str, str]
+    processes: dict[str, Process] = field(default_factory=dict)
+
+    @property
+    def node_name(self) -> str:
+        return self.node_env["CTPANEL_NODE_NAME"]
+
+    def start_node_worker(self, log_dir: Path, name: str = "node-worker") -> Process:
+        env = {**os.environ, **self.node_env}
+        argv = [str(BIN / "celery"), "-A", "worker.celery_app", "worker",
+                "-Q", f"node.{self.node_name}", "-n", f"{name}-{os.getpid()}@%h",
+                "--concurrency", "2", "--loglevel", "INFO",
+                "--without-mingle", "--without-gossip", "--without-heartbeat"]
+        proc = start_process(name, argv, env, log_dir)
+        proc.wait_for_log(" ready.")
+        self.processes[name] = proc
+        return proc
+
+    def start_panel_worker(self, log_dir: Path, name: str = "panel-worker") -> Process:
+        env = {**os.environ, **self.panel_env}
+        argv = [str(BIN / "celery"), "-A", "panel.celery", "worker",
+                "-Q", self.panel_env["CTPANEL_PANEL_QUEUE"], "-n", f"{name}-{os.getpid()}@%h",
+                "--concurrency", "2", "--loglevel", "INFO",
+                "--without-mingle", "--without-gossip", "--without-heartbeat"]
+        proc = start_process(name, argv, env, log_dir)
+        proc.wait_for_log(" ready.")
+        self.processes[name] = proc
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in self.processes.values():
+            proc.stop()
+
+
+def purge_queues(broker_url: str, *queues: str) -> None:
+    """Drop what an earlier, interrupted run left in the test Redis (it keeps an AOF)."""
+    import redis
+
+    client = redis.Redis.from_url(broker_url)
+    try:
+        client.delete(*queues)
+    finally:
+        client.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def test_db_env(django_db_setup, django_db_blocker) -> dict[str, str]:
+    """The panel's variables, pointed at pytest-django's test database."""
+    from django.db import connection
+
+    return {**os.environ, "CTPANEL_DB_NAME": connection.settings_dict["NAME"]}
+
+
+@pytest.fixture(scope="session")
+def stack(test_db_env, tmp_path_factory) -> Iterator[Stack]:
+    """A node worker and a panel worker, real processes, for the whole session."""
+    node_env = read_env_file(os.environ["CTPANEL_TEST_NODE_ENV"])
+    stack = Stack(node_env=node_env, panel_env=test_db_env)
+    purge_queues(node_env["CTPANEL_BROKER_URL"], f"node.{stack.node_name}", test_db_env["CTPANEL_PANEL_QUEUE"])
+    log_dir = tmp_path_factory.mktemp("workers")
+    try:
+        stack.start_node_worker(log_dir)
+        stack.start_panel_worker(log_dir)
+        yield stack
+    finally:
+        stack.stop_all()
+
+
+@pytest.fixture(scope="session")
+def live_panel(test_db_env, tmp_path_factory) -> Iterator[str]:
+    """The ASGI server (uvicorn) on a free loopback port, against the test database."""
+    port = free_port()
+    log_dir = tmp_path_factory.mktemp("web")
+    argv = [str(BIN / "uvicorn"), "panel.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+            "--no-server-header"]
+    env = {**test_db_env, "CTPANEL_ALLOWED_HOSTS": "127.0.0.1,localhost"}
+    proc = start_process("web", argv, env, log_dir)
+    try:
+        proc.wait_for_log("Uvicorn running on")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.stop()
