@@ -36,6 +36,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if "browser" in selected and not shutil.which(CHROMIUM):
         problems.append(f"the browser tier needs Debian's chromium at {CHROMIUM}: run `./ctl test`, "
                         "which installs it")
+    required = [t for t in os.environ.get("CTPANEL_REQUIRE_TIERS", "").split(",") if t]
+    problems += [f"no test of the {tier} tier was collected" for tier in required if tier not in selected]
     if problems:
         raise pytest.UsageError("\n".join(problems))
 

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -47,17 +48,15 @@ def junit_counts(path: Path) -> Counts:
 def run_host(junit: Path) -> int:
     env_require = {"CTPANEL_REQUIRE_TIERS": ",".join(HOST_TIERS)}
     argv = [sys.executable, "-m", "pytest", "-m", "not vm", f"--junit-xml={junit}", "-p", "no:cacheprovider"]
-    return subprocess.call(argv, cwd=TOP, env={**_environ(), **env_require})
+    return subprocess.call(argv, cwd=TOP, env={**os.environ, **env_require})
 
 
 def run_vm(junit: Path) -> int:
+    if not (TOP / "tests" / "vmhost" / "__main__.py").exists():
+        print("ctpanel: the vm tier is not part of this tree yet", file=sys.stderr)
+        junit.write_text('<testsuite name="vm" tests="0" failures="0" errors="0" skipped="0"/>')
+        return 0
     return subprocess.call([sys.executable, "-m", "tests.vmhost", "--junit-xml", str(junit)], cwd=TOP)
-
-
-def _environ() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)
 
 
 def main(argv: list[str]) -> int:
