@@ -1,0 +1,5 @@
+import sys
+
+from tests.vmhost.launcher import main
+
+sys.exit(main())

@@ -1,0 +1,52 @@
+"""Fixtures for tests that run inside the vm tier's guest (see docs/vm-tier.md)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def in_vm() -> bool:
+    return os.environ.get("CTPANEL_VM") == "1"
+
+
+@pytest.fixture(autouse=True)
+def _only_inside_the_vm(request: pytest.FixtureRequest) -> None:
+    # These tests mount, mkswap and OOM-kill: never on a developer's host.
+    if request.node.get_closest_marker("vm") and not in_vm():
+        pytest.fail("a vm-tier test runs only inside the VM: python -m tests.vmhost "
+                    f"{request.node.nodeid}")
+
+
+@pytest.fixture
+def scratch() -> Path:
+    """The guest's writable ext4 scratch disk (also backs /tmp and /var/tmp)."""
+    return Path(os.environ["CTPANEL_VM_SCRATCH"])
+
+
+@pytest.fixture
+def busybox_rootfs() -> Path:
+    return Path(os.environ["CTPANEL_VM_BUSYBOX_ROOTFS"])
+
+
+@pytest.fixture
+def cgroup() -> Iterator[Path]:
+    """A fresh child of the root cgroup; its processes are killed and it is removed after."""
+    path = CGROUP_ROOT / f"vmtest-{uuid.uuid4().hex[:8]}"
+    path.mkdir()
+    try:
+        yield path
+    finally:
+        if path.exists():
+            (path / "cgroup.kill").write_text("1\n")
+            for _ in range(1000):
+                if not (path / "cgroup.procs").read_text().strip():
+                    break
+                os.sched_yield()
+            path.rmdir()
