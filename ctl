@@ -118,7 +118,7 @@ prepare_dirs() {
   install -d -m 0750 -g "$PANEL_USER" "$ETC" "$KEYS"
 }
 
-secret() { "$DEBIAN_PYTHON" -c 'import secrets; print(secrets.token_urlsafe(36))'; }
+secret() { "$DEBIAN_PYTHON" -c 'import secrets; print(secrets.token_urlsafe(48))'; }
 
 write_env_files() {
   # Generated once; kept across runs. Secrets never leave $ETC.
@@ -234,6 +234,8 @@ EOF
   umask 022
   chown redis "$conf"
   if redis_ping; then return 0; fi
+  # Ours but not answering to the current password (secrets regenerated): restart it.
+  is_running redis && stop_named redis
   log "starting Redis on 127.0.0.1:$REDIS_PORT (password, append-only file)"
   spawn redis redis /dev/null "$(command -v redis-server)" "$conf"
   for _ in $(seq 50); do redis_ping && return 0; sleep 0.1; done
