@@ -196,3 +196,48 @@ class Report(Message):
     def __post_init__(self) -> None:
         if self.status not in Status.ALL:
             raise ProtocolError(f"Report.status: unknown status {self.status!r}")
+
+
+class Unit:
+    BYTES = "bytes"
+    BYTES_PER_SECOND = "bytes/s"
+    BITS_PER_SECOND = "bits/s"
+    COUNT = "count"
+    PERCENT = "percent"
+    WEIGHT = "weight"
+
+
+# The VPS limits every message carries, named as vzctl names them (OpenVZ's
+# vocabulary), in protocol units. 0 means "unlimited" for every limit except
+# `cpus` (0 = all of the node's CPUs) and `cpuunits` (0 = the default weight).
+# Plans map onto these names; the node maps them onto cgroups, rlimits and
+# storage (DESIGN.md, "Beancounters").
+LIMITS: dict[str, tuple[str, str]] = {
+    "ram": (Unit.BYTES, "RAM (physpages)"),
+    "swap": (Unit.BYTES, "swap on top of RAM (swappages)"),
+    "diskspace": (Unit.BYTES, "disk space, hard limit"),
+    "diskinodes": (Unit.COUNT, "inodes, hard limit"),
+    "quotaugidlimit": (Unit.COUNT, "user/group ids with second-level quota; 0 = off"),
+    "cpus": (Unit.COUNT, "visible CPUs"),
+    "cpulimit": (Unit.PERCENT, "CPU time, percent of one CPU (may exceed 100)"),
+    "cpuunits": (Unit.WEIGHT, "CPU weight relative to other VPSs"),
+    "numproc": (Unit.COUNT, "processes and threads"),
+    "numfile": (Unit.COUNT, "open files per process (RLIMIT_NOFILE)"),
+    "iolimit": (Unit.BYTES_PER_SECOND, "disk bandwidth"),
+    "iopslimit": (Unit.COUNT, "disk operations per second"),
+    "rate_in": (Unit.BITS_PER_SECOND, "network rate into the VPS"),
+    "rate_out": (Unit.BITS_PER_SECOND, "network rate out of the VPS"),
+}
+
+
+def check_limits(limits: Any) -> dict[str, int]:
+    """A limits mapping with known names and non-negative integer values only."""
+    if not isinstance(limits, dict):
+        raise ProtocolError("limits: expected an object")
+    unknown = sorted(set(limits) - set(LIMITS))
+    if unknown:
+        raise ProtocolError(f"limits: unknown names {', '.join(unknown)}")
+    for name, value in limits.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ProtocolError(f"limits.{name}: expected a non-negative integer, got {value!r}")
+    return dict(limits)

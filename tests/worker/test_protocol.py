@@ -75,3 +75,12 @@ def test_invalid_node_names(name):
 def test_every_error_code_has_a_message_for_people():
     codes = [v for k, v in vars(protocol.ErrorCode).items() if k.isupper() and isinstance(v, str)]
     assert set(codes) == set(protocol.ErrorCode.MESSAGES)
+
+
+def test_limits_are_checked_by_name_and_value():
+    assert protocol.check_limits({"ram": 512 * 2**20, "cpus": 2}) == {"ram": 536870912, "cpus": 2}
+    with pytest.raises(protocol.ProtocolError, match="unknown names privvmpages"):
+        protocol.check_limits({"privvmpages": 1})
+    for bad in (-1, 1.5, "1", True, None):
+        with pytest.raises(protocol.ProtocolError, match="non-negative integer"):
+            protocol.check_limits({"ram": bad})
