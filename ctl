@@ -171,7 +171,8 @@ make_keys() {
   "$PY" -m worker.keys ensure --dir "$KEYS" --name panel --group "$PANEL_USER"
   "$PY" -m worker.keys ensure --dir "$KEYS" --name "node-$NODE_NAME"
   install -d -m 0755 "$KEYS/trusted-by-panel" "$KEYS/trusted-by-node"
-  install -m 0644 "$KEYS/node-$NODE_NAME.crt" "$KEYS/trusted-by-panel/"
+  # The panel worker also runs what the panel's own beat sends.
+  install -m 0644 "$KEYS/node-$NODE_NAME.crt" "$KEYS/panel.crt" "$KEYS/trusted-by-panel/"
   install -m 0644 "$KEYS/panel.crt" "$KEYS/trusted-by-node/"
 }
 

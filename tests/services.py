@@ -82,10 +82,10 @@ class Stack:
     def node_name(self) -> str:
         return self.node_env["CTPANEL_NODE_NAME"]
 
-    def start_node_worker(self, log_dir: Path, name: str = "node-worker") -> Process:
-        env = {**os.environ, **self.node_env}
+    def start_node_worker(self, log_dir: Path, name: str = "node-worker", **extra_env: str) -> Process:
+        env = {**os.environ, **self.node_env, **extra_env}
         argv = [str(BIN / "celery"), "-A", "worker.celery_app", "worker",
-                "-Q", f"node.{self.node_name}", "-n", f"{name}-{os.getpid()}@%h",
+                "-Q", f"node.{env['CTPANEL_NODE_NAME']}", "-n", f"{name}-{os.getpid()}@%h",
                 "--concurrency", "2", "--loglevel", "INFO",
                 "--without-mingle", "--without-gossip", "--without-heartbeat"]
         proc = start_process(name, argv, env, log_dir)
@@ -101,6 +101,15 @@ class Stack:
                 "--without-mingle", "--without-gossip", "--without-heartbeat"]
         proc = start_process(name, argv, env, log_dir)
         proc.wait_for_log(" ready.")
+        self.processes[name] = proc
+        return proc
+
+    def start_beat(self, log_dir: Path, name: str = "beat", **extra_env: str) -> Process:
+        env = {**os.environ, **self.panel_env, **extra_env}
+        argv = [str(BIN / "celery"), "-A", "panel.celery", "beat", "--schedule", str(log_dir / "beat-schedule"),
+                "--loglevel", "INFO"]
+        proc = start_process(name, argv, env, log_dir)
+        proc.wait_for_log("beat: Starting")
         self.processes[name] = proc
         return proc
 

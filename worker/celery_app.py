@@ -12,6 +12,7 @@ from __future__ import annotations
 from celery import Celery
 
 from worker.config import NodeConfig
+from worker.heartbeat import HeartbeatStep
 
 config = NodeConfig.from_env()
 
@@ -41,3 +42,4 @@ app.conf.update(
 )
 app.setup_security()
 app.conf.include = ["worker.tasks"]
+app.steps["consumer"].add(HeartbeatStep)

@@ -28,6 +28,12 @@ NODE_QUEUE_PREFIX = "node."
 # Task names: the only ones a node or the panel worker executes.
 TASK_PING = "node.ping"
 TASK_APPLY_REPORT = "panel.apply_report"
+TASK_NODE_HEARTBEAT = "panel.node_heartbeat"
+
+# A node says it is alive this often; the panel calls it down after this many
+# missed heartbeats (so within HEARTBEAT_SECONDS * (HEARTBEAT_MISSED_DOWN + 1)).
+HEARTBEAT_SECONDS = 10
+HEARTBEAT_MISSED_DOWN = 3
 
 NODE_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
 
@@ -196,6 +202,17 @@ class Report(Message):
     def __post_init__(self) -> None:
         if self.status not in Status.ALL:
             raise ProtocolError(f"Report.status: unknown status {self.status!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Heartbeat(Message):
+    """A node's periodic "alive" with what it is and what it has free."""
+
+    node: str
+    sent_at: float
+    interval: int = HEARTBEAT_SECONDS
+    facts: dict[str, Any] = field(default_factory=dict)
+    capacity: dict[str, Any] = field(default_factory=dict)
 
 
 class Unit:

@@ -16,6 +16,8 @@ class Node(models.Model):
     state = models.CharField(max_length=16, choices=NodeState.choices, default=NodeState.NEW)
     last_seen = models.DateTimeField(null=True, blank=True)
     facts = models.JSONField(default=dict, blank=True, help_text="What the node last said about itself")
+    capacity = models.JSONField(default=dict, blank=True, help_text="CPUs, memory and load at the last heartbeat")
+    heartbeat_interval = models.PositiveIntegerField(default=protocol.HEARTBEAT_SECONDS)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:

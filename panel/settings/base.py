@@ -154,3 +154,11 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": "INFO"},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+CELERY_BEAT_SCHEDULE = {
+    "sweep-nodes": {
+        "task": "panel.sweep_nodes",
+        "schedule": float(env("CTPANEL_SWEEP_SECONDS", "10")),
+        "options": {"expires": 10},
+    },
+}
