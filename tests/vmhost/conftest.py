@@ -26,7 +26,7 @@ def _only_inside_the_vm(request: pytest.FixtureRequest) -> None:
 
 @pytest.fixture
 def scratch() -> Path:
-    """The guest's writable ext4 scratch disk (also backs /tmp and /var/tmp)."""
+    """The guest's writable ext4 scratch disk (TMPDIR is on it too)."""
     return Path(os.environ["CTPANEL_VM_SCRATCH"])
 
 

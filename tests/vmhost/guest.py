@@ -1,7 +1,7 @@
 """Stage 2 of the vm tier's guest: PID 1 after switch_root, on the host's venv python.
 
-It finishes the guest (cgroup2 as the only hierarchy, writable /tmp and
-/var/tmp on the scratch disk, a swap file), prints the kernel and the
+It finishes the guest (cgroup2 as the only hierarchy, TMPDIR and a swap
+file on the scratch disk), prints the kernel and the
 cgroup controllers, runs `pytest -m vm` with the launcher's arguments and
 powers the VM off. As PID 1 it also reaps every orphan until pytest ends.
 """
@@ -43,12 +43,6 @@ def mount(fstype: str, source: str, target: str, options: str = "") -> None:
     run(*args)
 
 
-def bind(source: Path, target: str, mode: int) -> None:
-    source.mkdir(parents=True, exist_ok=True)
-    source.chmod(mode)
-    run("mount", "--bind", str(source), target)
-
-
 def disk_by_serial(serial: str) -> str | None:
     for dev in sorted(Path("/sys/block").glob("vd*")):
         with contextlib.suppress(OSError):
@@ -66,8 +60,11 @@ def setup_system(request: dict) -> dict[str, str]:
     mount("tmpfs", "tmpfs", "/run", "mode=755,nosuid,nodev")
     mount("devpts", "devpts", "/dev/pts", "newinstance,ptmxmode=0666,mode=620,gid=5")
     mount("tmpfs", "tmpfs", "/dev/shm", "mode=1777,nosuid,nodev")
-    bind(SCRATCH / "tmp", "/tmp", 0o1777)
-    bind(SCRATCH / "var-tmp", "/var/tmp", 0o1777)
+    # TMPDIR on the scratch disk's ext4, rather than a mount over /tmp, which
+    # would hide a checkout (or venv) that lives under the host's /tmp.
+    tmpdir = SCRATCH / "tmp"
+    tmpdir.mkdir(exist_ok=True)
+    tmpdir.chmod(0o1777)
     run("hostname", "ctpanel-vm")
     for mod in EXTRA_MODULES:
         subprocess.run([f"{TOOLS}/modprobe", mod], check=False)
@@ -85,7 +82,7 @@ def setup_system(request: dict) -> dict[str, str]:
     env = {
         "PATH": PATH,
         "HOME": "/root",
-        "TMPDIR": "/tmp",
+        "TMPDIR": str(SCRATCH / "tmp"),
         "LANG": "C.UTF-8",
         "TERM": "dumb",
         "PYTHONUNBUFFERED": "1",

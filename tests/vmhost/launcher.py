@@ -220,19 +220,22 @@ def run(opts: argparse.Namespace) -> int:
             host_problems.append("the guest did not boot")
         else:
             proc, console = started
+            killed = False
             try:
                 proc.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 msg = (f"TIMEOUT: the vm tier exceeded its {opts.timeout:.0f} s wall-clock cap "
                        f"(--timeout); stopping the guest")
+                print(flush=True)  # the console may have stopped mid-line
                 log(msg)
                 host_problems.append(msg)
                 kill(proc)
+                killed = True
             except KeyboardInterrupt:
                 kill(proc)
                 raise
             console.join()
-            if proc.returncode:
+            if proc.returncode and not killed:
                 host_problems.append(f"QEMU exited with {proc.returncode}")
             if console.booted_at is not None:
                 log(f"guest up in {console.booted_at:.1f} s (initramfs), stage 2 at "

@@ -124,6 +124,14 @@ def _error_case(classname: str, name: str, message: str) -> ET.Element:
     return case
 
 
+def _speaks_for_itself(run: Run, verdict: Verdict) -> bool:
+    """The guest's JUnit already shows the failure, and nothing else went wrong."""
+    assert run.junit is not None
+    counts = junit_counts(run.junit)
+    return bool(run.collected and not verdict.not_run and not run.host_problems
+                and (counts["failures"] or counts["errors"]))
+
+
 def junit_document(run: Run, verdict: Verdict) -> str:
     """The JUnit XML to hand back: the guest's own, plus error cases for what it lacks."""
     if run.junit is not None:
@@ -146,8 +154,8 @@ def junit_document(run: Run, verdict: Verdict) -> str:
     for nodeid in verdict.not_run:
         classname, name = split_nodeid(nodeid)
         added.append(_error_case(classname, name,
-                                 "did not run: the VM stopped before this test finished"))
-    if verdict.ok and run.junit is not None:
+                                 "did not finish: the VM stopped (crash, panic or timeout) before this test ended"))
+    if run.junit is not None and (verdict.ok or _speaks_for_itself(run, verdict)):
         return run.junit
     if not verdict.ok:
         # One case that names every problem, so the file alone shows the tier failed.

@@ -44,6 +44,7 @@ def test_a_failed_test_fails_the_tier() -> None:
     verdict = evaluate(run)
     assert not verdict.ok
     assert verdict.failed == [B]
+    assert junit_document(run, verdict) == run.junit  # already shows the failure
 
 
 def test_fewer_ran_than_collected_fails_even_without_failures() -> None:
@@ -74,6 +75,7 @@ def test_zero_collected_fails() -> None:
     verdict = evaluate(run)
     assert not verdict.ok
     assert any("no vm tests" in p for p in verdict.problems)
+    assert junit_counts(junit_document(run, verdict))["errors"] == 1
 
 
 def test_nothing_came_back_fails() -> None:
