@@ -87,7 +87,7 @@ def qemu_command(prep: Prepared, accel: str, work: Path, opts: argparse.Namespac
         f"ctpanel.repo={REPO}", f"ctpanel.python={python}",
         f"ctpanel.modules={prep.kernel.modules_dir}",
     ])
-    cpu = "host" if accel == "kvm" else "max"
+    cpu = opts.kvm_cpu if accel == "kvm" else "max"
     accel_opt = "kvm" if accel == "kvm" else "tcg,thread=multi"
     drives = []
     for i, (name, serial) in enumerate((("scratch.img", "ctpanel-scratch"),
@@ -274,6 +274,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="auto: KVM first, TCG when KVM fails or hangs (default)")
     parser.add_argument("--kvm-probe", type=float, default=20.0,
                         help="seconds KVM gets to reach the initramfs (default 20)")
+    parser.add_argument("--kvm-cpu", default="host",
+                        help="QEMU -cpu model under KVM (default host; TCG uses max)")
     parser.add_argument("--smp", type=int, default=2)
     parser.add_argument("--memory", default="2G")
     parser.add_argument("--swap-mib", type=int, default=512)
