@@ -1,0 +1,106 @@
+"""cgroup v1 (one hierarchy per controller), as on this development host.
+
+Nothing is ever delegated on v1: the VPS cannot write any of its cgroup files.
+When the controller-less cgroup2 is mounted beside (hybrid layout), the VPS
+gets a cgroup there too, used for `cgroup.kill` (and later for systemd guests).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+
+from kernel.cgroups.base import CgroupDriver, CgroupPaths, wait_until
+from kernel.cgroups.fs import CgroupFS
+from kernel.errors import NotFound
+
+
+class V1Driver(CgroupDriver):
+    version = 1
+    capabilities = frozenset({"freeze", "kill"})
+
+    def __init__(
+        self,
+        prefix: str,
+        mounts: dict[str, str],
+        unified: str | None = None,
+        fs: CgroupFS | None = None,
+    ):
+        """`mounts`: hierarchy name ("memory", "cpu,cpuacct", "name=systemd") → mount point."""
+        super().__init__(prefix, fs)
+        self.mounts = dict(mounts)
+        self.unified = unified
+
+    def hierarchies(self) -> dict[str, str]:
+        found = dict(self.mounts)
+        if self.unified:
+            found["unified"] = self.unified
+        return found
+
+    def _controllers(self, name: str) -> set[str]:
+        return set(name.split(","))
+
+    def ensure(self, ctid: int) -> CgroupPaths:
+        paths = self.paths(ctid)
+        for name, mount in self.hierarchies().items():
+            parent = mount
+            for path in (os.path.join(mount, self.prefix), paths.outer[name], paths.inner[name]):
+                fresh = not self.fs.exists(path)
+                self.fs.mkdir(path)
+                if fresh and "cpuset" in self._controllers(name):
+                    # A new v1 cpuset is empty and refuses tasks until given cpus and mems.
+                    for knob in ("cpuset.cpus", "cpuset.mems"):
+                        value = self.fs.read(os.path.join(parent, knob))
+                        self.fs.write(os.path.join(path, knob), value)
+                parent = path
+        return paths
+
+    def _freezer(self, ctid: int) -> str:
+        for name, path in self.paths(ctid).outer.items():
+            if "freezer" in self._controllers(name):
+                return path
+        raise NotFound("the v1 freezer controller is not mounted")
+
+    def _reference(self, ctid: int) -> str:
+        """The hierarchy whose cgroup.procs lists the VPS's processes."""
+        outer = self.paths(ctid).outer
+        for name in ("freezer", "pids", "unified"):
+            for key, path in outer.items():
+                if name in self._controllers(key):
+                    return path
+        return next(iter(outer.values()))
+
+    def pids(self, ctid: int) -> list[int]:
+        return self._procs(self._reference(ctid))
+
+    def freeze(self, ctid: int, timeout: float = 10.0) -> None:
+        state = os.path.join(self._freezer(ctid), "freezer.state")
+        self.fs.write(state, "FROZEN\n")
+        wait_until(lambda: self.frozen(ctid), timeout, f"CT {ctid} did not freeze")
+
+    def thaw(self, ctid: int) -> None:
+        self.fs.write(os.path.join(self._freezer(ctid), "freezer.state"), "THAWED\n")
+
+    def frozen(self, ctid: int) -> bool:
+        return self.fs.read(os.path.join(self._freezer(ctid), "freezer.state")).strip() == "FROZEN"
+
+    def kill(self, ctid: int, timeout: float = 10.0) -> None:
+        if not self.exists(ctid):
+            return
+        outer = self.paths(ctid).outer
+        if "unified" in outer and self.fs.exists(outer["unified"]):
+            self.fs.write(os.path.join(outer["unified"], "cgroup.kill"), "1\n")
+        else:
+            self._kill_frozen(ctid)
+        wait_until(lambda: not self.pids(ctid), timeout, f"CT {ctid} processes survived kill")
+
+    def _kill_frozen(self, ctid: int) -> None:
+        """Freeze so nothing forks away, SIGKILL every task, thaw so the signals land."""
+        self.freeze(ctid)
+        try:
+            for pid in self.pids(ctid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        finally:
+            self.thaw(ctid)

@@ -1,0 +1,469 @@
+"""The VPS lifecycle: create, start, stop, status, destroy, exec, freeze/thaw.
+
+`Runtime` is what the node worker, the supervisor and the vzctl CLI call.
+Every state-changing verb holds the VPS's lock (flock on a file under the
+node's run directory), shared by every client on the node; a second change
+while one runs raises `Busy` at once (vzctl's exit code 9).
+
+Start is one pipeline with hook points in a fixed order, and one reverter
+across all of it::
+
+    volume   → the root directory is ready (storage drivers mount it here)
+    (namespaces created: the future init waits in them, ids mapped, root idmapped)
+    network  → the network namespace is prepared (veth moved in, addresses)
+    files    → files inside are written safely (hostname, hosts, resolv.conf...)
+    limits   → limits applied to the outer cgroup (beancounters)
+    (init executed as PID 1)
+    started  → after init runs (announce, start accounting)
+
+A hook is any callable taking a `StartContext`; it registers its own undo
+with `ctx.revert.add(...)`. If any step fails, everything done so far is
+undone, newest first: no half-made cgroup, mount, namespace or process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import shutil
+import signal
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from kernel import cgroups, enter, spawn, statefile, vpsfiles
+from kernel import syscalls as sc
+from kernel.config import NodeConfig, check_ctid
+from kernel.errors import AlreadyExists, Busy, InvalidArgument, KernelError, NotFound
+from kernel.idrange import IdAllocator, IdRange
+from kernel.registry import Record, Registry
+from kernel.reverter import Reverter
+from kernel.rootfs import RootfsOptions
+from kernel.templates import TemplateCache
+
+STAGES = ("volume", "network", "files", "limits", "started")
+UNSAFE_ENV = "CTPANEL_UNSAFE_TESTING"
+
+
+@dataclass(frozen=True)
+class Defences:
+    """Test-only switches for negative controls; refused unless CTPANEL_UNSAFE_TESTING=1."""
+
+    seccomp: bool = True
+    masks: bool = True
+
+    def check(self) -> None:
+        if not (self.seccomp and self.masks) and os.environ.get(UNSAFE_ENV) != "1":
+            raise InvalidArgument("defences can only be switched off by the test suite")
+
+
+@dataclass(frozen=True)
+class CreateSpec:
+    ctid: int
+    template: str
+    hostname: str = ""
+    onboot: bool = False
+    panel_managed: bool = False
+
+
+@dataclass(frozen=True)
+class StartOptions:
+    console: str | None = None  # host tty bound as the VPS's /dev/console (the supervisor's pty)
+    timeout: float = 10.0
+    devpts_max: int = 1024
+    defences: Defences = field(default_factory=Defences)
+
+
+@dataclass(frozen=True)
+class Status:
+    ctid: int
+    exists: bool
+    mounted: bool
+    running: bool
+    frozen: bool = False
+    init_pid: int | None = None
+
+    def vzctl_line(self) -> str:
+        """OpenVZ's `vzctl status` line."""
+        words = [
+            "exist" if self.exists else "deleted",
+            "mounted" if self.mounted else "unmounted",
+            "running" if self.running else "down",
+        ]
+        return f"CTID {self.ctid} " + " ".join(words)
+
+
+@dataclass
+class StartContext:
+    """What start hooks see. `init_pid` and `ns_dir` are set from the network stage on."""
+
+    record: Record
+    config: NodeConfig
+    volume: str
+    cgroup_paths: cgroups.CgroupPaths
+    revert: Reverter
+    options: StartOptions
+    init_pid: int = 0
+    ns_dir: str = ""
+
+
+Hook = Callable[[StartContext], None]
+
+
+def _stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat fields from the state on (field 3 is [0]), or None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            return fh.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+
+
+def _starttime(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat: tells a live init from a reused PID."""
+    fields = _stat(pid)
+    return int(fields[19]) if fields else None
+
+
+def _signal(name: str) -> int:
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        raise InvalidArgument(f"unknown signal {name!r}") from None
+
+
+class Runtime:
+    """One node's VPS runtime. Cheap to construct; holds no per-VPS state in memory."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        *,
+        cgroup_driver: cgroups.CgroupDriver | None = None,
+        hooks: Mapping[str, Sequence[Hook]] | None = None,
+    ) -> None:
+        self.config = config
+        self.cgroups = cgroup_driver or cgroups.detect(config.cgroup_prefix)
+        self.registry = Registry(config)
+        self.ids = IdAllocator(config)
+        self.templates = TemplateCache(config)
+        unknown = set(hooks or {}) - set(STAGES)
+        if unknown:
+            raise InvalidArgument(f"unknown start stages: {sorted(unknown)}")
+        self.hooks: dict[str, list[Hook]] = {s: list((hooks or {}).get(s, ())) for s in STAGES}
+        for directory in (config.run_dir, config.private_dir):
+            statefile.ensure_dir(directory, 0o700)
+
+    # -- paths and locks ---------------------------------------------------------------------
+    def volume_path(self, ctid: int) -> str:
+        return os.path.join(self.config.private_dir, str(check_ctid(ctid)))
+
+    def _state_path(self, ctid: int) -> str:
+        return os.path.join(self.config.run_dir, f"{ctid}.json")
+
+    def _stage_dir(self, ctid: int) -> str:
+        return os.path.join(self.config.run_dir, f"{ctid}.root")
+
+    @contextlib.contextmanager
+    def lock(self, ctid: int, *, wait: bool = False) -> Iterator[None]:
+        """The per-VPS lock every client takes for a change; `Busy` if held and not `wait`."""
+        path = os.path.join(self.config.run_dir, f"{check_ctid(ctid)}.lock")
+        with statefile.flocked(path, wait=wait):
+            yield
+
+    # -- create / destroy ------------------------------------------------------------------
+    def create(self, spec: CreateSpec) -> Record:
+        """Allocate ids, unpack the template onto a new directory volume, register the VPS."""
+        check_ctid(spec.ctid)
+        if spec.hostname:
+            vpsfiles.check_hostname(spec.hostname)
+        with self.lock(spec.ctid), Reverter() as revert:
+            if self.registry.find(spec.ctid) is not None:
+                raise AlreadyExists(f"CT {spec.ctid} already exists")
+            template = self.templates.verify(spec.template)
+            fresh_ids = self.ids.lookup(spec.ctid) is None
+            ids = self.ids.allocate(spec.ctid)
+            if fresh_ids:
+                revert.add(lambda: self.ids.release(spec.ctid), "release ids")
+            volume = self.volume_path(spec.ctid)
+            os.mkdir(volume, 0o755)
+            revert.add(lambda: shutil.rmtree(volume, ignore_errors=True), "remove volume")
+            self.templates.install(spec.template, volume)
+            if spec.hostname:
+                with vpsfiles.VpsRoot(volume) as root:
+                    vpsfiles.write_hostname(root, spec.hostname)
+                    vpsfiles.write_hosts(root, spec.hostname)
+            paths = self.cgroups.paths(spec.ctid)
+            record = Record(
+                ctid=spec.ctid,
+                node=self.config.node,
+                id_start=ids.start,
+                id_size=ids.size,
+                volume=volume,
+                template=spec.template,
+                hostname=spec.hostname,
+                cgroups=paths.outer,
+                onboot=spec.onboot,
+                panel_managed=spec.panel_managed,
+                init=template.meta.init,
+                halt_signal=template.meta.halt_signal,
+                reboot_signal=template.meta.reboot_signal,
+            )
+            self.registry.add(record)
+            revert.success()
+            return record
+
+    def destroy(self, ctid: int) -> None:
+        """Remove a stopped VPS: volume, cgroups, id range, registry entry. Idempotent."""
+        with self.lock(ctid):
+            if self._running_pid(ctid):
+                raise Busy(f"CT {ctid} is running")
+            record = self.registry.find(ctid)
+            self.cgroups.remove(ctid)
+            volume = record.volume if record else self.volume_path(ctid)
+            if os.path.lexists(volume):
+                shutil.rmtree(volume)
+            self.ids.release(ctid)
+            statefile.remove(self._state_path(ctid))
+            _rmdir(self._stage_dir(ctid))
+            self.registry.remove(ctid)
+
+    def set_hostname(self, ctid: int, hostname: str) -> Record:
+        """Record and write the hostname (the running VPS sees the files; UTS on next start)."""
+        vpsfiles.check_hostname(hostname)
+        with self.lock(ctid):
+            record = replace(self.registry.get(ctid), hostname=hostname)
+            with vpsfiles.VpsRoot(record.volume) as root:
+                vpsfiles.write_hostname(root, hostname)
+                vpsfiles.write_hosts(root, hostname)
+            self.registry.put(record)
+            return record
+
+    # -- status ------------------------------------------------------------------------------
+    def _running_pid(self, ctid: int) -> int | None:
+        try:
+            state = statefile.read_json(self._state_path(ctid))
+        except NotFound:
+            return None
+        pid = int(state["init_pid"])
+        fields = _stat(pid)
+        if not fields or int(fields[19]) != state["starttime"] or fields[0] == "Z":
+            return None
+        return pid
+
+    def status(self, ctid: int) -> Status:
+        check_ctid(ctid)
+        record = self.registry.find(ctid)
+        pid = self._running_pid(ctid)
+        frozen = False
+        if pid and "freeze" in self.cgroups.capabilities:
+            with contextlib.suppress(KernelError):
+                frozen = self.cgroups.frozen(ctid)
+        return Status(
+            ctid=ctid,
+            exists=record is not None,
+            mounted=pid is not None,
+            running=pid is not None,
+            frozen=frozen,
+            init_pid=pid,
+        )
+
+    def list(self) -> list[Status]:
+        return [self.status(ctid) for ctid in self.registry.ctids()]
+
+    # -- start ---------------------------------------------------------------------------------
+    def start(self, ctid: int, options: StartOptions | None = None) -> Status:
+        """Ensure the VPS runs; returns at once if it already does."""
+        options = options or StartOptions()
+        options.defences.check()
+        with self.lock(ctid):
+            record = self.registry.get(ctid)
+            if self._running_pid(ctid):
+                return self.status(ctid)
+            self._start(record, options)
+            return self.status(ctid)
+
+    def _run_hooks(self, stage: str, ctx: StartContext) -> None:
+        for hook in self.hooks[stage]:
+            hook(ctx)
+
+    def _start(self, record: Record, options: StartOptions) -> None:
+        ctid = record.ctid
+        with Reverter() as revert:
+            ctx = StartContext(
+                record=record,
+                config=self.config,
+                volume=record.volume,
+                cgroup_paths=self.cgroups.paths(ctid),
+                revert=revert,
+                options=options,
+            )
+            self._run_hooks("volume", ctx)
+            if not os.path.isdir(ctx.volume):
+                raise NotFound(f"CT {ctid}: volume is missing", path=ctx.volume)
+            self.cgroups.kill(ctid)  # leftovers of a crash; no-op normally
+            ctx.cgroup_paths = self.cgroups.ensure(ctid)
+            revert.add(lambda: self._remove_cgroups(ctid), "remove cgroups")
+            if "delegate" in self.cgroups.capabilities:
+                self.cgroups.delegate(ctid, record.id_start, record.id_start)
+            stage = self._stage_dir(ctid)
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(stage, 0o700)
+            revert.add(lambda: _rmdir(stage), "remove staging directory")
+            spec = spawn.InitSpec(
+                ctid=ctid,
+                volume=ctx.volume,
+                ids=IdRange(record.id_start, record.id_size),
+                stage_dir=stage,
+                hostname=record.hostname or f"ct{ctid}",
+                init=record.init,
+                cgroup_procs=tuple(
+                    os.path.join(p, "cgroup.procs") for p in ctx.cgroup_paths.inner.values()
+                ),
+                rootfs=RootfsOptions(
+                    masks=options.defences.masks,
+                    cgroup2=self.cgroups.version == 2,
+                    devpts_max=options.devpts_max,
+                ),
+                seccomp=options.defences.seccomp,
+                console=options.console,
+                timeout=options.timeout,
+            )
+            starting = spawn.Starting(spec)
+            revert.add(starting.abort, "kill init")
+            ctx.init_pid = starting.pid
+            ctx.ns_dir = starting.ns_dir
+            self._run_hooks("network", ctx)
+            self._write_files(ctx)
+            self._run_hooks("files", ctx)
+            self._run_hooks("limits", ctx)
+            starting.exec_init()
+            statefile.write_json(
+                self._state_path(ctid),
+                {"init_pid": starting.pid, "starttime": _starttime(starting.pid), "started": time.time()},
+            )
+            revert.add(lambda: statefile.remove(self._state_path(ctid)), "forget init")
+            self._run_hooks("started", ctx)
+            starting.close()
+            revert.success()
+
+    def _write_files(self, ctx: StartContext) -> None:
+        if ctx.record.hostname:
+            with vpsfiles.VpsRoot(ctx.volume) as root:
+                vpsfiles.write_hostname(root, ctx.record.hostname)
+                vpsfiles.write_hosts(root, ctx.record.hostname)
+
+    def _remove_cgroups(self, ctid: int) -> None:
+        self.cgroups.kill(ctid)
+        self.cgroups.remove(ctid)
+
+    # -- stop ------------------------------------------------------------------------------------
+    def stop(self, ctid: int, *, fast: bool = False, timeout: float = 30.0) -> Status:
+        """Ensure the VPS is stopped: halt signal to init, then after `timeout` kill everything.
+
+        `fast` kills at once (`vzctl stop --fast`). Returns when no process of the VPS is left.
+        """
+        with self.lock(ctid):
+            record = self.registry.get(ctid)
+            pid = self._running_pid(ctid)
+            if pid:
+                self._stop(record, pid, fast=fast, timeout=timeout)
+            self._cleanup(ctid)
+            return self.status(ctid)
+
+    def _stop(self, record: Record, pid: int, *, fast: bool, timeout: float) -> None:
+        ctid = record.ctid
+        try:
+            pidfd = sc.pidfd_open(pid)
+        except NotFound:
+            return
+        try:
+            if "freeze" in self.cgroups.capabilities:
+                with contextlib.suppress(KernelError):
+                    if self.cgroups.frozen(ctid):
+                        self.cgroups.thaw(ctid)
+            exited = False
+            if not fast:
+                with contextlib.suppress(NotFound):
+                    sc.pidfd_send_signal(pidfd, _signal(record.halt_signal))
+                exited = _wait_fd(pidfd, timeout)
+            if not exited:
+                self.cgroups.kill(ctid)
+                _wait_fd(pidfd, 10.0)
+        finally:
+            os.close(pidfd)
+        if _is_child(pid):
+            spawn.reap(pid)
+
+    def _cleanup(self, ctid: int) -> None:
+        with contextlib.suppress(NotFound):
+            pid = int(statefile.read_json(self._state_path(ctid))["init_pid"])
+            if _is_child(pid):  # an init that exited on its own (poweroff inside)
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+        self.cgroups.kill(ctid)
+        self.cgroups.remove(ctid)
+        statefile.remove(self._state_path(ctid))
+        _rmdir(self._stage_dir(ctid))
+
+    # -- freeze ------------------------------------------------------------------------------------
+    def freeze(self, ctid: int) -> None:
+        """`vzctl pause`: stop every process of the VPS in place (the kernel freezer)."""
+        with self.lock(ctid):
+            if not self._running_pid(ctid):
+                raise NotFound(f"CT {ctid} is not running")
+            self.cgroups.freeze(ctid)
+
+    def thaw(self, ctid: int) -> None:
+        with self.lock(ctid):
+            if not self._running_pid(ctid):
+                raise NotFound(f"CT {ctid} is not running")
+            self.cgroups.thaw(ctid)
+
+    # -- exec ----------------------------------------------------------------------------------------
+    def exec(
+        self,
+        ctid: int,
+        argv: Sequence[str],
+        *,
+        input: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        use_seccomp: bool = True,
+    ) -> enter.ExecResult:
+        """Run `argv` inside the running VPS and capture its output (no lock: read-only)."""
+        if not use_seccomp:
+            Defences(seccomp=False).check()
+        pid = self._running_pid(ctid)
+        if not pid:
+            raise NotFound(f"CT {ctid} is not running")
+        pidfd = sc.pidfd_open(pid)
+        try:
+            if _starttime(pid) is None:
+                raise NotFound(f"CT {ctid} is not running")
+            procs = [
+                os.path.join(p, "cgroup.procs") for p in self.cgroups.paths(ctid).inner.values()
+            ]
+            return enter.run_in(
+                pidfd, procs, argv, env=env, input=input, timeout=timeout, use_seccomp=use_seccomp
+            )
+        finally:
+            os.close(pidfd)
+
+
+def _rmdir(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.rmdir(path)
+
+
+def _wait_fd(fd: int, timeout: float) -> bool:
+    """True once the pidfd `fd` reports its process exited, False after `timeout`."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(max(0, int(timeout * 1000))))
+
+
+def _is_child(pid: int) -> bool:
+    fields = _stat(pid)
+    return bool(fields) and int(fields[1]) == os.getpid()  # type: ignore[index]

@@ -1,0 +1,274 @@
+"""Creating a VPS's init: fork, new namespaces, id mapping, idmapped root, exec.
+
+Three processes take part::
+
+    P  (caller: node worker or supervisor, host root)
+    └─ C1  joins the VPS's cgroups, unshares user+mnt+pid+uts+ipc+net+cgroup
+       └─ C2  PID 1 of the new PID namespace: builds the mount tree, waits, execs init
+
+P writes C1's uid_map/gid_map (the VPS's 65536-id host range), opens C1's
+user namespace and makes the idmapped mount of the volume (only host root
+may idmap a mount of a host filesystem), and passes it to C1 over a socket.
+C1 forks C2, reports its host PID and exits, so C2 is reparented to the
+nearest subreaper (the supervisor) or the host's init: no ctpanel process
+stays behind per VPS. P runs its start hooks while C2 waits, then tells C2
+to exec. C2's socket end is close-on-exec: EOF means init is running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+from dataclasses import dataclass, field
+
+from kernel import rootfs, seccomp
+from kernel import syscalls as sc
+from kernel.errors import KernelError, Timeout, from_errno
+from kernel.idrange import IdRange
+
+NAMESPACES = (
+    sc.CLONE_NEWUSER
+    | sc.CLONE_NEWNS
+    | sc.CLONE_NEWPID
+    | sc.CLONE_NEWUTS
+    | sc.CLONE_NEWIPC
+    | sc.CLONE_NEWNET
+    | sc.CLONE_NEWCGROUP
+)
+INIT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True)
+class InitSpec:
+    """Everything the pre-init children need, computed by the parent beforehand."""
+
+    ctid: int
+    volume: str  # host path of the VPS's root directory (a plain dir or a mounted volume)
+    ids: IdRange
+    stage_dir: str  # empty host directory the root is attached to before pivot_root
+    hostname: str
+    init: str
+    cgroup_procs: tuple[str, ...]  # inner cgroup.procs files to join before unsharing
+    rootfs: rootfs.RootfsOptions = field(default_factory=rootfs.RootfsOptions)
+    seccomp: bool = True  # False only for the negative-control tests
+    console: str | None = None  # host tty to bind as /dev/console (the supervisor's pty)
+    env: tuple[tuple[str, str], ...] = (("container", "ctpanel"), ("PATH", INIT_PATH), ("HOME", "/"))
+    timeout: float = 10.0
+
+
+def idmapped_mount(source: str, userns_fd: int) -> int:
+    """A detached clone of the mount at `source`, idmapped through `userns_fd`."""
+    fd = sc.open_tree(
+        sc.AT_FDCWD,
+        source,
+        sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC | sc.AT_SYMLINK_NOFOLLOW,
+    )
+    try:
+        sc.mount_setattr(
+            fd, "", sc.AT_EMPTY_PATH, attr_set=sc.MOUNT_ATTR_IDMAP, userns_fd=userns_fd
+        )
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _write_proc(pid: int, name: str, text: str) -> None:
+    fd = os.open(f"/proc/{pid}/{name}", os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def _report(sock: socket.socket, exc: BaseException) -> None:
+    err = getattr(exc, "errno", None)
+    payload = {"errno": err if isinstance(err, int) else None, "message": f"{exc}"[:2000]}
+    with contextlib.suppress(OSError):
+        sock.send(b"E" + json.dumps(payload).encode())
+
+
+def _raise_child_error(ctid: int, data: bytes) -> None:
+    try:
+        payload = json.loads(data[1:])
+    except ValueError:
+        payload = {"errno": None, "message": data[1:].decode(errors="replace")}
+    message = f"CT {ctid}: init setup failed: {payload.get('message')}"
+    if payload.get("errno"):
+        raise from_errno(int(payload["errno"]), message)
+    raise KernelError(message)
+
+
+class Starting:
+    """The parent's handle on a VPS between fork and exec (see the module doc)."""
+
+    def __init__(self, spec: InitSpec) -> None:
+        self.spec = spec
+        self.pid = 0  # host PID of C2, the future init
+        self.pidfd = -1
+        self._c1 = 0
+        self._program = seccomp.build() if spec.seccomp else b""
+        self._sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._sock.settimeout(spec.timeout)
+        self._c1 = os.fork()
+        if self._c1 == 0:  # pragma: no cover - runs in the child
+            self._sock.close()
+            _stage1(spec, child, self._program)
+        child.close()
+        try:
+            self._handshake()
+        except BaseException:
+            self.abort()
+            raise
+
+    def _recv(self) -> bytes:
+        try:
+            data = self._sock.recv(65536)
+        except TimeoutError:
+            raise Timeout(f"CT {self.spec.ctid}: init setup timed out") from None
+        if data.startswith(b"E"):
+            _raise_child_error(self.spec.ctid, data)
+        return data
+
+    def _handshake(self) -> None:
+        if self._recv() != b"U":
+            raise KernelError(f"CT {self.spec.ctid}: namespace setup failed")
+        c1 = self._c1
+        _write_proc(c1, "uid_map", self.spec.ids.map_line())
+        _write_proc(c1, "gid_map", self.spec.ids.map_line())
+        userns = os.open(f"/proc/{c1}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            mount_fd = idmapped_mount(self.spec.volume, userns)
+        finally:
+            os.close(userns)
+        try:
+            socket.send_fds(self._sock, [b"M"], [mount_fd])
+        finally:
+            os.close(mount_fd)
+        data = self._recv()
+        if not data.startswith(b"P"):
+            raise KernelError(f"CT {self.spec.ctid}: init was not created")
+        self.pid = int(data[1:])
+        self.pidfd = sc.pidfd_open(self.pid)
+        os.waitpid(c1, 0)
+        self._c1 = 0
+
+    @property
+    def ns_dir(self) -> str:
+        """/proc/<pid>/ns of the future init: where start hooks find the VPS's namespaces."""
+        return f"/proc/{self.pid}/ns"
+
+    def exec_init(self) -> None:
+        """Let C2 exec init; return once init runs, or raise what went wrong."""
+        if self._recv() != b"R":
+            raise KernelError(f"CT {self.spec.ctid}: init setup failed")
+        self._sock.send(b"X")
+        data = self._recv()
+        if data:
+            raise KernelError(f"CT {self.spec.ctid}: unexpected message from init")
+        self._sock.close()
+
+    def abort(self) -> None:
+        """Kill whatever was created; the caller's reverter removes cgroups."""
+        if self._c1:
+            with contextlib.suppress(OSError):
+                os.kill(self._c1, signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                os.waitpid(self._c1, 0)
+            self._c1 = 0
+        if self.pidfd >= 0:
+            with contextlib.suppress(KernelError):
+                sc.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+            reap(self.pid)
+        self.close()
+
+    def close(self) -> None:
+        self._sock.close()
+        if self.pidfd >= 0:
+            os.close(self.pidfd)
+            self.pidfd = -1
+
+
+def reap(pid: int) -> int | None:
+    """Collect `pid`'s exit status if it is our child (we are the subreaper); else None."""
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        return None
+    return status
+
+
+# -- the children ----------------------------------------------------------------------------
+
+
+def _stage1(spec: InitSpec, sock: socket.socket, program: bytes) -> None:  # pragma: no cover
+    try:
+        for path in spec.cgroup_procs:
+            _write_proc_path(path, "0\n")
+        sc.unshare(NAMESPACES)
+        sock.send(b"U")
+        msg, fds, _, _ = socket.recv_fds(sock, 16, 1)
+        if msg != b"M" or len(fds) != 1:
+            os._exit(1)
+        pid = os.fork()
+        if pid == 0:
+            _stage2(spec, sock, fds[0], program)
+        sock.send(b"P%d" % pid)
+        os._exit(0)
+    except BaseException as exc:
+        _report(sock, exc)
+    os._exit(1)
+
+
+def _write_proc_path(path: str, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def _stage2(spec: InitSpec, sock: socket.socket, mount_fd: int, program: bytes) -> None:  # pragma: no cover
+    try:
+        os.setsid()
+        sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+        stage = os.open(spec.stage_dir, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        sc.attach(mount_fd, stage)
+        os.close(stage)
+        os.close(mount_fd)
+        root_fd = os.open(spec.stage_dir, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        # Host-side sources, opened while the host's tree is still visible.
+        nodes = {n: os.open(f"/dev/{n}", os.O_PATH | os.O_CLOEXEC) for n in rootfs.DEV_NODES}
+        nodes["console"] = os.open(spec.console or "/dev/null", os.O_PATH | os.O_CLOEXEC)
+        sc.sethostname(spec.hostname)
+        os.setresgid(0, 0, 0)
+        os.setgroups([])
+        os.setresuid(0, 0, 0)
+        rootfs.mount_proc(root_fd, spec.rootfs, nodes["null"])
+        rootfs.mount_sys(root_fd, spec.rootfs)
+        rootfs.mount_dev(root_fd, spec.rootfs, nodes)
+        for fd in nodes.values():
+            os.close(fd)
+        rootfs.pivot(root_fd)
+        os.close(root_fd)
+        sc.join_session_keyring()
+        sock.send(b"R")
+        if sock.recv(16) != b"X":
+            os._exit(1)
+        console = os.open("/dev/console", os.O_RDWR | os.O_NOCTTY)
+        for target in (0, 1, 2):
+            os.dup2(console, target)
+        os.close(console)
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        sc.close_range(3, 0xFFFFFFFF, sc.CLOSE_RANGE_CLOEXEC)
+        if program:
+            seccomp.install(program)
+        os.execve(spec.init, [spec.init], dict(spec.env))  # noqa: S606 - the VPS's init
+    except BaseException as exc:
+        _report(sock, exc)
+    os._exit(127)

@@ -1,0 +1,74 @@
+"""Host-side state files: JSON written atomically (temp file, fsync, rename) and flock'ed."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from kernel.errors import Busy, from_oserror
+
+
+def ensure_dir(path: str, mode: int = 0o700) -> str:
+    """Create `path` (and parents) owned by root with `mode`; state dirs are never world-readable."""
+    try:
+        os.makedirs(path, mode=mode, exist_ok=True)
+    except OSError as exc:
+        raise from_oserror(exc, "cannot create state directory") from exc
+    return path
+
+
+def write_json(path: str, data: Any) -> None:
+    """Replace `path` with `data` as JSON; readers see the old or the new file, never half."""
+    directory = os.path.dirname(path) or "."
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, text.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise from_oserror(exc, "cannot write state file") from exc
+
+
+def read_json(path: str) -> Any:
+    """The parsed content of `path`; `NotFound` when it does not exist."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except OSError as exc:
+        raise from_oserror(exc, "cannot read state file") from exc
+
+
+def remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+@contextlib.contextmanager
+def flocked(path: str, *, wait: bool = True) -> Iterator[int]:
+    """Hold an exclusive flock on `path` (created if missing) for the `with` block.
+
+    With `wait=False` a held lock raises `Busy` at once (vzctl's "locked").
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise from_oserror(exc, "cannot open lock file") from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError as exc:
+            raise Busy("locked by another operation", path=path) from exc
+        yield fd
+    finally:
+        os.close(fd)

@@ -1,0 +1,194 @@
+"""Cgroup drivers: naming and layout against a fake filesystem, then the real v1 and v2 here."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import time
+
+import pytest
+
+from kernel import cgroups
+from kernel.errors import InvalidArgument, KernelError, NotSupported
+
+
+class FakeFS:
+    """Just enough cgroupfs: directories, files with values, chown records."""
+
+    def __init__(self, files: dict[str, str] | None = None, dirs: set[str] | None = None):
+        self.files = dict(files or {})
+        self.dirs = set(dirs or ())
+        self.owners: dict[str, tuple[int, int]] = {}
+        self.writes: list[tuple[str, str]] = []
+
+    def read(self, path):
+        return self.files[path]
+
+    def write(self, path, value):
+        self.writes.append((path, value))
+        self.files[path] = value
+
+    def mkdir(self, path):
+        self.dirs.add(path)
+
+    def rmdir(self, path):
+        self.dirs.discard(path)
+
+    def exists(self, path):
+        return path in self.dirs
+
+    def subdirs(self, path):
+        return sorted(d.rsplit("/", 1)[1] for d in self.dirs if d.rsplit("/", 1)[0] == path)
+
+    def chown(self, path, uid, gid):
+        self.owners[path] = (uid, gid)
+
+
+MOUNTINFO_HYBRID = """\
+25 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
+30 29 0:26 / /sys/fs/cgroup rw - tmpfs tmpfs rw,mode=755
+31 30 0:27 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu
+32 30 0:28 / /sys/fs/cgroup/cpuset rw - cgroup cgroup rw,cpuset,clone_children
+33 30 0:29 / /sys/fs/cgroup/freezer rw - cgroup cgroup rw,freezer
+34 30 0:30 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,name=systemd,release_agent=/x
+35 30 0:31 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw
+"""
+MOUNTINFO_V2 = "30 1 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n"
+
+
+@pytest.mark.unit
+def test_detect_hybrid_and_pure_v2():
+    driver = cgroups.detect("p", FakeFS(), MOUNTINFO_HYBRID)
+    assert isinstance(driver, cgroups.V1Driver)
+    assert driver.hierarchies() == {
+        "cpu": "/sys/fs/cgroup/cpu",
+        "cpuset": "/sys/fs/cgroup/cpuset",
+        "freezer": "/sys/fs/cgroup/freezer",
+        "name=systemd": "/sys/fs/cgroup/systemd",
+        "unified": "/sys/fs/cgroup/unified",
+    }
+    v2 = cgroups.detect("p", FakeFS(), MOUNTINFO_V2)
+    assert isinstance(v2, cgroups.V2Driver) and v2.mount == "/sys/fs/cgroup"
+    with pytest.raises(NotSupported):
+        cgroups.detect("p", FakeFS(), "25 1 254:0 / / rw - ext4 /dev/vda rw\n")
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("prefix", ["", "a/b", "..", "."])
+def test_bad_prefix(prefix):
+    with pytest.raises(InvalidArgument):
+        cgroups.V2Driver(prefix, fs=FakeFS())
+
+
+@pytest.mark.unit
+def test_v1_layout_copies_cpuset_and_is_idempotent():
+    fs = FakeFS({"/cg/cpuset/cpuset.cpus": "0-1\n", "/cg/cpuset/cpuset.mems": "0\n"}, {"/cg/cpuset", "/cg/memory"})
+    driver = cgroups.V1Driver("ctp", {"cpuset": "/cg/cpuset", "memory": "/cg/memory"}, fs=fs)
+    paths = driver.ensure(101)
+    assert paths.outer == {"cpuset": "/cg/cpuset/ctp/101", "memory": "/cg/memory/ctp/101"}
+    assert paths.inner["memory"] == "/cg/memory/ctp/101/vps"
+    for level in ("ctp", "ctp/101", "ctp/101/vps"):
+        assert fs.files[f"/cg/cpuset/{level}/cpuset.cpus"] == "0-1\n"
+        assert fs.files[f"/cg/cpuset/{level}/cpuset.mems"] == "0\n"
+    writes = len(fs.writes)
+    driver.ensure(101)
+    assert len(fs.writes) == writes
+    with pytest.raises(NotSupported):
+        driver.delegate(101, 1, 1)
+    driver.remove(101)
+    assert fs.dirs == {"/cg/cpuset", "/cg/memory", "/cg/cpuset/ctp", "/cg/memory/ctp"}
+
+
+@pytest.mark.unit
+def test_v2_enables_controllers_and_delegates_inner_only():
+    fs = FakeFS(
+        {
+            "/cg/cgroup.controllers": "cpu memory pids\n",
+            "/cg/cgroup.subtree_control": "memory\n",
+            "/cg/ctp/cgroup.controllers": "cpu memory pids\n",
+            "/cg/ctp/cgroup.subtree_control": "",
+            "/cg/ctp/101/cgroup.controllers": "cpu memory pids\n",
+            "/cg/ctp/101/cgroup.subtree_control": "",
+        },
+        {"/cg"},
+    )
+    driver = cgroups.V2Driver("ctp", "/cg", fs)
+    driver.ensure(101)
+    assert ("/cg/cgroup.subtree_control", "+cpu +pids\n") in fs.writes
+    assert ("/cg/ctp/101/cgroup.subtree_control", "+cpu +memory +pids\n") in fs.writes
+    driver.delegate(101, 1 << 30, 1 << 30)
+    assert set(fs.owners) == {
+        "/cg/ctp/101/vps",
+        "/cg/ctp/101/vps/cgroup.procs",
+        "/cg/ctp/101/vps/cgroup.threads",
+        "/cg/ctp/101/vps/cgroup.subtree_control",
+    }
+    driver.attach(101, 42)
+    assert fs.writes[-1] == ("/cg/ctp/101/vps/cgroup.procs", "42\n")
+
+
+# -- the real hierarchies of this host ----------------------------------------------------------
+
+
+def _drivers(prefix: str) -> list[cgroups.CgroupDriver]:
+    found: list[cgroups.CgroupDriver] = [cgroups.detect(prefix)]
+    with open("/proc/self/mountinfo") as fh:
+        pure, _, hybrid = cgroups.parse_mounts(fh.read())
+    if hybrid and not pure:
+        found.append(cgroups.V2Driver(prefix, hybrid))
+    return found
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("version", [1, 2])
+def test_real_driver_verbs(version, tmp_path):
+    prefix = f"ctpanel-test-{os.getpid()}-cg{version}"
+    drivers = [d for d in _drivers(prefix) if d.version == version]
+    if not drivers:
+        pytest.skip(f"no cgroup v{version} hierarchy on this host")
+    driver = drivers[0]
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        driver.ensure(101)
+        assert driver.exists(101)
+        for _ in range(3):
+            procs.append(subprocess.Popen(["sleep", "60"]))
+            driver.attach(101, procs[-1].pid)
+        assert sorted(driver.pids(101)) == sorted(p.pid for p in procs)
+        ticker = tmp_path / "ticks"
+        procs.append(subprocess.Popen(["sh", "-c", f"while :; do echo >> {ticker}; sleep 0.01; done"]))
+        driver.attach(101, procs[-1].pid)
+        deadline = time.monotonic() + 5
+        while not ticker.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        driver.freeze(101)
+        assert driver.frozen(101)
+        time.sleep(0.05)
+        size = ticker.stat().st_size
+        time.sleep(0.1)
+        assert ticker.stat().st_size == size  # nothing runs while frozen
+        driver.thaw(101)
+        assert not driver.frozen(101)
+        time.sleep(0.1)
+        assert ticker.stat().st_size > size
+        driver.kill(101)
+        assert driver.pids(101) == []
+        for p in procs:
+            p.wait(5)
+        driver.remove(101)
+        driver.remove(101)
+        assert not driver.exists(101)
+    finally:
+        with contextlib.suppress(KernelError):
+            driver.thaw(101)
+        with contextlib.suppress(KernelError):
+            driver.kill(101)
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+        driver.remove(101)
+        for mount in driver.hierarchies().values():
+            if os.path.isdir(os.path.join(mount, prefix)):
+                os.rmdir(os.path.join(mount, prefix))

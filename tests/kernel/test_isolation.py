@@ -1,0 +1,213 @@
+"""SECURITY.md's runtime baseline, checked from inside real VPSs: the mechanism
+(seccomp mode, masks in mountinfo, id maps) and the outcome (escapes fail).
+
+Escape attempts only ever run inside a VPS. Writes that could change the host
+if a defence were missing write back the value already there.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from kernel import rootfs, vpsfiles
+from kernel.runtime import Defences, Runtime, StartOptions
+from tests.kernel import probes
+
+pytestmark = pytest.mark.kernel
+
+ENOSYS = 38
+DENIED = ("keyctl", "io_uring_setup", "open_by_handle_at", "init_module", "kexec_load")
+
+
+def sh(runtime: Runtime, ctid: int, script: str, **kw) -> tuple[int, str]:
+    result = runtime.exec(ctid, ["sh", "-c", script], timeout=30, **kw)
+    return result.returncode, (result.stdout + result.stderr).decode()
+
+
+def install_probes(runtime: Runtime, ctid: int) -> None:
+    with vpsfiles.VpsRoot(runtime.volume_path(ctid)) as root:
+        root.makedirs("/probes")
+        for name in DENIED:
+            root.write(f"/probes/{name}", probes.syscall(probes.X86_64[name]), mode=0o755)
+        root.write("/probes/int80", probes.int80(probes.I386_GETPID), mode=0o755)
+
+
+def run_probes(runtime: Runtime, ctid: int, **kw) -> dict[str, int]:
+    names = [*DENIED, "int80"]
+    code, out = sh(runtime, ctid, "; ".join(f"/probes/{n}; echo {n} $?" for n in names), **kw)
+    assert code == 0, out
+    return {line.split()[0]: int(line.split()[1]) for line in out.splitlines() if line.split()[0] in names}
+
+
+def proc_status(pid: int | str, runtime: Runtime | None = None, ctid: int = 0) -> dict[str, str]:
+    if runtime is not None:
+        _, text = sh(runtime, ctid, f"cat /proc/{pid}/status")
+    else:
+        with open(f"/proc/{pid}/status") as fh:
+            text = fh.read()
+    return dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
+
+
+def mount_points(runtime: Runtime, ctid: int) -> dict[str, str]:
+    """Mount point → mount options, as the VPS sees them (the last mount on a point wins)."""
+    _, text = sh(runtime, ctid, "cat /proc/self/mountinfo")
+    points = {}
+    for line in text.splitlines():
+        fields = line.split()
+        points[fields[4]] = fields[5]
+    return points
+
+
+def test_init_runs_with_seccomp_and_without_no_new_privs(runtime, make_vps):
+    ctid = make_vps()
+    pid = runtime.status(ctid).init_pid
+    for status in (proc_status(pid), proc_status(1, runtime, ctid)):
+        assert status["Seccomp"].strip() == "2"
+        assert status["NoNewPrivs"].strip() == "0"
+        assert status["CapEff"].strip() == "000001ffffffffff"  # full set, in the VPS's user namespace
+    host_caps = proc_status("self")
+    assert host_caps["NSpid"] != proc_status(pid)["NSpid"]
+    assert proc_status(pid)["NSpid"].split()[-1] == "1"
+
+
+def test_seccomp_refuses_calls_from_init_and_from_exec(runtime, make_vps):
+    ctid = make_vps(start=False)
+    install_probes(runtime, ctid)
+    with vpsfiles.VpsRoot(runtime.volume_path(ctid)) as root:
+        script = "#!/bin/sh\n" + "".join(f"/probes/{n}; echo {n} $? >> /probes/boot\n" for n in (*DENIED, "int80"))
+        root.write("/etc/rc.local", script, mode=0o755)
+    runtime.start(ctid)
+    deadline = time.monotonic() + 10
+    with vpsfiles.VpsRoot(runtime.volume_path(ctid)) as root:
+        while root.read_text("/probes/boot", default="").count("\n") < len(DENIED) + 1:
+            assert time.monotonic() < deadline, "rc.local did not run"
+            time.sleep(0.05)
+        boot = dict(line.split() for line in root.read_text("/probes/boot").splitlines())
+    assert boot == {name: str(ENOSYS) for name in (*DENIED, "int80")}  # init's descendants
+    assert run_probes(runtime, ctid) == {name: ENOSYS for name in (*DENIED, "int80")}  # exec
+
+
+def test_negative_control_without_seccomp(runtime, make_vps, unsafe_testing):
+    ctid = make_vps(start=False)
+    install_probes(runtime, ctid)
+    runtime.start(ctid, StartOptions(defences=Defences(seccomp=False)))
+    assert proc_status(runtime.status(ctid).init_pid)["Seccomp"].strip() == "0"
+    results = run_probes(runtime, ctid, use_seccomp=False)
+    absent = {"init_module": "/proc/modules", "kexec_load": "/sys/kernel/kexec_loaded"}
+    for name, marker in absent.items():
+        if not os.path.exists(marker):  # this kernel lacks it: ENOSYS without any filter
+            del results[name]
+    assert all(code != ENOSYS for code in results.values()), results
+
+
+def test_uid_maps_are_high_and_disjoint_and_files_stay_low_on_disk(runtime, make_vps):
+    first, second = make_vps(), make_vps()
+    maps = []
+    for ctid in (first, second):
+        _, text = sh(runtime, ctid, "cat /proc/1/uid_map /proc/1/gid_map")
+        uid_map, gid_map = (line.split() for line in text.splitlines())
+        assert uid_map == gid_map and uid_map[0] == "0" and uid_map[2] == "65536"
+        assert int(uid_map[1]) >= 100000
+        maps.append(range(int(uid_map[1]), int(uid_map[1]) + 65536))
+    assert not set(maps[0]) & set(maps[1])
+    code, out = sh(runtime, first, "touch /root/a && touch /root/b && chown 1000:2000 /root/b && ls -ln /root")
+    assert code == 0, out
+    volume = runtime.volume_path(first)
+    assert (os.stat(f"{volume}/root/a").st_uid, os.stat(f"{volume}/root/a").st_gid) == (0, 0)
+    assert (os.stat(f"{volume}/root/b").st_uid, os.stat(f"{volume}/root/b").st_gid) == (1000, 2000)
+    assert os.stat(f"{volume}/bin/busybox").st_uid == 0
+    # and the host's id of the VPS's root owns the processes
+    pid = runtime.status(first).init_pid
+    assert os.stat(f"/proc/{pid}").st_uid == maps[0][0]
+
+
+def _host_has(path: str) -> bool:
+    return os.path.exists(path)
+
+
+def test_masks_and_readonly_paths_are_in_mountinfo(runtime, make_vps):
+    ctid = make_vps()
+    points = mount_points(runtime, ctid)
+    expected = [f"/proc/{n}" for n in (*rootfs.PROC_MASKED_FILES, *rootfs.PROC_MASKED_DIRS)]
+    expected += [f"/sys/{n}" for n in rootfs.SYS_MASKED_DIRS]
+    for point in expected:
+        if _host_has(point):
+            assert point in points, f"{point} is not masked"
+    for point in ("/proc/sys", "/proc/sysrq-trigger", "/proc/bus", "/proc/fs", "/proc/irq", "/sys"):
+        if _host_has(point):
+            assert points[point].split(",")[0] == "ro", point
+    assert points["/proc/sys/net"].split(",")[0] == "rw"
+    assert points["/sys/devices/virtual/net"].split(",")[0] == "rw"
+    for point in ("/proc", "/dev", "/dev/pts", "/dev/console", "/dev/null"):
+        assert point in points
+    assert "nosuid" in points["/proc"] and "noexec" in points["/proc"] and "nodev" in points["/proc"]
+    assert not [p for p in points if p.startswith(("/work", "/var/lib", "/tmp/ctpanel"))]
+    code, out = sh(runtime, ctid, "ls -l /dev; cat /proc/kallsyms | head -1; ls /proc/acpi")
+    assert code == 0, out
+    assert "ptmx -> pts/ptmx" in out and "ffffffff" not in out
+
+
+def test_negative_control_without_masks(runtime, make_vps, unsafe_testing):
+    ctid = make_vps(options=StartOptions(defences=Defences(masks=False)))
+    points = mount_points(runtime, ctid)
+    assert "/proc/kallsyms" not in points and "/proc/sys" not in points
+    assert points["/sys"].split(",")[0] == "rw"
+
+
+ESCAPES = {
+    "core_pattern": "cat /proc/sys/kernel/core_pattern > /tmp/v && cat /tmp/v > /proc/sys/kernel/core_pattern",
+    "sysrq": "echo h > /proc/sysrq-trigger",
+    "sys-write": "cat /sys/kernel/profiling > /tmp/v && cat /tmp/v > /sys/kernel/profiling",
+    "mknod-block": "mknod /tmp/disk b 254 0 && mkdir -p /mnt/d && mount /tmp/disk /mnt/d",
+    "release_agent": "mkdir -p /tmp/cg && mount -t cgroup -o memory cgroup /tmp/cg "
+    "&& echo /tmp/evil > /tmp/cg/release_agent",
+    "release_agent-named": "mkdir -p /tmp/cg2 && mount -t cgroup -o none,name=ctpx cgroup /tmp/cg2 "
+    "&& echo /tmp/evil > /tmp/cg2/release_agent",
+    "module": "rmmod ext4 2>&1 || true; insmod /nonexistent.ko",
+    "host-block-dev": "ls /dev | grep -E '^(vd|sd|nvme|loop)' && exit 0 || exit 1",
+    "forced-umount": "umount -f /proc/kallsyms",
+}
+
+
+@pytest.mark.parametrize("name", sorted(ESCAPES))
+def test_escape_attempts_fail_inside(runtime, make_vps, name):
+    ctid = make_vps()
+    with open("/proc/sys/kernel/core_pattern") as fh:
+        core = fh.read()
+    code, out = sh(runtime, ctid, ESCAPES[name])
+    assert code != 0, out
+    with open("/proc/sys/kernel/core_pattern") as fh:
+        assert fh.read() == core
+
+
+def test_no_host_descriptors_in_init_or_exec(runtime, make_vps):
+    ctid = make_vps()
+    pid = runtime.status(ctid).init_pid
+    fds = os.listdir(f"/proc/{pid}/fd")
+    assert sorted(fds) == ["0", "1", "2"]
+    for fd in fds:
+        assert os.readlink(f"/proc/{pid}/fd/{fd}") == "/dev/console"  # its own console
+    code, out = sh(runtime, ctid, "ls /proc/1/fd; for f in /proc/$$/fd/*; do readlink $f; done; pwd")
+    assert code == 0
+    lines = out.split()
+    assert lines[:3] == ["0", "1", "2"]
+    assert lines[-1] == "/"
+    for target in lines[3:-1]:
+        assert target.startswith(("pipe:", "/proc/")), target
+
+
+def test_exec_helper_is_invisible_and_processes_are_confined(runtime, make_vps):
+    ctid = make_vps()
+    _code, out = sh(runtime, ctid, "ps -o pid,comm | wc -l; ls /proc | grep -c '^[0-9]'")
+    header_and_rows, numeric = (int(x) for x in out.split())
+    assert numeric <= 4 and header_and_rows <= 5, out  # init, sh, ps/ls, wc: nothing of the host
+
+
+def test_two_vpss_cannot_see_each_other(runtime, make_vps):
+    first, second = make_vps(hostname="one"), make_vps(hostname="two")
+    sh(runtime, first, "echo secret > /root/s; sleep 300 >/dev/null 2>&1 &")
+    _code, out = sh(runtime, second, "hostname; ps -o comm | grep -c sleep; ls /root")
+    assert out.split() == ["two", "0"]

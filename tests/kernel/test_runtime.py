@@ -1,0 +1,198 @@
+"""The VPS lifecycle through the library API, with a real busybox VPS."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from kernel import syscalls as sc
+from kernel.errors import AlreadyExists, Busy, InvalidArgument, KernelError, NotFound
+from kernel.runtime import CreateSpec, Runtime, StartContext, StartOptions
+from tests.kernel import leftovers
+
+pytestmark = pytest.mark.kernel
+
+
+def sh(runtime: Runtime, ctid: int, script: str) -> tuple[int, str]:
+    result = runtime.exec(ctid, ["sh", "-c", script], timeout=30)
+    return result.returncode, (result.stdout + result.stderr).decode()
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_create_start_exec_stop_destroy(runtime, make_vps):
+    ctid = make_vps(start=False, hostname="web1.example.com")
+    assert runtime.status(ctid).vzctl_line() == f"CTID {ctid} exist unmounted down"
+    status = runtime.start(ctid)
+    assert status.running and status.init_pid
+    assert runtime.status(ctid).vzctl_line() == f"CTID {ctid} exist mounted running"
+    assert runtime.start(ctid).init_pid == status.init_pid  # ensure: already running
+    code, out = sh(runtime, ctid, "hostname; cat /etc/hostname; echo $$; ps -o pid,comm")
+    assert code == 0
+    lines = out.split()
+    assert lines[:2] == ["web1.example.com", "web1.example.com"]
+    assert "1" in lines and "init" in lines
+    assert runtime.exec(ctid, ["false"]).returncode == 1
+    assert runtime.exec(ctid, ["cat"], input=b"round trip").stdout == b"round trip"
+    with pytest.raises(NotFound):
+        runtime.exec(ctid, ["/no/such/command"])
+    with pytest.raises(Busy):
+        runtime.destroy(ctid)
+    started = time.monotonic()
+    stopped = runtime.stop(ctid, timeout=20)  # busybox init's own shutdown: about 2 s
+    assert not stopped.running
+    assert time.monotonic() - started < 10
+    assert runtime.stop(ctid).running is False  # ensure: already stopped
+    with pytest.raises(NotFound):
+        runtime.exec(ctid, ["true"])
+    runtime.destroy(ctid)
+    assert runtime.status(ctid).vzctl_line() == f"CTID {ctid} deleted unmounted down"
+    assert leftovers.of(runtime, ctid) == []
+
+
+def test_fast_stop_kills_everything(runtime, make_vps):
+    ctid = make_vps()
+    sh(runtime, ctid, "for i in 1 2 3; do sleep 600 >/dev/null 2>&1 & done; true")
+    pids = runtime.cgroups.pids(ctid)
+    assert len(pids) >= 4
+    started = time.monotonic()
+    runtime.stop(ctid, fast=True)
+    assert time.monotonic() - started < 2
+    assert not [pid for pid in pids if alive(pid)]
+    assert not runtime.cgroups.exists(ctid)
+
+
+def test_halt_timeout_falls_back_to_kill(runtime, make_vps):
+    ctid = make_vps()
+    runtime.registry.put(runtime.registry.get(ctid).__class__(
+        **{**runtime.registry.get(ctid).__dict__, "halt_signal": "SIGWINCH"}))  # init ignores it
+    started = time.monotonic()
+    assert not runtime.stop(ctid, timeout=0.3).running
+    assert time.monotonic() - started < 3
+
+
+def test_poweroff_inside_stops_the_vps(runtime, make_vps):
+    ctid = make_vps()
+    pid = runtime.status(ctid).init_pid
+    runtime.exec(ctid, ["poweroff"])
+    pidfd = sc.pidfd_open(pid)
+    try:
+        import select
+
+        assert select.select([pidfd], [], [], 15)[0]
+    finally:
+        os.close(pidfd)
+    assert not runtime.status(ctid).running
+    runtime.stop(ctid)
+    assert leftovers.of(runtime, ctid) == ["registry entry", "id range", "volume"]
+
+
+def test_freeze_and_thaw(runtime, make_vps):
+    ctid = make_vps()
+    runtime.freeze(ctid)
+    assert runtime.status(ctid).frozen
+    runtime.thaw(ctid)
+    assert not runtime.status(ctid).frozen
+    assert sh(runtime, ctid, "echo alive") == (0, "alive\n")
+    runtime.freeze(ctid)
+    assert not runtime.stop(ctid, fast=True).running  # a frozen VPS can still be stopped
+
+
+def test_lock_is_shared_and_refuses_a_second_change(runtime, make_vps):
+    ctid = make_vps(start=False)
+    with runtime.lock(ctid), pytest.raises(Busy):
+        runtime.start(ctid)
+    assert not runtime.status(ctid).running
+
+
+def test_create_refuses_duplicates_and_bad_input(runtime, make_vps):
+    ctid = make_vps(start=False)
+    with pytest.raises(AlreadyExists):
+        runtime.create(CreateSpec(ctid=ctid, template="busybox"))
+    with pytest.raises(NotFound):
+        runtime.create(CreateSpec(ctid=ctid + 50000, template="no-such-template"))
+    with pytest.raises(InvalidArgument):
+        runtime.create(CreateSpec(ctid=ctid + 50001, template="busybox", hostname="bad_name"))
+    assert leftovers.of(runtime, ctid + 50000) == []
+
+
+def test_hooks_run_in_order_with_the_namespaces_ready(node_config, subreaper, make_vps):
+    seen: list[tuple[str, int]] = []
+    host_net = os.readlink("/proc/self/ns/net")
+
+    def hook(stage):
+        def record(ctx: StartContext) -> None:
+            seen.append((stage, ctx.init_pid))
+            if stage == "network":
+                assert os.readlink(f"{ctx.ns_dir}/net") != host_net
+        return record
+
+    stages = ("volume", "network", "files", "limits", "started")
+    runtime = Runtime(node_config, hooks={s: [hook(s)] for s in stages})
+    ctid = make_vps(start=False)
+    status = runtime.start(ctid)
+    assert [s for s, _ in seen] == list(stages)
+    assert seen[0][1] == 0 and {p for _, p in seen[1:]} == {status.init_pid}
+    runtime.stop(ctid, fast=True)
+
+
+@pytest.mark.parametrize("stage", ["volume", "network", "files", "limits", "started"])
+def test_a_failing_step_leaves_nothing_half_made(node_config, subreaper, make_vps, stage):
+    calls = []
+
+    def boom(ctx: StartContext) -> None:
+        calls.append(stage)
+        if len(calls) == 1:
+            raise KernelError(f"boom in {stage}")
+
+    runtime = Runtime(node_config, hooks={stage: [boom]})
+    ctid = make_vps(start=False)
+    with pytest.raises(KernelError, match="boom"):
+        runtime.start(ctid, StartOptions(timeout=5))
+    assert not runtime.status(ctid).running
+    assert leftovers.of(runtime, ctid) == ["registry entry", "id range", "volume"]
+    assert runtime.start(ctid).running  # and it starts fine afterwards
+
+
+def test_a_planted_mount_point_symlink_fails_the_start_safely(runtime, make_vps, tmp_path):
+    ctid = make_vps(start=False)
+    volume = runtime.volume_path(ctid)
+    os.rmdir(os.path.join(volume, "proc"))
+    os.symlink(str(tmp_path), os.path.join(volume, "proc"))
+    with pytest.raises(KernelError):
+        runtime.start(ctid)
+    assert os.listdir(tmp_path) == []
+    assert leftovers.of(runtime, ctid) == ["registry entry", "id range", "volume"]
+
+
+def test_defences_cannot_be_switched_off_outside_tests(runtime, make_vps, monkeypatch):
+    from kernel.runtime import Defences
+
+    monkeypatch.delenv("CTPANEL_UNSAFE_TESTING", raising=False)
+    ctid = make_vps(start=False)
+    with pytest.raises(InvalidArgument):
+        runtime.start(ctid, StartOptions(defences=Defences(seccomp=False)))
+
+
+def test_cycles_leave_nothing_behind(runtime):
+    ctid = 990
+    try:
+        for _ in range(30):
+            runtime.create(CreateSpec(ctid=ctid, template="busybox"))
+            assert runtime.start(ctid).running
+            runtime.stop(ctid, fast=True)
+            runtime.destroy(ctid)
+            assert leftovers.of(runtime, ctid) == []
+    finally:
+        leftovers.force_remove(runtime, ctid)
+    assert os.listdir(runtime.config.private_dir) == [] or all(
+        not n.startswith("990") for n in os.listdir(runtime.config.private_dir)
+    )
