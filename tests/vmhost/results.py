@@ -1,7 +1,7 @@
 """Judge a vm-tier run and write its JUnit file (pure logic, unit-tested on the host).
 
 The tier passes only when tests were collected, every collected test
-finished, none failed or errored, and pytest itself exited 0. Tests that
+finished, none failed, errored or was skipped, and pytest itself exited 0. Tests that
 never ran (guest crashed, timeout) are added to the JUnit file as errors,
 so a reader of that file alone sees the failure too.
 """
@@ -94,6 +94,8 @@ def evaluate(run: Run) -> Verdict:
                         + ", ".join(not_run))
     if failed:
         problems.append(f"{len(failed)} vm tests failed: " + ", ".join(failed))
+    if skipped:  # the project's rule: nothing is skipped silently
+        problems.append(f"{len(skipped)} vm tests were skipped: " + ", ".join(skipped))
     if run.junit is None:
         problems.append("the guest's pytest wrote no JUnit file")
     else:

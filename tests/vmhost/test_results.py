@@ -70,6 +70,13 @@ def test_not_run_tests_are_added_to_an_existing_junit() -> None:
     assert junit_counts(junit_document(run, verdict))["errors"] == 2
 
 
+def test_a_skipped_test_fails_the_tier() -> None:
+    run = Run(collected=[A], progress=progress((A, "skipped")), junit=junit(1), pytest_exit=0)
+    verdict = evaluate(run)
+    assert verdict.skipped == [A]
+    assert not verdict.ok
+
+
 def test_zero_collected_fails() -> None:
     run = Run(collected=[], progress=[], junit=junit(0), pytest_exit=5)
     verdict = evaluate(run)
