@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import traceback
 from pathlib import Path
 
@@ -137,9 +138,22 @@ def pytest_command(request: dict) -> list[str]:
     ]
 
 
+def _copy_to_console(fd: int) -> None:
+    while chunk := os.read(fd, 65536):
+        os.write(1, chunk)
+
+
 def run_pytest(cmd: list[str], env: dict[str, str], cwd: str) -> int:
-    """Start pytest and reap every process until it exits (we are PID 1)."""
-    proc = subprocess.Popen(cmd, env=env, cwd=cwd)
+    """Start pytest and reap every process until it exits (we are PID 1).
+
+    Its output goes through a pipe, so pytest sees no terminal and writes
+    plain lines (no carriage-return progress) to the serial console.
+    """
+    read_end, write_end = os.pipe()
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=write_end, stderr=subprocess.STDOUT)
+    os.close(write_end)
+    copier = threading.Thread(target=_copy_to_console, args=(read_end,), daemon=True)
+    copier.start()
     while True:
         try:
             pid, status = os.waitpid(-1, 0)
@@ -147,6 +161,7 @@ def run_pytest(cmd: list[str], env: dict[str, str], cwd: str) -> int:
             return -1
         if pid == proc.pid:
             proc.returncode = os.waitstatus_to_exitcode(status)
+            copier.join(timeout=10)  # EOF unless a stray test process holds the pipe
             return proc.returncode
 
 

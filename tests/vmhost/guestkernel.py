@@ -63,7 +63,7 @@ def _release_of(package: str) -> str:
 def _cached(cache: Path) -> list[GuestKernel]:
     found = []
     for d in sorted((cache / "kernel").glob("*")):
-        if (d / COMPLETE).exists():
+        if not d.name.startswith(".") and (d / COMPLETE).exists():  # .name: being built
             found.append(GuestKernel(d.name, d))
     return found
 
