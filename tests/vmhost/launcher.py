@@ -201,6 +201,8 @@ def run(opts: argparse.Namespace) -> int:
     log(f"initramfs {prep.initrd.path} ({prep.initrd.path.stat().st_size >> 10} KiB, "
         f"{len(prep.initrd.modules)} modules); busybox rootfs {prep.rootfs.directory}")
     log(f"prepared in {time.monotonic() - t0:.1f} s")
+    if opts.prepare_only:
+        return 0
 
     work = Path(tempfile.mkdtemp(prefix="ctpanel-vm-", dir=opts.workdir))
     host_problems: list[str] = []
@@ -281,6 +283,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--swap-mib", type=int, default=512)
     parser.add_argument("--workdir", default=None,
                         help="parent of the per-run temporary directory (default $TMPDIR)")
+    parser.add_argument("--prepare-only", action="store_true",
+                        help="fetch the kernel and build the images into the cache, then exit")
     parser.add_argument("--keep", action="store_true",
                         help="keep the disks and results share after the run")
     opts, rest = parser.parse_known_args(argv)
