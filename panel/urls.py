@@ -1,8 +1,15 @@
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 urlpatterns = [
     path("", include("panel.accounts.urls")),
     path("nodes/", include("panel.nodes.urls")),
     path("admin/", admin.site.urls),
+    path("api/core/", include("panel.core.api.urls")),
+    path("api/accounts/", include("panel.accounts.api.urls")),
+    path("api/nodes/", include("panel.nodes.api.urls")),
+    path("api/plans/", include("panel.plans.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
-from panel.accounts.models import User
+from panel.accounts.models import ApiToken, AuthEvent, User
 
 
 @admin.register(User)
@@ -17,3 +17,27 @@ class UserAdmin(BaseUserAdmin):
     add_fieldsets = (
         (None, {"classes": ("wide",), "fields": ("username", "role", "owner", "password1", "password2")}),
     )
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ("name", "user", "prefix", "scope", "created", "expires", "revoked_at", "last_used")
+    list_filter = ("scope",)
+    readonly_fields = [f.name for f in ApiToken._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(AuthEvent)
+class AuthEventAdmin(admin.ModelAdmin):
+    list_display = ("time", "kind", "username", "ip", "user_agent")
+    list_filter = ("kind",)
+    search_fields = ("username", "ip")
+    readonly_fields = [f.name for f in AuthEvent._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -1,7 +1,7 @@
 from django.contrib import admin, messages
 
 from panel.nodes import services
-from panel.nodes.models import Node
+from panel.nodes.models import IPAddress, IPPool, Node, NodeGroup
 
 
 @admin.register(Node)
@@ -17,3 +17,26 @@ class NodeAdmin(admin.ModelAdmin):
         for node in queryset:
             services.ping(node, user=request.user)
         messages.info(request, f"Ping sent to {queryset.count()} node(s); see Operations for replies.")
+
+
+@admin.register(NodeGroup)
+class NodeGroupAdmin(admin.ModelAdmin):
+    list_display = ("name", "description")
+    filter_horizontal = ("nodes",)
+
+
+@admin.register(IPPool)
+class IPPoolAdmin(admin.ModelAdmin):
+    list_display = ("name", "family", "network", "unit_prefix", "node", "group", "active")
+    list_filter = ("family", "active")
+
+
+@admin.register(IPAddress)
+class IPAddressAdmin(admin.ModelAdmin):
+    list_display = ("address", "prefix_length", "pool", "owner", "assigned_to", "ptr", "allocated")
+    list_filter = ("pool",)
+    search_fields = ("address", "assigned_to", "ptr")
+    readonly_fields = ("pool", "address", "prefix_length", "allocated")
+
+    def has_add_permission(self, request):
+        return False

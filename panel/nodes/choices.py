@@ -6,3 +6,8 @@ class NodeState(models.TextChoices):
     UP = "up", "Up"
     DOWN = "down", "Down"
     DISABLED = "disabled", "Disabled by admin"
+
+
+class IPFamily(models.IntegerChoices):
+    IPV4 = 4, "IPv4"
+    IPV6 = 6, "IPv6"

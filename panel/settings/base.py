@@ -48,8 +48,18 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "panel.core",
+    "panel.core.audit",
+    "panel.core.notify",
     "panel.accounts",
     "panel.nodes",
+    "panel.plans",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -60,8 +70,13 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "panel.core.audit.middleware.AuditContextMiddleware",
+    "panel.accounts.middleware.AdminAllowListMiddleware",
+    "panel.accounts.middleware.TwoFactorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "panel.urls"
@@ -103,6 +118,10 @@ AUTH_PASSWORD_VALIDATORS = [
      "OPTIONS": {"min_length": 10}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "panel.accounts.backends.PanelBackend",
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
@@ -161,4 +180,55 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(env("CTPANEL_SWEEP_SECONDS", "10")),
         "options": {"expires": 10},
     },
+}
+
+# Accounts (docs/DESIGN.md, "Accounts, API and audit").
+# 2FA is required for admins and resellers when set; everybody may enrol.
+CTPANEL_REQUIRE_2FA = env("CTPANEL_REQUIRE_2FA", "0") == "1"
+# Admins may sign in (session or token) only from these addresses/networks; empty = anywhere.
+CTPANEL_ADMIN_ALLOWED_IPS = env_list("CTPANEL_ADMIN_ALLOWED_IPS", "")
+OTP_TOTP_ISSUER = env("CTPANEL_OTP_ISSUER", "ctpanel")
+AXES_FAILURE_LIMIT = int(env("CTPANEL_LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = float(env("CTPANEL_LOGIN_COOLOFF_HOURS", "0.25"))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+PASSWORD_RESET_TIMEOUT = 3600 * 4
+# Webhook targets on loopback or private networks are refused unless allowed (SSRF).
+CTPANEL_WEBHOOK_ALLOW_PRIVATE = env("CTPANEL_WEBHOOK_ALLOW_PRIVATE", "0") == "1"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "panel.accounts.api.authentication.ApiTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "panel.accounts.api.authentication.TokenScopePermission",
+    ],
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "panel.core.api.policy.Pagination",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "panel.core.api.policy.AnonThrottle",
+        "panel.core.api.policy.UserThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env("CTPANEL_API_RATE_ANON", "60/min"),
+        "user": env("CTPANEL_API_RATE_USER", "1200/min"),
+    },
+    "EXCEPTION_HANDLER": "panel.core.api.base.exception_handler",
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "ctpanel API",
+    "DESCRIPTION": "Hosting control panel with OpenVZ-style containers. Authenticate with "
+    "`Authorization: Bearer <token>` (API tokens) or a browser session.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
 }
