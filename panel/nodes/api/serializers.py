@@ -38,5 +38,9 @@ class IPAddressSerializer(serializers.ModelSerializer):
 
 
 class IPAddressPtrSerializer(IPAddressSerializer):
+    """What a holder may change: the reverse-DNS name."""
+
+    owner = serializers.PrimaryKeyRelatedField(read_only=True)
+
     class Meta(IPAddressSerializer.Meta):
         read_only_fields = [f for f in IPAddressSerializer.Meta.fields if f != "ptr"]
