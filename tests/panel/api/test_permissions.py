@@ -15,7 +15,7 @@ GLOBAL_VISIBLE = {("plans/plans", "global")}
 
 
 def expected_visible(viewer, obj: Obj) -> bool:
-    """Written out from the rules in docs/api.md, independently of the querysets."""
+    """Written out from the table in docs/panel-domain.md, independently of the querysets."""
     if viewer.role == Role.ADMIN:
         return True
     if obj.owner is None:
