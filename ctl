@@ -228,7 +228,7 @@ port $REDIS_PORT
 requirepass $CTPANEL_REDIS_PASSWORD
 dir $dir
 appendonly yes
-appendfsync everysec
+appendfsync always
 daemonize no
 logfile ""
 EOF

@@ -83,7 +83,9 @@ class Stack:
         return self.node_env["CTPANEL_NODE_NAME"]
 
     def start_node_worker(self, log_dir: Path, name: str = "node-worker", **extra_env: str) -> Process:
-        env = {**os.environ, **self.node_env, **extra_env}
+        # A node process knows nothing of the panel's settings.
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("CTPANEL_", "DJANGO_"))}
+        env = {**base, **self.node_env, **extra_env}
         argv = [str(BIN / "celery"), "-A", "worker.celery_app", "worker",
                 "-Q", f"node.{env['CTPANEL_NODE_NAME']}", "-n", f"{name}-{os.getpid()}@%h",
                 "--concurrency", "2", "--loglevel", "INFO",
@@ -172,3 +174,28 @@ def live_panel(test_db_env, tmp_path_factory) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.stop()
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(p) for p in (task / "children").read_text().split()]
+    return found
+
+
+def restart_redis_hard(home: str) -> int:
+    """kill -9 the test profile's Redis and start it again the way ./ctl does; return the new pid."""
+    run = Path(home, "run")
+    old = int((run / "redis.pid").read_text())
+    os.kill(old, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{old}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with open(Path(home, "log", "redis.log"), "ab") as log:
+        proc = subprocess.Popen(
+            ["setpriv", "--reuid=redis", "--regid=redis", "--init-groups", "--",
+             "redis-server", str(Path(home, "redis", "redis.conf"))],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+    (run / "redis.pid").write_text(f"{proc.pid}\n")
+    return proc.pid

@@ -68,6 +68,7 @@ class ErrorCode:
     PROTOCOL_MISROUTED = MisroutedMessage.code
     PROTOCOL_UNTRUSTED = UntrustedMessage.code
     INTERNAL = "node.internal"
+    GAVE_UP = "node.gave_up"
 
     MESSAGES: ClassVar[dict[str, str]] = {
         PROTOCOL_INVALID: "The node could not read the request. Update the panel and the node to the same version.",
@@ -76,6 +77,7 @@ class ErrorCode:
         PROTOCOL_UNTRUSTED: "The node refused a request that the panel had not signed (or that was altered). "
         "Check that the node trusts this panel's certificate.",
         INTERNAL: "The node failed unexpectedly. The node worker's log has the details.",
+        GAVE_UP: "The node gave up: every attempt ended its worker process. The node worker's log has the details.",
     }
 
 
@@ -175,7 +177,14 @@ class Request(Message):
 
 @dataclass(frozen=True, kw_only=True)
 class PingRequest(Request):
+    """Answer with the node's facts; `delay_ms` holds the answer back (diagnostics, tests)."""
+
     task: str = TASK_PING
+    delay_ms: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.delay_ms, bool) or not isinstance(self.delay_ms, int) or not 0 <= self.delay_ms <= 60000:
+            raise ProtocolError(f"PingRequest.delay_ms: expected 0-60000, got {self.delay_ms!r}")
 
 
 class Status:
@@ -188,7 +197,11 @@ class Status:
 
 @dataclass(frozen=True, kw_only=True)
 class Report(Message):
-    """What a node says about an operation; applied once by the panel worker."""
+    """What a node says about an operation; applied once by the panel worker.
+
+    `running` reports carry progress (`stage`, `percent`); the final one is
+    `succeeded` or `failed` and is the last the panel applies.
+    """
 
     operation_id: str
     node: str
@@ -198,10 +211,14 @@ class Report(Message):
     message: str = ""
     duration_ms: int = 0
     log: list[str] = field(default_factory=list)
+    stage: str = ""
+    percent: int = 0
 
     def __post_init__(self) -> None:
         if self.status not in Status.ALL:
             raise ProtocolError(f"Report.status: unknown status {self.status!r}")
+        if isinstance(self.percent, bool) or not isinstance(self.percent, int) or not 0 <= self.percent <= 100:
+            raise ProtocolError(f"Report.percent: expected 0-100, got {self.percent!r}")
 
 
 @dataclass(frozen=True, kw_only=True)

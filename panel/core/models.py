@@ -28,6 +28,9 @@ class Operation(models.Model):
         max_length=16, choices=OperationStatus.choices, default=OperationStatus.PENDING,
         db_index=True,
     )
+    stage = models.CharField(max_length=64, blank=True, help_text="Where a running operation is")
+    percent = models.PositiveSmallIntegerField(default=0)
+    log = models.JSONField(default=list, blank=True, help_text="Lines the node reported")
     result = models.JSONField(default=dict, blank=True)
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.TextField(blank=True)

@@ -48,6 +48,10 @@ def apply_report(report: protocol.Report) -> Operation | None:
         now = timezone.now()
         op.started_at = op.started_at or now
         op.status = report.status
+        op.stage = report.stage or op.stage
+        op.percent = report.percent
+        if report.log:
+            op.log = [*op.log, *report.log]
         if report.status in protocol.Status.TERMINAL:
             op.finished_at = now
             op.duration_ms = report.duration_ms

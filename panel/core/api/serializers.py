@@ -28,7 +28,8 @@ class OperationSerializer(serializers.ModelSerializer):
     class Meta:
         model = Operation
         fields = ["id", "action", "node_name", "target_type", "target_id", "user", "request_id", "payload",
-                  "status", "result", "error_code", "error_message", "duration_ms", "created", "dispatched_at",
+                  "status", "stage", "percent", "log", "result", "error_code", "error_message", "duration_ms",
+                  "created", "dispatched_at",
                   "started_at", "finished_at"]
 
 
