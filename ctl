@@ -385,6 +385,8 @@ cmd_test() {
   services_up
   export CTPANEL_TEST_NODE_ENV="$ETC/node-$NODE_NAME.env" CTPANEL_TEST_HOME="$HOME_DIR"
   set -a; . "$ETC/panel.env"; set +a
+  # This run's own database, node name and panel queue: runs may overlap.
+  export CTPANEL_TEST_RUN="$$" CTPANEL_PANEL_QUEUE="panel-test-$$"
   cd "$TOP"
   if [ $# -gt 0 ]; then
     exec "$PY" -m tests.run "$@"

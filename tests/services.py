@@ -149,6 +149,10 @@ def test_db_env(django_db_setup, django_db_blocker) -> dict[str, str]:
 def stack(test_db_env, tmp_path_factory) -> Iterator[Stack]:
     """A node worker and a panel worker, real processes, for the whole session."""
     node_env = read_env_file(os.environ["CTPANEL_TEST_NODE_ENV"])
+    # This run's own node name and panel queue (see panel/settings/test.py).
+    run = os.environ.get("CTPANEL_TEST_RUN")
+    if run:
+        node_env.update(CTPANEL_NODE_NAME=f"test-{run}", CTPANEL_PANEL_QUEUE=test_db_env["CTPANEL_PANEL_QUEUE"])
     stack = Stack(node_env=node_env, panel_env=test_db_env)
     purge_queues(node_env["CTPANEL_BROKER_URL"], f"node.{stack.node_name}", test_db_env["CTPANEL_PANEL_QUEUE"])
     log_dir = tmp_path_factory.mktemp("workers")

@@ -9,3 +9,9 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
 STATIC_ROOT = None  # served from the finders; collectstatic is for production
+
+# Several test runs can share the test profile's PostgreSQL and Redis (two
+# developers, or a developer and an agent): `./ctl test` gives each run its
+# own database, node name and panel queue, keyed by CTPANEL_TEST_RUN.
+if env("CTPANEL_TEST_RUN", ""):  # noqa: F405
+    DATABASES["default"]["TEST"] = {"NAME": f"test_ctpanel_{env('CTPANEL_TEST_RUN')}"}  # noqa: F405
