@@ -266,6 +266,7 @@ spawn() {
       >>"$LOGS/$name.log" 2>&1 </dev/null
   ) &
   echo $! >"$RUN/$name.pid"
+  disown $!
 }
 
 is_running() {
