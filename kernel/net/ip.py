@@ -1,0 +1,366 @@
+"""A small typed facade over pyroute2 in the vocabulary of ip(8).
+
+`IP(netns)` opens one rtnetlink socket in a network namespace given by name
+(/run/netns/NAME) or path (/proc/PID/ns/net); pyroute2 makes the socket in a
+forked child, so the worker never enters a namespace itself. `None` is the
+worker's own namespace. Every `*_add` is an ensure (an existing identical
+object is fine), every `*_del` is idempotent, and netlink errors surface as
+`KernelError` subclasses chosen from the errno.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from kernel.errors import InvalidArgument, KernelError, NotFound, from_errno
+
+IFNAMSIZ = 15
+
+
+@dataclass(frozen=True)
+class Link:
+    index: int
+    name: str
+    kind: str
+    mac: str
+    up: bool
+    master: int | None
+    rx_bytes: int = 0
+    rx_packets: int = 0
+    tx_bytes: int = 0
+    tx_packets: int = 0
+
+
+def check_ifname(name: str) -> str:
+    if not name or len(name) > IFNAMSIZ or any(c in name for c in "/ :\n\0") or name in (".", ".."):
+        raise InvalidArgument(f"bad interface name {name!r} (1-{IFNAMSIZ} characters, no '/', ':' or spaces)")
+    return name
+
+
+def netns_path(netns: str | None) -> str | None:
+    """The file a namespace name or path refers to (None: the worker's own namespace)."""
+    if netns is None:
+        return None
+    return netns if "/" in netns else f"/run/netns/{netns}"
+
+
+def _wrap(exc: NetlinkError, what: str) -> KernelError:
+    return from_errno(exc.code, what)
+
+
+class IP:
+    """One rtnetlink socket in `netns`; use as a context manager."""
+
+    def __init__(self, netns: str | None = None) -> None:
+        self.netns = netns
+        path = netns_path(netns)
+        if path is not None and not os.path.exists(path):
+            raise NotFound("network namespace is gone", path=path)
+        try:
+            self._ipr = IPRoute(netns=path, flags=0) if path else IPRoute()
+        except OSError as exc:
+            raise from_errno(exc.errno or errno.EIO, "cannot open rtnetlink", path) from exc
+
+    def close(self) -> None:
+        self._ipr.close()
+
+    def __enter__(self) -> IP:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, what: str, fn: Any, *args: Any, ok: tuple[int, ...] = (), **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except NetlinkError as exc:
+            if exc.code in ok:
+                return None
+            raise _wrap(exc, what) from exc
+
+    # -- link -------------------------------------------------------------------------
+    def links(self) -> list[Link]:
+        """Every link with its counters: one netlink dump."""
+        out = []
+        for msg in self._call("link show", self._ipr.get_links):
+            info = msg.get_attr("IFLA_LINKINFO")
+            stats = msg.get_attr("IFLA_STATS64") or {}
+            out.append(
+                Link(
+                    index=msg["index"],
+                    name=msg.get_attr("IFLA_IFNAME"),
+                    kind=(info.get_attr("IFLA_INFO_KIND") if info else "") or "",
+                    mac=msg.get_attr("IFLA_ADDRESS") or "",
+                    up=bool(msg["flags"] & 1),
+                    master=msg.get_attr("IFLA_MASTER"),
+                    rx_bytes=stats.get("rx_bytes", 0),
+                    rx_packets=stats.get("rx_packets", 0),
+                    tx_bytes=stats.get("tx_bytes", 0),
+                    tx_packets=stats.get("tx_packets", 0),
+                )
+            )
+        return out
+
+    def link(self, name: str) -> Link | None:
+        return next((link for link in self.links() if link.name == name), None)
+
+    def index(self, name: str) -> int:
+        found = self._ipr.link_lookup(ifname=check_ifname(name))
+        if not found:
+            raise NotFound(f"no such interface {name!r}", path=self.netns)
+        return int(found[0])
+
+    def veth_add(
+        self, name: str, peer: str, *, peer_netns: str | None = None, mac: str = "", peer_mac: str = ""
+    ) -> int:
+        """`ip link add NAME type veth peer name PEER [netns NS]`; ensure: an existing veth NAME is kept."""
+        check_ifname(name)
+        check_ifname(peer)
+        existing = self.link(name)
+        if existing is not None:
+            if existing.kind != "veth":
+                raise KernelError(f"{name} exists and is not a veth", errno=errno.EEXIST)
+            return existing.index
+        peer_spec: dict[str, Any] = {"ifname": peer}
+        if peer_mac:
+            peer_spec["address"] = peer_mac
+        fd = -1
+        if peer_netns is not None:
+            fd = os.open(netns_path(peer_netns) or "", os.O_RDONLY | os.O_CLOEXEC)
+            peer_spec["net_ns_fd"] = fd
+        try:
+            kwargs: dict[str, Any] = {"ifname": name, "kind": "veth", "peer": peer_spec}
+            if mac:
+                kwargs["address"] = mac
+            self._call(f"link add {name}", self._ipr.link, "add", **kwargs)
+        finally:
+            if fd >= 0:
+                os.close(fd)
+        return self.index(name)
+
+    def bridge_add(self, name: str) -> int:
+        check_ifname(name)
+        if self.link(name) is None:
+            self._call(f"link add {name} type bridge", self._ipr.link, "add", ifname=name, kind="bridge")
+        return self.index(name)
+
+    def link_set(
+        self,
+        name: str,
+        *,
+        up: bool | None = None,
+        master: str | None = None,
+        nomaster: bool = False,
+        netns: str | None = None,
+        rename: str | None = None,
+        mac: str | None = None,
+    ) -> None:
+        """`ip link set NAME [up|down] [master BR|nomaster] [netns NS] [name NEW] [address MAC]`."""
+        index = self.index(name)
+        kwargs: dict[str, Any] = {}
+        if rename is not None:
+            kwargs["ifname"] = check_ifname(rename)
+        if mac is not None:
+            kwargs["address"] = mac
+        if master is not None:
+            kwargs["master"] = self.index(master)
+        if nomaster:
+            kwargs["master"] = 0
+        if kwargs:
+            self._call(f"link set {name}", self._ipr.link, "set", index=index, **kwargs)
+        if netns is not None:
+            fd = os.open(netns_path(netns) or "", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                self._call(f"link set {name} netns", self._ipr.link, "set", index=index, net_ns_fd=fd)
+            finally:
+                os.close(fd)
+            return
+        if up is not None:
+            self._call(f"link set {name}", self._ipr.link, "set", index=index, state="up" if up else "down")
+
+    def link_del(self, name: str) -> bool:
+        """`ip link del NAME`; False when there was none."""
+        found = self._ipr.link_lookup(ifname=check_ifname(name))
+        if not found:
+            return False
+        self._call(f"link del {name}", self._ipr.link, "del", index=found[0], ok=(errno.ENODEV,))
+        return True
+
+    # -- addr -------------------------------------------------------------------------
+    def addrs(self, name: str) -> list[str]:
+        """Addresses on NAME as 'addr/prefixlen'."""
+        index = self.index(name)
+        out = []
+        for msg in self._call("addr show", self._ipr.get_addr, index=index):
+            out.append(f"{msg.get_attr('IFA_ADDRESS')}/{msg['prefixlen']}")
+        return out
+
+    def addr_add(self, name: str, cidr: str, *, nodad: bool = False) -> None:
+        iface = ipaddress.ip_interface(cidr)
+        kwargs: dict[str, Any] = {}
+        if nodad and iface.version == 6:
+            kwargs["flags"] = 0x02  # IFA_F_NODAD
+        self._call(
+            f"addr add {cidr} dev {name}",
+            self._ipr.addr,
+            "add",
+            index=self.index(name),
+            address=str(iface.ip),
+            prefixlen=iface.network.prefixlen,
+            ok=(errno.EEXIST,),
+            **kwargs,
+        )
+
+    def addr_del(self, name: str, cidr: str) -> None:
+        iface = ipaddress.ip_interface(cidr)
+        found = self._ipr.link_lookup(ifname=check_ifname(name))
+        if not found:
+            return
+        self._call(
+            f"addr del {cidr} dev {name}",
+            self._ipr.addr,
+            "del",
+            index=found[0],
+            address=str(iface.ip),
+            prefixlen=iface.network.prefixlen,
+            ok=(errno.EADDRNOTAVAIL, errno.ENODEV),
+        )
+
+    # -- route ------------------------------------------------------------------------
+    def route_add(self, dst: str, *, dev: str, via: str | None = None, onlink: bool = False) -> None:
+        """`ip route replace DST [via GW] dev DEV [onlink]` (replace: an ensure)."""
+        net = ipaddress.ip_network(dst, strict=False) if dst != "default" else None
+        kwargs: dict[str, Any] = {"oif": self.index(dev)}
+        if net is not None:
+            kwargs["dst"] = str(net)
+            kwargs["family"] = 10 if net.version == 6 else 2
+        else:
+            assert via is not None
+            kwargs["dst"] = "::/0" if ":" in via else "0.0.0.0/0"
+            kwargs["family"] = 10 if ":" in via else 2
+        if via:
+            kwargs["gateway"] = via
+        if onlink:
+            kwargs["flags"] = 4  # RTNH_F_ONLINK
+        self._call(f"route replace {dst} dev {dev}", self._ipr.route, "replace", **kwargs)
+
+    def route_del(self, dst: str, *, dev: str) -> None:
+        found = self._ipr.link_lookup(ifname=check_ifname(dev))
+        if not found:
+            return
+        net = ipaddress.ip_network(dst, strict=False)
+        self._call(
+            f"route del {dst} dev {dev}",
+            self._ipr.route,
+            "del",
+            dst=str(net),
+            oif=found[0],
+            family=10 if net.version == 6 else 2,
+            ok=(errno.ESRCH, errno.ENOENT),
+        )
+
+    def routes(self, dev: str) -> list[str]:
+        index = self.index(dev)
+        out = []
+        for family in (2, 10):
+            for msg in self._call("route show", self._ipr.get_routes, family=family, oif=index):
+                if msg["table"] != 254 and msg.get_attr("RTA_TABLE") != 254:
+                    continue
+                dst = msg.get_attr("RTA_DST")
+                out.append(f"{dst}/{msg['dst_len']}" if dst else "default")
+        return out
+
+    # -- neigh ------------------------------------------------------------------------
+    def neigh_add_proxy(self, addr: str, *, dev: str) -> None:
+        """`ip neigh add proxy ADDR dev DEV` (answer ARP/NDP for ADDR on DEV)."""
+        ip = ipaddress.ip_address(addr)
+        self._call(
+            f"neigh add proxy {addr} dev {dev}",
+            self._ipr.neigh,
+            "replace",
+            dst=str(ip),
+            ifindex=self.index(dev),
+            family=10 if ip.version == 6 else 2,
+            flags=0x08,  # NTF_PROXY
+        )
+
+    def neigh_del_proxy(self, addr: str, *, dev: str) -> None:
+        found = self._ipr.link_lookup(ifname=check_ifname(dev))
+        if not found:
+            return
+        ip = ipaddress.ip_address(addr)
+        self._call(
+            f"neigh del proxy {addr} dev {dev}",
+            self._ipr.neigh,
+            "del",
+            dst=str(ip),
+            ifindex=found[0],
+            family=10 if ip.version == 6 else 2,
+            flags=0x08,
+            ok=(errno.ENOENT, errno.ESRCH),
+        )
+
+    def proxies(self, dev: str) -> list[str]:
+        index = self.index(dev)
+        out = []
+        for family in (2, 10):
+            for msg in self._call("neigh show proxy", self._ipr.get_neighbours, family=family, flags=0x08):
+                if msg["ifindex"] == index:
+                    out.append(msg.get_attr("NDA_DST"))
+        return out
+
+    def neigh(self, addr: str, *, dev: str) -> str | None:
+        """The link-layer address the neighbour table holds for ADDR on DEV (None if none)."""
+        ip = ipaddress.ip_address(addr)
+        index = self.index(dev)
+        for msg in self._call(
+            "neigh show", self._ipr.get_neighbours, family=10 if ip.version == 6 else 2, ifindex=index
+        ):
+            if msg.get_attr("NDA_DST") == str(ip):
+                return msg.get_attr("NDA_LLADDR")
+        return None
+
+    # -- tc ---------------------------------------------------------------------------
+    def qdisc_del(self, dev: str) -> None:
+        """Remove DEV's root HTB (back to the default qdisc); nothing if there is none."""
+        found = self._ipr.link_lookup(ifname=check_ifname(dev))
+        if not found:
+            return
+        self._call(
+            f"qdisc del dev {dev}",
+            self._ipr.tc,
+            "del",
+            "htb",
+            found[0],
+            0x10000,
+            ok=(errno.ENOENT, errno.EINVAL, errno.ENODEV),
+        )
+
+    def htb_rate(self, dev: str, bps: int) -> None:
+        """One HTB class 1:10 holding all traffic leaving DEV, at `bps` bits per second (replace)."""
+        index = self.index(dev)
+        rate = max(1, bps // 8)  # pyroute2 takes bytes per second
+        burst = max(rate // 10, 16 * 1514)  # 100 ms worth, at least a few full frames
+        self._call(
+            f"qdisc add dev {dev} htb", self._ipr.tc, "add", "htb", index, 0x10000, default=0x10, ok=(errno.EEXIST,)
+        )
+        self._call(
+            f"class replace dev {dev} htb",
+            self._ipr.tc,
+            "replace-class",
+            "htb",
+            index,
+            0x10010,
+            parent=0x10000,
+            rate=rate,
+            ceil=rate,
+            burst=burst,
+            cburst=burst,
+        )

@@ -1,0 +1,492 @@
+"""VPS networking on one node: the start hook, live changes, clean-up and traffic counters.
+
+`Network(node, net)` is cheap to construct and keeps no per-VPS state in memory.
+Desired state per VPS lives in `<state_root>/net/<CTID>.json` (what `configure`
+stored), what is built for a running VPS in `<state_root>/net/<CTID>.live.json`,
+and the host-side interface names in the registry record (`Record.interfaces`,
+`{"venet0": "ve1a2b…"}`): names are allocated once, never derived from the CTID
+by string-mangling, so two nodes on one machine cannot collide.
+
+Callers hold the runtime's per-VPS lock around every change (`Runtime.lock`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import ipaddress
+import os
+import time
+from dataclasses import dataclass, replace
+
+from kernel import statefile
+from kernel.config import NodeConfig, check_ctid
+from kernel.errors import AlreadyExists, NotFound
+from kernel.net import inside, rules
+from kernel.net.config import ROUTED_IFNAME, NetConfig, Rate, VpsNet, check_ip, make_mac
+from kernel.net.ip import IP
+from kernel.net.nft import Counter, Nft, in_netns
+from kernel.registry import Record, Registry
+from kernel.run import run
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """Bytes (Ethernet frames without FCS) and packets as seen from the VPS; `in` = received by it."""
+
+    in_bytes: int = 0
+    in_packets: int = 0
+    out_bytes: int = 0
+    out_packets: int = 0
+
+    def __add__(self, other: Traffic) -> Traffic:
+        return Traffic(*(a + b for a, b in zip(self.as_list(), other.as_list(), strict=True)))
+
+    def as_list(self) -> list[int]:
+        return [self.in_bytes, self.in_packets, self.out_bytes, self.out_packets]
+
+
+@dataclass(frozen=True)
+class TrafficReport:
+    epoch: str  # changes only when the node's running totals were lost: then totals restart at 0
+    vps: dict[int, Traffic]
+
+
+def _starttime(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            return int(fh.read().rpartition(")")[2].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+class Network:
+    def __init__(self, node: NodeConfig, net: NetConfig | None = None) -> None:
+        self.node = node
+        self.net = net or NetConfig()
+        self.prefix = rules.table_prefix(node.node)
+        self.registry = Registry(node)
+        self.dir = statefile.ensure_dir(node.path("net"))
+        self.nft = Nft(self.net.host_netns)
+
+    # -- node ------------------------------------------------------------------------------
+    def setup_node(self) -> None:
+        """Ensure forwarding, proxy NDP on the uplink and the node's nft table (idempotent)."""
+        self._sysctl("net.ipv4.ip_forward", "1")
+        self._sysctl("net.ipv6.conf.all.forwarding", "1")
+        if self.net.uplink and self.net.proxy_neighbours:
+            self._sysctl(f"net.ipv6.conf.{self.net.uplink}.proxy_ndp", "1")
+        self.nft.batch(rules.node_table(self.prefix, open_tcp=self.net.open_tcp, open_udp=self.net.open_udp))
+
+    def teardown_node(self) -> None:
+        """Remove the node's nft table (every VPS must have been released first)."""
+        self.nft.delete_table("inet", self.prefix)
+
+    def _sysctl(self, key: str, value: str) -> None:
+        run(in_netns(self.net.host_netns, ["sysctl", "-qw", f"{key}={value}"]))
+
+    # -- desired state -----------------------------------------------------------------------
+    def _spec_path(self, ctid: int) -> str:
+        return os.path.join(self.dir, f"{check_ctid(ctid)}.json")
+
+    def _live_path(self, ctid: int) -> str:
+        return os.path.join(self.dir, f"{check_ctid(ctid)}.live.json")
+
+    def spec(self, ctid: int) -> VpsNet:
+        try:
+            return VpsNet.from_json(statefile.read_json(self._spec_path(ctid)))
+        except NotFound:
+            return VpsNet()
+
+    def configure(self, ctid: int, spec: VpsNet) -> None:
+        """Store the VPS's desired network and apply what can change live (addresses, rate)."""
+        old = self.spec(ctid)
+        self._check_unique(ctid, spec)
+        statefile.write_json(self._spec_path(ctid), spec.to_json())
+        live = self._live(ctid)
+        if live is None:
+            return
+        for addr in [a for a in old.ips if a not in spec.ips]:
+            self._route_ip(ctid, live, addr, add=False)
+        for addr in [a for a in spec.ips if a not in old.ips]:
+            self._route_ip(ctid, live, addr, add=True)
+        if (old.rate, old.packet_rate, old.netifs) != (spec.rate, spec.packet_rate, spec.netifs):
+            self._apply_vps_table(ctid, spec, live["hosts"])
+            self._shape(spec.rate, live["hosts"])
+        if (old.smtp, old.conntrack_max) != (spec.smtp, spec.conntrack_max):
+            self._apply_vps_chains(ctid, spec, live["hosts"])
+        self._write_inside(ctid, spec)
+
+    def add_ip(self, ctid: int, addr: str) -> VpsNet:
+        """`vzctl set CTID --ipadd ADDR`: live when running."""
+        addr = check_ip(addr)
+        spec = self.spec(ctid)
+        if addr not in spec.ips:
+            spec = replace(spec, ips=(*spec.ips, addr))
+            self.configure(ctid, spec)
+        return spec
+
+    def del_ip(self, ctid: int, addr: str) -> VpsNet:
+        """`vzctl set CTID --ipdel ADDR|all`: traffic from and to it stops at once."""
+        spec = self.spec(ctid)
+        keep = () if addr == "all" else tuple(a for a in spec.ips if a != check_ip(addr))
+        if keep != spec.ips:
+            spec = replace(spec, ips=keep)
+            self.configure(ctid, spec)
+        return spec
+
+    def set_rate(self, ctid: int, rate: Rate) -> VpsNet:
+        spec = replace(self.spec(ctid), rate=rate)
+        self.configure(ctid, spec)
+        return spec
+
+    def forget(self, ctid: int) -> None:
+        """On destroy: release everything and drop the stored desired state and totals."""
+        self.release(ctid)
+        statefile.remove(self._spec_path(ctid))
+        with self._totals() as totals:
+            totals["vps"].pop(str(ctid), None)
+
+    def _check_unique(self, ctid: int, spec: VpsNet) -> None:
+        mine = {ipaddress.ip_network(a) for a in spec.ips}
+        for name in os.listdir(self.dir):
+            stem, _, ext = name.partition(".")
+            if ext != "json" or not stem.isdigit() or int(stem) == ctid:
+                continue
+            other = self.spec(int(stem))
+            for addr in other.ips:
+                net = ipaddress.ip_network(addr)
+                if any(net.version == m.version and net.overlaps(m) for m in mine):  # type: ignore[arg-type]
+                    raise AlreadyExists(f"{addr} is assigned to CT {stem}")
+
+    # -- names --------------------------------------------------------------------------------
+    def _host_names(self, record: Record, spec: VpsNet) -> tuple[Record, dict[str, str]]:
+        """Inside name -> host-side veth name, allocated once and kept in the registry."""
+        names = dict(record.interfaces)
+        wanted = [ROUTED_IFNAME, *(n.name for n in spec.netifs)]
+        given = {n.name: n.host_ifname for n in spec.netifs if n.host_ifname}
+        taken = self._taken_names(record.ctid)
+        for inside_name in wanted:
+            if inside_name in given:
+                names[inside_name] = given[inside_name]
+            elif inside_name not in names:
+                for attempt in range(100):
+                    seed = f"{self.node.node}/{record.ctid}/{inside_name}/{attempt}"
+                    candidate = "ve" + hashlib.sha256(seed.encode()).hexdigest()[:11]
+                    if candidate not in taken:
+                        names[inside_name] = candidate
+                        break
+        for stale in [k for k in names if k not in wanted]:
+            del names[stale]
+        if names != record.interfaces:
+            record = replace(record, interfaces=names)
+            self.registry.put(record)
+        return record, {k: names[k] for k in wanted}
+
+    def _taken_names(self, ctid: int) -> set[str]:
+        with IP(self.net.host_netns) as host:
+            taken = {link.name for link in host.links()}
+        for other in self.registry.ctids():
+            if other != ctid:
+                rec = self.registry.find(other)
+                if rec:
+                    taken.update(rec.interfaces.values())
+        return taken
+
+    # -- start -----------------------------------------------------------------------------
+    def start_hook(self, ctx: object) -> None:
+        """The runtime's `network` stage hook: build everything for `ctx.record` (a StartContext)."""
+        record: Record = ctx.record  # type: ignore[attr-defined]
+        self.start(record, ctx.init_pid, revert=ctx.revert)  # type: ignore[attr-defined]
+
+    def files_hook(self, ctx: object) -> None:
+        """The runtime's `files` stage hook: resolv.conf and the template's address configuration."""
+        record: Record = ctx.record  # type: ignore[attr-defined]
+        inside.write(ctx.volume, self._inside_config(record.ctid, self.spec(record.ctid)))  # type: ignore[attr-defined]
+
+    def start(self, record: Record, init_pid: int, *, revert: object | None = None) -> None:
+        """Create the VPS's veths, routes, proxy entries, nft state and shaping for `init_pid`'s netns."""
+        ctid = record.ctid
+        spec = self.spec(ctid)
+        self.release(ctid)  # leftovers of a crash: counters are folded into the totals first
+        if revert is not None:
+            revert.add(lambda: self.release(ctid), "release network")  # type: ignore[attr-defined]
+        record, hosts = self._host_names(record, spec)
+        vps_ns = f"/proc/{init_pid}/ns/net"
+        live = {"pid": init_pid, "starttime": _starttime(init_pid), "hosts": hosts, "ips": list(spec.ips)}
+        statefile.write_json(self._live_path(ctid), live)
+        with IP(self.net.host_netns) as host:
+            host.veth_add(
+                hosts[ROUTED_IFNAME],
+                ROUTED_IFNAME,
+                peer_netns=vps_ns,
+                mac=make_mac(ctid, ROUTED_IFNAME, host=True),
+                peer_mac=make_mac(ctid, ROUTED_IFNAME),
+            )
+            for index, netif in enumerate(spec.netifs, 1):
+                host.veth_add(
+                    hosts[netif.name],
+                    netif.name,
+                    peer_netns=vps_ns,
+                    mac=netif.host_mac or make_mac(ctid, index, host=True),
+                    peer_mac=netif.mac or make_mac(ctid, index),
+                )
+        self._apply_vps_table(ctid, spec, hosts)
+        self._apply_vps_chains(ctid, spec, hosts)
+        for name in hosts.values():
+            self._sysctl(f"net.ipv6.conf.{name}.accept_ra", "0")
+        with IP(self.net.host_netns) as host:
+            routed = hosts[ROUTED_IFNAME]
+            host.link_set(routed, up=True)
+            host.addr_add(routed, f"{self.net.gateway4}/32")
+            host.addr_add(routed, f"{self.net.gateway6}/64", nodad=True)
+            for netif in spec.netifs:
+                host.link_set(hosts[netif.name], master=netif.bridge)
+                host.link_set(hosts[netif.name], up=True)
+        with IP(vps_ns) as vps:
+            vps.link_set("lo", up=True)
+            vps.link_set(ROUTED_IFNAME, up=True)
+            for netif in spec.netifs:
+                vps.link_set(netif.name, up=True)
+        for addr in spec.ips:
+            self._route_ip(ctid, live, addr, add=True)
+        self._shape(spec.rate, hosts)
+
+    def _vps_table(self, ctid: int) -> str:
+        return f"{self.prefix}_{ctid}"
+
+    def _policies(self, ctid: int, spec: VpsNet, hosts: dict[str, str]) -> list[rules.DevicePolicy]:
+        out = [
+            rules.DevicePolicy(
+                inside=ROUTED_IFNAME,
+                host=hosts[ROUTED_IFNAME],
+                mac=make_mac(ctid, ROUTED_IFNAME),
+                ips=spec.ips,
+                packet_rate=spec.packet_rate,
+                out_bps=spec.rate.out_bps,
+            )
+        ]
+        for index, netif in enumerate(spec.netifs, 1):
+            out.append(
+                rules.DevicePolicy(
+                    inside=netif.name,
+                    host=hosts[netif.name],
+                    mac=netif.mac or make_mac(ctid, index),
+                    ips=netif.ips,
+                    packet_rate=spec.packet_rate,
+                    out_bps=spec.rate.out_bps,
+                )
+            )
+        return out
+
+    def _apply_vps_table(self, ctid: int, spec: VpsNet, hosts: dict[str, str]) -> None:
+        """(Re)build the per-VPS netdev table; its counters are folded into the totals first."""
+        self.traffic(fold=ctid)
+        self.nft.batch(rules.vps_table(self._vps_table(ctid), self._policies(ctid, spec, hosts)))
+
+    def _apply_vps_chains(self, ctid: int, spec: VpsNet, hosts: dict[str, str]) -> None:
+        smtp = spec.smtp or self.net.smtp_default
+        cap = self.net.conntrack_max if spec.conntrack_max is None else spec.conntrack_max
+        routed = [hosts[ROUTED_IFNAME]]
+        self.nft.batch(
+            rules.vps_chains(
+                self.prefix, ctid, routed, uplink=self.net.uplink, conntrack_max=cap, smtp_block=smtp == "block"
+            )
+        )
+
+    def _route_ip(self, ctid: int, live: dict, addr: str, *, add: bool) -> None:
+        """Host route, proxy entry, anti-spoofing set element and the address inside, for one address."""
+        host_if = live["hosts"][ROUTED_IFNAME]
+        vps_ns = f"/proc/{live['pid']}/ns/net"
+        net = ipaddress.ip_network(addr)
+        single = net.prefixlen == net.max_prefixlen
+        gw = self.net.gateway6 if net.version == 6 else self.net.gateway4
+        if add:
+            self.nft.batch(rules.ip_element(self._vps_table(ctid), ROUTED_IFNAME, addr, add=True))
+            with IP(self.net.host_netns) as host:
+                host.route_add(str(net), dev=host_if)
+                if single and self.net.uplink and self.net.proxy_neighbours:
+                    host.neigh_add_proxy(str(net.network_address), dev=self.net.uplink)
+            with IP(vps_ns) as vps:
+                if single:
+                    vps.addr_add(ROUTED_IFNAME, f"{net.network_address}/{net.max_prefixlen}", nodad=True)
+                if net.version == 4:
+                    vps.route_add(f"{gw}/32", dev=ROUTED_IFNAME)
+                vps.route_add("default", via=gw, dev=ROUTED_IFNAME, onlink=net.version == 4)
+        else:
+            with contextlib.suppress(NotFound):
+                self.nft.batch(rules.ip_element(self._vps_table(ctid), ROUTED_IFNAME, addr, add=False))
+            with IP(self.net.host_netns) as host:
+                host.route_del(str(net), dev=host_if)
+                if single and self.net.uplink:
+                    host.neigh_del_proxy(str(net.network_address), dev=self.net.uplink)
+            with contextlib.suppress(NotFound), IP(vps_ns) as vps:
+                if single:
+                    vps.addr_del(ROUTED_IFNAME, f"{net.network_address}/{net.max_prefixlen}")
+        ips = [a for a in live["ips"] if a != addr] + ([addr] if add else [])
+        live = {**live, "ips": ips}
+        statefile.write_json(self._live_path(ctid), live)
+
+    def _shape(self, rate: Rate, hosts: dict[str, str]) -> None:
+        """"in" (to the VPS): HTB on the host veth's egress. "out" is policed in the netdev table,
+        because an IFB redirect on the veth's ingress would skip the anti-spoofing chain."""
+        with IP(self.net.host_netns) as host:
+            for name in hosts.values():
+                if rate.in_bps:
+                    host.htb_rate(name, rate.in_bps)
+                else:
+                    host.qdisc_del(name)
+
+    # -- live state ---------------------------------------------------------------------------
+    def _live(self, ctid: int) -> dict | None:
+        try:
+            live = statefile.read_json(self._live_path(ctid))
+        except NotFound:
+            return None
+        if _starttime(live["pid"]) != live["starttime"]:
+            return None
+        return live
+
+    def is_live(self, ctid: int) -> bool:
+        return self._live(ctid) is not None
+
+    # -- stop / destroy ----------------------------------------------------------------------------
+    def release(self, ctid: int) -> None:
+        """Remove exactly this VPS's host-side state: veths, routes, proxy entries, tc, nft. Idempotent."""
+        check_ctid(ctid)
+        try:
+            live = statefile.read_json(self._live_path(ctid))
+        except NotFound:
+            live = {}
+        record = self.registry.find(ctid)
+        hosts = set((live.get("hosts") or {}).values()) | set(record.interfaces.values() if record else ())
+        spec = self.spec(ctid)
+        addrs = set(live.get("ips", ())) | set(spec.ips)
+        self.traffic(fold=ctid)
+        self.nft.delete_table("netdev", self._vps_table(ctid))
+        self._remove_vps_chains(ctid, hosts)
+        with IP(self.net.host_netns) as host:
+            if self.net.uplink and host.link(self.net.uplink) is not None:
+                for addr in addrs:
+                    net = ipaddress.ip_network(addr)
+                    if net.prefixlen == net.max_prefixlen:
+                        host.neigh_del_proxy(str(net.network_address), dev=self.net.uplink)
+            owned = {ROUTED_IFNAME, *(n.name for n in spec.netifs)}
+            for inside_name, name in (record.interfaces.items() if record else ()):
+                if inside_name in owned or name in hosts:
+                    host.link_del(name)  # its routes and qdiscs go with it
+            for name in hosts:
+                host.link_del(name)
+        statefile.remove(self._live_path(ctid))
+
+    def _remove_vps_chains(self, ctid: int, hosts: set[str]) -> None:
+        try:
+            items = self.nft.list("table", "inet", self.prefix)
+        except NotFound:
+            return
+        present: set[str] = set()
+        for item in items:
+            if "chain" in item:
+                present.add(f"chain:{item['chain']['name']}")
+            elif "counter" in item:
+                present.add(f"counter:{item['counter']['name']}")
+            elif "set" in item or "map" in item:
+                obj = item.get("set") or item["map"]
+                for element in obj.get("elem", ()):
+                    key = element[0] if isinstance(element, list) else element
+                    present.add(f"{obj['name']}:{key}")
+        self.nft.batch(rules.remove_vps_chains(self.prefix, ctid, sorted(hosts), present))
+
+    # -- traffic ------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _totals(self):  # type: ignore[no-untyped-def]
+        path = os.path.join(self.dir, "traffic.json")
+        with statefile.flocked(os.path.join(self.dir, "traffic.lock")):
+            try:
+                totals = statefile.read_json(path)
+            except (NotFound, ValueError):
+                totals = {"epoch": f"{time.time():.6f}", "vps": {}}
+            yield totals
+            statefile.write_json(path, totals)
+
+    def traffic(self, *, fold: int | None = None) -> TrafficReport:
+        """Running totals for every VPS of this node: two nft calls, whatever the number of VPSs.
+
+        The kernel's counters live in each VPS's netdev table and restart when it is rebuilt;
+        the totals file keeps `base` (folded from earlier tables) and the last reading of the
+        current table (identified by its handle). `fold` moves that VPS's current table into
+        its base (used right before the table is deleted or rebuilt).
+        """
+        tables = {name: handle for name, handle in self._table_handles()}
+        counters = self.nft.all_counters() if tables else {}
+        out: dict[int, Traffic] = {}
+        with self._totals() as totals:
+            for key, entry in totals["vps"].items():
+                ctid = int(key)
+                name = self._vps_table(ctid)
+                current = _sum(counters.get(("netdev", name), {})) if name in tables else None
+                base = Traffic(*entry["base"])
+                if current is not None and entry.get("handle") == tables[name]:
+                    last = current
+                else:
+                    base = base + Traffic(*entry.get("last", [0, 0, 0, 0]))
+                    last = current or Traffic()
+                if fold == ctid:
+                    base, last = base + last, Traffic()
+                    entry["handle"] = None
+                else:
+                    entry["handle"] = tables.get(name)
+                entry["base"], entry["last"] = base.as_list(), last.as_list()
+                out[ctid] = base + last
+            for name, handle in tables.items():
+                ctid = int(name.rsplit("_", 1)[1])
+                if str(ctid) not in totals["vps"]:
+                    last = _sum(counters.get(("netdev", name), {}))
+                    if fold == ctid:
+                        totals["vps"][str(ctid)] = {"base": last.as_list(), "last": [0, 0, 0, 0], "handle": None}
+                    else:
+                        totals["vps"][str(ctid)] = {"base": [0, 0, 0, 0], "last": last.as_list(), "handle": handle}
+                    out[ctid] = last
+            return TrafficReport(epoch=totals["epoch"], vps=out)
+
+    def _table_handles(self) -> list[tuple[str, int]]:
+        out = []
+        for item in self.nft.list("tables"):
+            table = item["table"]
+            name = table["name"]
+            if table["family"] == "netdev" and name.startswith(self.prefix + "_"):
+                tail = name[len(self.prefix) + 1 :]
+                if tail.isdigit():
+                    out.append((name, table["handle"]))
+        return out
+
+    # -- inside --------------------------------------------------------------------------------
+    def _inside_config(self, ctid: int, spec: VpsNet) -> inside.InsideConfig:
+        record = self.registry.get(ctid)
+        style = inside.style_of(self.node, record.template)
+        return inside.InsideConfig(
+            style=style,
+            ips=spec.ips,
+            gateway4=self.net.gateway4,
+            gateway6=self.net.gateway6,
+            nameservers=spec.nameservers,
+            searchdomains=spec.searchdomains,
+        )
+
+    def _write_inside(self, ctid: int, spec: VpsNet) -> None:
+        record = self.registry.find(ctid)
+        if record is not None:
+            inside.write(record.volume, self._inside_config(ctid, spec))
+
+
+def _sum(counters: dict[str, Counter]) -> Traffic:
+    """The `*_in` / `*_out` counters of one VPS table; ingress counts skip the Ethernet header."""
+    t = Traffic()
+    for name, c in counters.items():
+        if name.endswith("_in"):
+            t = t + Traffic(in_bytes=c.bytes, in_packets=c.packets)
+        elif name.endswith("_out"):
+            t = t + Traffic(out_bytes=c.bytes + rules.ETH_HLEN * c.packets, out_packets=c.packets)
+    return t
+
+
