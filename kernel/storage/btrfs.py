@@ -8,7 +8,8 @@ Pool layout (the pool path is any directory on a btrfs filesystem)::
 
 `diskspace` is the limit on the subvolume's level-0 qgroup (referenced
 bytes: everything the VPS's files use, template extents included, as `du`
-inside would count them). btrfs has no inode limit. Quota is switched on
+inside would count them). btrfs has no inode limit: `diskinodes` is recorded
+and shown, not enforced (the capabilities say so). Quota is switched on
 for the whole filesystem by `setup`. Creating a VPS is a snapshot: O(1),
 extents shared with the template until written.
 """
@@ -104,8 +105,6 @@ class BtrfsDriver(Driver):
             os.rmdir(self.snapshot_dir(ctid))
 
     def set_limits(self, ctid: int, old: Limits, new: Limits) -> None:
-        if new.inodes:
-            raise InvalidArgument("btrfs has no inode limit: leave diskinodes unlimited or use the image driver")
         if new.quotaugidlimit:
             raise InvalidArgument("btrfs has no user/group quota: use the image driver for quotaugidlimit")
         _btrfs("qgroup", "limit", str(new.space) if new.space else "none", self.root(ctid))
