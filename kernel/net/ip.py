@@ -307,14 +307,19 @@ class IP:
             ok=(errno.ENOENT, errno.ESRCH),
         )
 
-    def proxies(self, dev: str) -> list[str]:
-        index = self.index(dev)
-        out = []
-        for family in (2, 10):
-            for msg in self._call("neigh show proxy", self._ipr.get_neighbours, family=family, flags=0x08):
-                if msg["ifindex"] == index:
-                    out.append(msg.get_attr("NDA_DST"))
-        return out
+    def neigh_add(self, addr: str, lladdr: str, *, dev: str) -> None:
+        """`ip neigh replace ADDR lladdr MAC dev DEV nud permanent`."""
+        ip = ipaddress.ip_address(addr)
+        self._call(
+            f"neigh replace {addr} dev {dev}",
+            self._ipr.neigh,
+            "replace",
+            dst=str(ip),
+            lladdr=lladdr,
+            ifindex=self.index(dev),
+            family=10 if ip.version == 6 else 2,
+            state=0x80,  # NUD_PERMANENT
+        )
 
     def neigh(self, addr: str, *, dev: str) -> str | None:
         """The link-layer address the neighbour table holds for ADDR on DEV (None if none)."""

@@ -310,6 +310,9 @@ class Network:
             with IP(vps_ns) as vps:
                 if single:
                     vps.addr_add(ROUTED_IFNAME, f"{net.network_address}/{net.max_prefixlen}", nodad=True)
+                # The gateway's MAC is fixed: no ARP/NDP round for it (the kernel drops the
+                # entry with the last address of a family, so it is set with each address).
+                vps.neigh_add(gw, make_mac(ctid, ROUTED_IFNAME, host=True), dev=ROUTED_IFNAME)
                 if net.version == 4:
                     vps.route_add(f"{gw}/32", dev=ROUTED_IFNAME)
                 vps.route_add("default", via=gw, dev=ROUTED_IFNAME, onlink=net.version == 4)

@@ -141,3 +141,22 @@ def lab(node_config: NodeConfig, subreaper: None, runtime: Runtime) -> Iterator[
             _netns_del(name)
     for ctid in made:
         assert leftovers.of(runtime, ctid) == [], f"CT {ctid} left things behind"
+
+
+_SENDER = """
+import socket, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((sys.argv[1], 0))
+for frame in sys.argv[2:]:
+    s.send(bytes.fromhex(frame))
+"""
+
+
+def send_frames(lab: Lab, ctid: int, ifname: str, frames: list[bytes]) -> None:
+    """Send raw Ethernet frames from inside the VPS: a process holding only the VPS's user and
+    network namespaces (its root's capabilities there), as a VPS root with a packet socket would."""
+    pid = lab.runtime.status(ctid).init_pid
+    sh(
+        "nsenter", f"--user=/proc/{pid}/ns/user", f"--net=/proc/{pid}/ns/net",
+        "/usr/bin/python3", "-c", _SENDER, ifname, *(f.hex() for f in frames),
+    )  # fmt: skip
