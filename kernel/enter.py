@@ -1,4 +1,4 @@
-"""Running a command inside a running VPS (`vzctl exec`).
+"""Running a command inside a running VPS (`vzctl exec`, `exec2`, `enter`).
 
 The helper H forked from the caller turns non-dumpable first (so the VPS
 can neither ptrace it nor open its /proc files, /proc/self/exe included),
@@ -9,23 +9,38 @@ descriptor above 2, loads the VPS's seccomp filter and execs the command by
 its path inside the VPS: no host binary is ever exec'd in the VPS's mount
 namespace. H stays in the host PID namespace (invisible to the VPS) only to
 pass H2's exit status back.
+
+With `tty=True`, H2 opens a new pty from the VPS's own devpts (/dev/ptmx
+inside, the peer through TIOCGPTPEER, no path lookup), makes it its
+controlling terminal, and hands the master to the caller: the caller's own
+terminal never enters the VPS (TIOCSTI could type into it).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import selectors
 import signal
+import socket
+import stat
+import struct
+import termios
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from kernel import seccomp, spawn
 from kernel import syscalls as sc
-from kernel.errors import KernelError, NotFound, Timeout
+from kernel.errors import InvalidArgument, KernelError, NotFound, Timeout
 
 DEFAULT_ENV = {"PATH": spawn.INIT_PATH, "HOME": "/root", "TERM": "dumb", "container": "ctpanel"}
+TTY_ENV = {**DEFAULT_ENV, "TERM": "xterm-256color"}
+
+_TIOCSPTLCK = 0x40045431
+_TIOCGPTPEER = 0x5441
+_PTMX = (5, 2)
 
 
 @dataclass(frozen=True)
@@ -41,6 +56,122 @@ def _status_code(status: int) -> int:
     return os.WEXITSTATUS(status)
 
 
+class Attached:
+    """A command running inside a VPS. With a pty: `master`; else `stdin`/`stdout`/`stderr` pipes."""
+
+    def __init__(self, pid: int, info: socket.socket) -> None:
+        self.pid = pid  # the host-side helper H
+        self.inner_pid = 0  # H2, the command, as a host PID
+        self._info = info
+        self._messages: list[bytes] = []
+        self.master: int | None = None
+        self.stdin: int | None = None
+        self.stdout: int | None = None
+        self.stderr: int | None = None
+        self.returncode: int | None = None
+
+    def _drain(self, *, until_pty: bool = False) -> None:
+        """Read the helper's messages: all that are there, or (blocking) until the pty comes."""
+        if not until_pty:
+            self._info.setblocking(False)
+        while True:
+            try:
+                msg, fds, _, _ = socket.recv_fds(self._info, 4096, 1)
+            except BlockingIOError:
+                return
+            if not msg:
+                return
+            if msg == b"pty" and fds:
+                self.master = fds[0]
+                return
+            for fd in fds:
+                os.close(fd)
+            if msg.startswith(b"pid "):
+                self.inner_pid = int(msg[4:])
+            else:
+                self._messages.append(msg)
+                if until_pty:
+                    return
+
+    def wait(self) -> int:
+        """Wait for the command; its exit code. Raises if it could not be exec'd at all."""
+        if self.returncode is None:
+            _, status = os.waitpid(self.pid, 0)
+            self.returncode = _status_code(status)
+            self._drain()
+            self._info.close()
+        for msg in self._messages:
+            text = msg.decode(errors="replace").removeprefix("error ")
+            if "No such file" in text or "not found" in text:
+                raise NotFound(f"exec: {text}")
+            raise KernelError(f"exec: {text}")
+        return self.returncode
+
+    def kill(self) -> None:
+        for pid in (self.inner_pid, self.pid):
+            if pid:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+
+    def close(self) -> None:
+        for name in ("master", "stdin", "stdout", "stderr"):
+            fd = getattr(self, name)
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+                setattr(self, name, None)
+
+
+def spawn_in(
+    pidfd: int,
+    cgroup_procs: Sequence[str],
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str = "/",
+    tty: bool = False,
+    use_seccomp: bool = True,
+    timeout: float = 10.0,
+) -> Attached:
+    """Start `argv` inside the VPS whose init `pidfd` refers to; return at once."""
+    if not argv:
+        raise InvalidArgument("exec needs a command")
+    program = seccomp.build() if use_seccomp else b""
+    full_env = dict(env if env is not None else (TTY_ENV if tty else DEFAULT_ENV))
+    info, info_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    parent_ends: list[int] = []  # stdin (write end), stdout, stderr (read ends)
+    child_ends: list[int] = []
+    if not tty:
+        in_r, in_w = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        parent_ends, child_ends = [in_w, out_r, err_r], [in_r, out_w, err_w]
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the helper
+        info.close()
+        for fd in parent_ends:
+            os.close(fd)
+        _helper(pidfd, cgroup_procs, argv, full_env, cwd, tuple(child_ends), info_child, program)
+    info_child.close()
+    for fd in child_ends:
+        os.close(fd)
+    attached = Attached(pid, info)
+    if tty:
+        info.settimeout(timeout)
+        try:
+            attached._drain(until_pty=True)
+        except TimeoutError:
+            attached.kill()
+            attached.wait()
+            raise Timeout("exec: no pty from the VPS") from None
+        if attached.master is None:
+            attached.wait()
+            raise KernelError("exec: the VPS gave no pty")
+    else:
+        attached.stdin, attached.stdout, attached.stderr = parent_ends
+    return attached
+
+
 def run_in(
     pidfd: int,
     cgroup_procs: Sequence[str],
@@ -52,47 +183,29 @@ def run_in(
     timeout: float | None = None,
     use_seccomp: bool = True,
 ) -> ExecResult:
-    """Run `argv` inside the VPS whose init `pidfd` refers to; capture its output."""
-    if not argv:
-        raise ValueError("run_in() needs a command")
-    program = seccomp.build() if use_seccomp else b""
-    full_env = dict(DEFAULT_ENV if env is None else env)
-    in_r, in_w = os.pipe()
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    info_r, info_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the helper
-        for fd in (in_w, out_r, err_r, info_r):
-            os.close(fd)
-        _helper(pidfd, cgroup_procs, argv, full_env, cwd, (in_r, out_w, err_w), info_w, program)
-    for fd in (in_r, out_w, err_w, info_w):
-        os.close(fd)
+    """Run `argv` inside the VPS and capture its output (like subprocess.run)."""
+    attached = spawn_in(pidfd, cgroup_procs, argv, env=env, cwd=cwd, use_seccomp=use_seccomp)
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
-        out, err, info = _communicate(in_w, out_r, err_r, info_r, input or b"", deadline)
+        out, err = _communicate(attached, input or b"", deadline)
     except Timeout:
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
+        attached.kill()
+        with contextlib.suppress(KernelError):
+            attached.wait()
         raise
-    _, status = os.waitpid(pid, 0)
-    lines = info.decode(errors="replace").splitlines()
-    for line in lines:
-        if line.startswith("error "):
-            raise NotFound(f"exec {argv[0]}: {line[6:]}") if "No such file" in line else KernelError(
-                f"exec {argv[0]}: {line[6:]}"
-            )
-    return ExecResult(_status_code(status), out, err)
+    finally:
+        attached.close()
+    return ExecResult(attached.wait(), out, err)
 
 
-def _communicate(
-    in_w: int, out_r: int, err_r: int, info_r: int, data: bytes, deadline: float | None
-) -> tuple[bytes, bytes, bytes]:
-    chunks: dict[int, list[bytes]] = {out_r: [], err_r: [], info_r: []}
+def _communicate(attached: Attached, data: bytes, deadline: float | None) -> tuple[bytes, bytes]:
+    assert attached.stdin is not None and attached.stdout is not None and attached.stderr is not None
+    chunks: dict[int, list[bytes]] = {attached.stdout: [], attached.stderr: []}
     sel = selectors.DefaultSelector()
     for fd in chunks:
         sel.register(fd, selectors.EVENT_READ)
+    in_w = attached.stdin
+    attached.stdin = None
     view = memoryview(data)
     if view:
         os.set_blocking(in_w, False)
@@ -120,13 +233,11 @@ def _communicate(
                     chunks[fd].append(chunk)
                 else:
                     sel.unregister(fd)
-                    os.close(fd)
     finally:
-        for key in list(sel.get_map().values()):
-            with contextlib.suppress(OSError):
-                os.close(key.fd)
+        if in_w in sel.get_map():
+            os.close(in_w)
         sel.close()
-    return b"".join(chunks[out_r]), b"".join(chunks[err_r]), b"".join(chunks[info_r])
+    return b"".join(chunks[attached.stdout]), b"".join(chunks[attached.stderr])
 
 
 def _helper(  # pragma: no cover - runs in the helper
@@ -135,8 +246,8 @@ def _helper(  # pragma: no cover - runs in the helper
     argv: Sequence[str],
     env: dict[str, str],
     cwd: str,
-    stdio: tuple[int, int, int],
-    info_w: int,
+    stdio: tuple[int, ...],
+    info: socket.socket,
     program: bytes,
 ) -> None:
     code = 126
@@ -154,43 +265,63 @@ def _helper(  # pragma: no cover - runs in the helper
         os.setresuid(0, 0, 0)
         child = os.fork()
         if child == 0:
-            _command(argv, env, cwd, stdio, info_w, program)
+            _command(argv, env, cwd, stdio, info, program)
         for fd in stdio:
             os.close(fd)
-        os.write(info_w, b"pid %d\n" % child)
-        os.close(info_w)
+        info.send(b"pid %d" % child)
         _, status = os.waitpid(child, 0)
         code = _status_code(status)
     except BaseException as exc:
         with contextlib.suppress(OSError):
-            os.write(info_w, f"error {exc}\n".encode())
+            info.send(f"error {exc}".encode())
     os._exit(code)
+
+
+def _open_pty() -> tuple[int, int]:  # pragma: no cover - runs inside the VPS
+    """A new pty pair from the VPS's own devpts; refuses anything but a real ptmx."""
+    master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC)
+    st = os.fstat(master)
+    if not stat.S_ISCHR(st.st_mode) or (os.major(st.st_rdev), os.minor(st.st_rdev)) != _PTMX:
+        raise InvalidArgument("/dev/ptmx in the VPS is not the pty multiplexer")
+    os.set_blocking(master, True)
+    fcntl.ioctl(master, _TIOCSPTLCK, struct.pack("i", 0))
+    slave = fcntl.ioctl(master, _TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY)
+    return master, slave
 
 
 def _command(  # pragma: no cover - runs inside the VPS
     argv: Sequence[str],
     env: dict[str, str],
     cwd: str,
-    stdio: tuple[int, int, int],
-    info_w: int,
+    stdio: tuple[int, ...],
+    info: socket.socket,
     program: bytes,
 ) -> None:
     try:
         os.chdir(cwd)
         if not os.getcwd().startswith("/"):
             raise KernelError("working directory is outside the VPS")
-        for target, fd in enumerate(stdio):
-            os.dup2(fd, target)
+        if stdio:
+            for target, fd in enumerate(stdio):
+                os.dup2(fd, target)
+        else:
+            master, slave = _open_pty()
+            os.setsid()
+            fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+            for target in (0, 1, 2):
+                os.dup2(slave, target)
+            os.close(slave)
+            socket.send_fds(info, [b"pty"], [master])
+            os.close(master)
         for sig in (signal.SIGPIPE, signal.SIGXFSZ):
             signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
         sc.join_session_keyring()
-        os.set_inheritable(info_w, False)
         sc.close_range(3, 0xFFFFFFFF, sc.CLOSE_RANGE_CLOEXEC)
         if program:
             seccomp.install(program)
         os.execvpe(argv[0], list(argv), env)  # noqa: S606 - the VPS's own binary, by design
     except BaseException as exc:
         with contextlib.suppress(OSError):
-            os.write(info_w, f"error {exc}\n".encode())
+            info.send(f"error {exc}".encode())
     os._exit(127)

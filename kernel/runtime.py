@@ -153,7 +153,7 @@ class Runtime:
             raise InvalidArgument(f"unknown start stages: {sorted(unknown)}")
         self.hooks: dict[str, list[Hook]] = {s: list((hooks or {}).get(s, ())) for s in STAGES}
         for directory in (config.run_dir, config.private_dir):
-            statefile.ensure_dir(directory, 0o700)
+            os.chmod(statefile.ensure_dir(directory, 0o700), 0o700)  # VPS roots: host users keep out
 
     # -- paths and locks ---------------------------------------------------------------------
     def volume_path(self, ctid: int) -> str:
@@ -281,6 +281,19 @@ class Runtime:
             record = self.registry.get(ctid)
             if self._running_pid(ctid):
                 return self.status(ctid)
+            self._start(record, options)
+            return self.status(ctid)
+
+    def restart(self, ctid: int, options: StartOptions | None = None, *, timeout: float = 30.0) -> Status:
+        """Stop (halt signal, then kill after `timeout`) and start again, under one lock."""
+        options = options or StartOptions()
+        options.defences.check()
+        with self.lock(ctid):
+            record = self.registry.get(ctid)
+            pid = self._running_pid(ctid)
+            if pid:
+                self._stop(record, pid, fast=False, timeout=timeout)
+            self._cleanup(ctid)
             self._start(record, options)
             return self.status(ctid)
 
@@ -422,6 +435,44 @@ class Runtime:
             self.cgroups.thaw(ctid)
 
     # -- exec ----------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _init_pidfd(self, ctid: int) -> Iterator[int]:
+        pid = self._running_pid(ctid)
+        if not pid:
+            raise NotFound(f"CT {ctid} is not running")
+        pidfd = sc.pidfd_open(pid)
+        try:
+            if self._running_pid(ctid) != pid:  # exited (and the PID reused) before pidfd_open
+                raise NotFound(f"CT {ctid} is not running")
+            yield pidfd
+        finally:
+            os.close(pidfd)
+
+    def _inner_procs(self, ctid: int) -> list[str]:
+        return [os.path.join(p, "cgroup.procs") for p in self.cgroups.paths(ctid).inner.values()]
+
+    def spawn(
+        self,
+        ctid: int,
+        argv: Sequence[str],
+        *,
+        tty: bool = False,
+        env: Mapping[str, str] | None = None,
+        cwd: str = "/",
+        use_seccomp: bool = True,
+    ) -> enter.Attached:
+        """Start `argv` inside the VPS and return at once (`vzctl exec`/`enter` relay its I/O).
+
+        With `tty`, the command gets a new pty from the VPS's own devpts; the caller gets
+        the master as `Attached.master`, never passing its own terminal in.
+        """
+        if not use_seccomp:
+            Defences(seccomp=False).check()
+        with self._init_pidfd(ctid) as pidfd:
+            return enter.spawn_in(
+                pidfd, self._inner_procs(ctid), argv, env=env, cwd=cwd, tty=tty, use_seccomp=use_seccomp
+            )
+
     def exec(
         self,
         ctid: int,
@@ -435,21 +486,16 @@ class Runtime:
         """Run `argv` inside the running VPS and capture its output (no lock: read-only)."""
         if not use_seccomp:
             Defences(seccomp=False).check()
-        pid = self._running_pid(ctid)
-        if not pid:
-            raise NotFound(f"CT {ctid} is not running")
-        pidfd = sc.pidfd_open(pid)
-        try:
-            if _starttime(pid) is None:
-                raise NotFound(f"CT {ctid} is not running")
-            procs = [
-                os.path.join(p, "cgroup.procs") for p in self.cgroups.paths(ctid).inner.values()
-            ]
+        with self._init_pidfd(ctid) as pidfd:
             return enter.run_in(
-                pidfd, procs, argv, env=env, input=input, timeout=timeout, use_seccomp=use_seccomp
+                pidfd,
+                self._inner_procs(ctid),
+                argv,
+                env=env,
+                input=input,
+                timeout=timeout,
+                use_seccomp=use_seccomp,
             )
-        finally:
-            os.close(pidfd)
 
 
 def _rmdir(path: str) -> None:

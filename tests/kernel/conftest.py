@@ -18,6 +18,7 @@ import pytest
 from kernel import cgroups
 from kernel import syscalls as sc
 from kernel.config import NodeConfig
+from kernel.errors import KernelError
 from kernel.runtime import CreateSpec, Runtime, StartOptions
 from tests.kernel import leftovers
 
@@ -35,12 +36,28 @@ def node_config() -> Iterator[NodeConfig]:
         yield config
     finally:
         driver = cgroups.detect(config.cgroup_prefix)
+        _kill_leftover_vpss(driver)
         for mount in driver.hierarchies().values():
             path = os.path.join(mount, config.cgroup_prefix)
             for sub in sorted((d for d, _, _ in os.walk(path)), key=len, reverse=True):
                 with contextlib.suppress(OSError):
                     os.rmdir(sub)
         shutil.rmtree(top, ignore_errors=True)
+
+
+def _kill_leftover_vpss(driver: cgroups.CgroupDriver) -> None:
+    """Only this session's own prefix: a VPS a crashed test left running dies here."""
+    ctids: set[int] = set()
+    for mount in driver.hierarchies().values():
+        with contextlib.suppress(OSError):
+            ctids |= {int(n) for n in os.listdir(os.path.join(mount, driver.prefix)) if n.isdigit()}
+    for ctid in ctids:
+        with contextlib.suppress(KernelError):
+            if "freeze" in driver.capabilities:
+                driver.thaw(ctid)
+        with contextlib.suppress(KernelError):
+            driver.kill(ctid)
+            driver.remove(ctid)
 
 
 @pytest.fixture(scope="session")

@@ -8,11 +8,13 @@ if a defence were missing write back the value already there.
 from __future__ import annotations
 
 import os
+import select
 import time
 
 import pytest
 
 from kernel import rootfs, vpsfiles
+from kernel.errors import KernelError
 from kernel.runtime import Defences, Runtime, StartOptions
 from tests.kernel import probes
 
@@ -211,3 +213,78 @@ def test_two_vpss_cannot_see_each_other(runtime, make_vps):
     sh(runtime, first, "echo secret > /root/s; sleep 300 >/dev/null 2>&1 &")
     _code, out = sh(runtime, second, "hostname; ps -o comm | grep -c sleep; ls /root")
     assert out.split() == ["two", "0"]
+
+
+def test_traps_planted_by_a_running_vps_never_reach_the_host(runtime, make_vps, tmp_path):
+    canary_dir = tmp_path / "host"
+    canary_dir.mkdir()
+    canary = canary_dir / "canary"
+    canary.write_text("host secret\n")
+    ctid = make_vps(hostname="before.example.com")
+    code, out = sh(
+        runtime,
+        ctid,
+        f"ln -sf {canary} /etc/hostname && ln -sf ../../../../../../../..{canary} /etc/hosts "
+        f"&& rm -f /etc/resolv.conf && mkfifo /etc/resolv.conf && mkdir -p /etc/nsw "
+        f"&& ln -sf /proc/1/root{canary} /etc/nsw/x",
+    )
+    assert code == 0, out
+    started = time.monotonic()
+    runtime.set_hostname(ctid, "after.example.com")
+    with vpsfiles.VpsRoot(runtime.volume_path(ctid)) as root:
+        vpsfiles.write_resolv_conf(root, ["198.51.100.53"])
+        root.write("/etc/nsw/x", "x\n")
+    assert time.monotonic() - started < 5
+    assert canary.read_text() == "host secret\n"
+    assert sh(runtime, ctid, "cat /etc/hostname; test -f /etc/resolv.conf")[1] == "after.example.com\n"
+
+
+def test_directory_swap_loop_inside_a_vps(runtime, make_vps, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    ctid = make_vps(hostname="loop.example.com")
+    loop = (
+        f"while :; do mv /etc /etc.real; ln -s {outside} /etc; rm /etc; ln -s /proc/1/root{outside} /etc; "
+        "rm /etc; mv /etc.real /etc; done >/dev/null 2>&1 &"
+    )
+    assert sh(runtime, ctid, loop)[0] == 0
+    deadline = time.monotonic() + 1.5
+    writes = 0
+    while time.monotonic() < deadline:
+        try:
+            with vpsfiles.VpsRoot(runtime.volume_path(ctid)) as root:
+                vpsfiles.write_hostname(root, "loop.example.com")
+            writes += 1
+        except KernelError:
+            pass  # refused while the VPS renames: fine; written outside: not
+    assert os.listdir(outside) == []
+    assert writes > 0
+
+
+def test_exec_with_a_tty_gets_a_pty_of_the_vps(runtime, make_vps):
+    ctid = make_vps()
+    attached = runtime.spawn(ctid, ["sh", "-i"], tty=True)
+    try:
+        assert attached.master is not None
+        os.write(attached.master, b"tty; readlink /proc/self/fd/0; ls /dev/pts; exit 7\n")
+        output = b""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if not select.select([attached.master], [], [], 1)[0]:
+                continue
+            try:
+                chunk = os.read(attached.master, 4096)
+            except OSError:  # EIO: the VPS side closed
+                break
+            if not chunk:
+                break
+            output += chunk
+        assert attached.wait() == 7
+    finally:
+        attached.kill()
+        attached.close()
+    text = output.decode(errors="replace")
+    assert "/dev/pts/0" in text, text
+    assert "not a tty" not in text
+    if os.isatty(0):
+        assert os.ttyname(0) not in text
