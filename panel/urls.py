@@ -2,9 +2,14 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from panel import dashboard
+
 urlpatterns = [
+    path("", dashboard.home, name="home"),
     path("", include("panel.accounts.urls")),
-    path("nodes/", include("panel.nodes.urls")),
+    path("", include("panel.nodes.urls")),
+    path("", include("panel.plans.urls")),
+    path("", include("panel.core.urls")),
     path("admin/", admin.site.urls),
     path("api/core/", include("panel.core.api.urls")),
     path("api/accounts/", include("panel.accounts.api.urls")),

@@ -4,7 +4,9 @@ import segno
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
@@ -12,16 +14,13 @@ from django_otp import login as otp_login
 from django_otp import match_token
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from panel.accounts import services
-from panel.accounts.choices import AuthEventKind
-from panel.accounts.forms import ApiTokenForm, OTPTokenForm
-from panel.accounts.models import ApiToken
-from panel.core.permissions import CHANGE
-
-
-@login_required
-def home(request):
-    return render(request, "accounts/home.html")
+from panel.accounts import filtersets, services
+from panel.accounts.choices import AuthEventKind, Role
+from panel.accounts.forms import ApiTokenForm, OTPTokenForm, ProfileForm, UserEditForm, UserForm
+from panel.accounts.models import ApiToken, AuthEvent, User
+from panel.accounts.tables import CustomerTable, UserTable
+from panel.core import views as generic
+from panel.core.permissions import CHANGE, VIEW
 
 
 def _next_url(request) -> str:
@@ -118,3 +117,117 @@ class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
         response = super().form_valid(form)
         services.record_event(AuthEventKind.PASSWORD_RESET, user=form.user, request=self.request)
         return response
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    template_name = "accounts/password_change.html"
+    success_url = "/account/"
+
+    def form_valid(self, form):
+        messages.success(self.request, "Your password is changed.")
+        return super().form_valid(form)
+
+
+@login_required
+def account(request):
+    """Profile (names, e-mail) and the way to the password, 2FA and token pages."""
+    form = ProfileForm(request.POST or None, user=request.user, initial={
+        "first_name": request.user.first_name, "last_name": request.user.last_name, "email": request.user.email})
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.update_user(request.user, request.user, **form.cleaned_data)
+        except ValidationError as exc:
+            generic.add_service_error(form, exc)
+        else:
+            messages.success(request, "Profile saved.")
+            return redirect("account")
+    events = AuthEvent.objects.filter(user=request.user)[:10]
+    return render(request, "accounts/account.html", {
+        "form": form, "events": events, "title": "Profile and password",
+        "two_factor": TOTPDevice.objects.filter(user=request.user, confirmed=True).exists()})
+
+
+STAFF = (Role.ADMIN, Role.RESELLER)
+
+
+class UserListView(generic.ObjectListView):
+    """Admins: every user. A reseller: its customers (this page is its "Customers")."""
+
+    roles = STAFF
+    queryset = User.objects.select_related("owner")
+    filterset = filtersets.UserFilterSet
+    add_url = "user-add"
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        return queryset if request.user.is_admin else queryset.exclude(pk=request.user.pk)
+
+    def get(self, request, **kwargs):
+        self.table = UserTable if request.user.is_admin else CustomerTable
+        self.title = "Users" if request.user.is_admin else "Customers"
+        return super().get(request, **kwargs)
+
+    def hidden_filters(self, request):
+        return () if request.user.is_admin else ("role", "owner")
+
+
+class UserView(generic.ObjectView):
+    roles = STAFF
+    queryset = User.objects.select_related("owner")
+    template_name = "accounts/user.html"
+
+    def get_extra_context(self, request, obj=None, **kwargs):
+        return {"customers": obj.customers.count() if obj.is_reseller else None,
+                "events": AuthEvent.objects.restrict(request.user, VIEW).filter(user=obj)[:10],
+                "is_self": obj.pk == request.user.pk}
+
+
+class UserEditView(generic.ObjectEditView):
+    roles = STAFF
+    queryset = User.objects.all()
+
+    def get_form_class(self, request, obj):
+        return UserForm if obj is None else UserEditForm
+
+    def get_initial(self, request, obj):
+        if obj is None:
+            return {}
+        return {"email": obj.email, "first_name": obj.first_name, "last_name": obj.last_name,
+                "role": obj.role, "owner": obj.owner}
+
+    def save(self, request, form, obj):
+        data = {k: v for k, v in form.cleaned_data.items() if v is not None}
+        if obj is None:
+            return services.create_user(request.user, **data)
+        if not data.get("password"):
+            data.pop("password", None)
+        if obj.pk == request.user.pk:
+            data.pop("role", None)
+        if data.get("role") == obj.role:
+            data.pop("role")
+        if "owner" in data and data["owner"] == obj.owner:
+            data.pop("owner")
+        return services.update_user(request.user, obj, **data)
+
+    def success_url(self, request, obj):
+        return reverse("user", args=[obj.pk])
+
+
+class UserSuspendView(generic.ObjectActionView):
+    """Suspend = the account's `is_active` flag: no sign-in, no API token, sessions end."""
+
+    roles = STAFF
+    queryset = User.objects.all()
+    active = False
+
+    def perform(self, request, obj):
+        services.update_user(request.user, obj, is_active=self.active)
+        return f"{obj.username} {'unsuspended' if self.active else 'suspended'}."
+
+    def post(self, request, **kwargs):
+        self.success_url = reverse("user", args=[kwargs["pk"]])
+        return super().post(request, **kwargs)
+
+
+class UserUnsuspendView(UserSuspendView):
+    active = True

@@ -97,3 +97,17 @@ def create_pool(**fields: Any) -> IPPool:
     pool.full_clean()
     pool.save()
     return pool
+
+
+def pool_size(pool: IPPool) -> int:
+    """How many units `pool` can hand out (the same units `candidates` yields), without listing them."""
+    network = ipaddress.ip_network(pool.network)
+    if network.version == 6 and pool.unit_prefix == 64:
+        return 2 ** (64 - network.prefixlen) if network.prefixlen <= 64 else 0
+    hosts = network.num_addresses
+    if network.version == 4 and network.prefixlen < 31:
+        hosts -= 2  # network and broadcast
+    elif network.version == 6 and network.prefixlen < 127:
+        hosts -= 1  # the subnet-router anycast address
+    gateway = pool.gateway and ipaddress.ip_address(pool.gateway) in network
+    return max(0, hosts - (1 if gateway else 0))

@@ -1,28 +1,92 @@
-from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
-from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
+from django.db.models import Count, OuterRef, Subquery
+from django.urls import reverse
 
+from panel.accounts.choices import Role
+from panel.core import views as generic
 from panel.core.models import Operation
-from panel.nodes import services
-from panel.nodes.models import Node
+from panel.nodes import filtersets, ippools, services
+from panel.nodes.forms import IPPoolForm
+from panel.nodes.models import IPAddress, IPPool, Node
+from panel.nodes.tables import AddressTable, NodeTable, PoolTable
+from worker import protocol
+
+ADMIN = (Role.ADMIN,)
 
 
-@staff_member_required
-def node_list(request):
-    nodes = list(Node.objects.all())
-    last_pings = {}
-    for op in Operation.objects.filter(target_type="node", action="node.ping").order_by("-created")[:200]:
-        last_pings.setdefault(op.target_id, op)
-    for node in nodes:
-        node.last_ping = last_pings.get(node.name)
-    return render(request, "nodes/node_list.html", {"nodes": nodes})
+def _last_ping(field: str) -> Subquery:
+    pings = Operation.objects.filter(target_type="node", target_id=OuterRef("name"), action=protocol.TASK_PING)
+    return Subquery(pings.order_by("-created").values(field)[:1])
 
 
-@staff_member_required
-@require_POST
-def node_ping(request, name):
-    node = get_object_or_404(Node, name=name)
-    services.ping(node, user=request.user)
-    messages.info(request, f"Ping sent to {node.name}.")
-    return redirect("nodes:list")
+class NodeListView(generic.ObjectListView):
+    """Nodes with their heartbeat; the table refreshes itself (htmx polling, docs/DESIGN.md)."""
+
+    roles = ADMIN
+    queryset = Node.objects.all()
+    table = NodeTable
+    filterset = filtersets.NodeFilterSet
+    poll = 5
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(
+            last_ping_status=_last_ping("status"), last_ping_ms=_last_ping("duration_ms"),
+            last_ping_error=_last_ping("error_message"))
+
+
+class NodeView(generic.ObjectView):
+    roles = ADMIN
+    queryset = Node.objects.all()
+    template_name = "nodes/node.html"
+    partial_template = "nodes/node_state.html"
+
+    def get_extra_context(self, request, obj=None, **kwargs):
+        return {"operations": Operation.objects.filter(node_name=obj.name).select_related("user")[:10],
+                "pools": IPPool.objects.filter(node=obj)}
+
+
+class NodePingView(generic.ObjectActionView):
+    roles = ADMIN
+    queryset = Node.objects.all()
+
+    def perform(self, request, obj):
+        services.ping(obj, user=request.user)
+        return f"Ping sent to {obj.name}."
+
+    def post(self, request, **kwargs):
+        self.success_url = reverse("nodes:list")
+        return super().post(request, **kwargs)
+
+
+class PoolListView(generic.ObjectListView):
+    roles = ADMIN
+    queryset = IPPool.objects.select_related("node", "group").annotate(used=Count("addresses"))
+    table = PoolTable
+    filterset = filtersets.IPPoolFilterSet
+    add_url = "nodes:pool-add"
+    title = "IP pools"
+
+
+class PoolView(generic.ObjectView):
+    roles = ADMIN
+    queryset = IPPool.objects.select_related("node", "group")
+    template_name = "nodes/pool.html"
+
+    def get_extra_context(self, request, obj=None, **kwargs):
+        addresses = IPAddress.objects.restrict(request.user).filter(pool=obj).select_related("owner")
+        used = addresses.count()
+        return {"table": AddressTable(addresses, request), "used": used,
+                "free": max(0, ippools.pool_size(obj) - used)}
+
+
+class PoolEditView(generic.ObjectEditView):
+    roles = ADMIN
+    queryset = IPPool.objects.all()
+    form = IPPoolForm
+
+    def save(self, request, form, obj):
+        if obj is None:
+            return ippools.create_pool(**form.cleaned_data)
+        return form.save()
+
+    def success_url(self, request, obj):
+        return reverse("nodes:pool", args=[obj.pk])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.test import Client
+
 from panel.accounts.choices import Role
 from panel.accounts.models import User
 
@@ -36,3 +38,10 @@ def make_tenants(prefix: str = "") -> Tenants:
     return Tenants(admin=user("admin", Role.ADMIN), admin2=user("admin2", Role.ADMIN), reseller1=r1, reseller2=r2,
                    customer1=user("customer1", Role.CUSTOMER, r1), customer1b=user("customer1b", Role.CUSTOMER, r1),
                    customer2=user("customer2", Role.CUSTOMER, r2), customer0=user("customer0", Role.CUSTOMER))
+
+
+def client_for(user: User) -> Client:
+    """A test client signed in as `user`."""
+    client = Client()
+    client.force_login(user)
+    return client

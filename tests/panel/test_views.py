@@ -32,8 +32,8 @@ def test_nodes_and_admin_are_for_admins_only(client, users):
     Node.objects.create(name="n1")
     for role in (Role.RESELLER, Role.CUSTOMER):
         client.force_login(users[role])
-        assert client.get("/nodes/").status_code == 302
-        assert client.post("/nodes/n1/ping/").status_code == 302
+        assert client.get("/nodes/").status_code == 403
+        assert client.post("/nodes/n1/ping/").status_code == 403
         assert client.get("/admin/").status_code == 302
     assert not Operation.objects.exists()
     client.force_login(users[Role.ADMIN])
