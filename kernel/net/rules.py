@@ -113,9 +113,9 @@ def _raw6(addr: str) -> str:
 
 
 def _limit(bps: int) -> str:
-    """A policer for `bps` bits per second: bytes/s with a burst of 50 ms (at least 64 KiB)."""
+    """A policer for `bps` bits per second: bytes/s with a burst of 50 ms (at least 16 KiB)."""
     rate = max(1, bps // 8)
-    burst = max(rate // 20, 65536)
+    burst = max(rate // 20, 16384)
     return f"limit rate over {rate} bytes/second burst {burst} bytes"
 
 
