@@ -102,7 +102,7 @@ def _netns_del(name: str) -> None:
 
 @pytest.fixture
 def lab(node_config: NodeConfig, subreaper: None, runtime: Runtime) -> Iterator[Lab]:
-    tag = f"{os.getpid() % 100000}"
+    tag = str(os.getpid())
     host, peer = f"ctpt{tag}h", f"ctpt{tag}p"
     for name in (host, peer):
         _netns_del(name)
