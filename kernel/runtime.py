@@ -336,7 +336,7 @@ class Runtime:
                 ),
                 rootfs=RootfsOptions(
                     masks=options.defences.masks,
-                    cgroup2=self.cgroups.version == 2,
+                    cgroup2="unified" in ctx.cgroup_paths.inner,
                     devpts_max=options.devpts_max,
                 ),
                 seccomp=options.defences.seccomp,

@@ -21,6 +21,8 @@ from kernel.config import check_ctid
 from kernel.errors import InvalidArgument, NotSupported, Timeout
 
 INNER = "vps"
+# Files a delegated VPS root may write in its inner cgroup (cgroups(7), "Delegation").
+DELEGATED_FILES = ("cgroup.procs", "cgroup.threads", "cgroup.subtree_control")
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,13 @@ class CgroupDriver:
             text = self.fs.read(os.path.join(path, "cgroup.procs"))
             found.extend(int(line) for line in text.split())
         return found
+
+
+def delegate_tree(fs: CgroupFS, inner: str, uid: int, gid: int) -> None:
+    """Hand the inner cgroup to the VPS root: it may make children and move its processes."""
+    fs.chown(inner, uid, gid)
+    for name in DELEGATED_FILES:
+        fs.chown(os.path.join(inner, name), uid, gid)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:

@@ -1,8 +1,10 @@
 """cgroup v1 (one hierarchy per controller), as on this development host.
 
-Nothing is ever delegated on v1: the VPS cannot write any of its cgroup files.
-When the controller-less cgroup2 is mounted beside (hybrid layout), the VPS
-gets a cgroup there too, used for `cgroup.kill` (and later for systemd guests).
+Nothing of v1 is ever delegated: the VPS cannot write any of its v1 cgroup
+files. When the controller-less cgroup2 is mounted beside (hybrid layout),
+the VPS also gets a cgroup there: it is used for `cgroup.kill`, and its inner
+part is delegated and mounted at the VPS's /sys/fs/cgroup, so a systemd
+guest can run as PID 1 (it holds no controller, so no limit is in it).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import contextlib
 import os
 import signal
 
-from kernel.cgroups.base import CgroupDriver, CgroupPaths, wait_until
+from kernel.cgroups.base import CgroupDriver, CgroupPaths, delegate_tree, wait_until
 from kernel.cgroups.fs import CgroupFS
 from kernel.errors import NotFound
 
@@ -31,6 +33,8 @@ class V1Driver(CgroupDriver):
         super().__init__(prefix, fs)
         self.mounts = dict(mounts)
         self.unified = unified
+        if unified:
+            self.capabilities = self.capabilities | {"delegate"}
 
     def hierarchies(self) -> dict[str, str]:
         found = dict(self.mounts)
@@ -94,6 +98,12 @@ class V1Driver(CgroupDriver):
         else:
             self._kill_frozen(ctid)
         wait_until(lambda: not self.pids(ctid), timeout, f"CT {ctid} processes survived kill")
+
+    def delegate(self, ctid: int, uid: int, gid: int) -> None:
+        """Only the controller-less cgroup2 beside v1 (a systemd guest needs a writable tree)."""
+        if not self.unified:
+            super().delegate(ctid, uid, gid)
+        delegate_tree(self.fs, self.paths(ctid).inner["unified"], uid, gid)
 
     def _kill_frozen(self, ctid: int) -> None:
         """Freeze so nothing forks away, SIGKILL every task, thaw so the signals land."""

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import os
 
-from kernel.cgroups.base import CgroupDriver, CgroupPaths, wait_until
+from kernel.cgroups.base import CgroupDriver, CgroupPaths, delegate_tree, wait_until
 from kernel.cgroups.fs import CgroupFS
-
-# Files a delegated VPS root may write in its inner cgroup (cgroups(7), "Delegation").
-_DELEGATED = ("cgroup.procs", "cgroup.threads", "cgroup.subtree_control")
 
 
 class V2Driver(CgroupDriver):
@@ -81,7 +78,4 @@ class V2Driver(CgroupDriver):
         wait_until(lambda: not self.populated(ctid), timeout, f"CT {ctid} processes survived kill")
 
     def delegate(self, ctid: int, uid: int, gid: int) -> None:
-        inner = self._inner(ctid)
-        self.fs.chown(inner, uid, gid)
-        for name in _DELEGATED:
-            self.fs.chown(os.path.join(inner, name), uid, gid)
+        delegate_tree(self.fs, self._inner(ctid), uid, gid)

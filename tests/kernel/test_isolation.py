@@ -288,3 +288,22 @@ def test_exec_with_a_tty_gets_a_pty_of_the_vps(runtime, make_vps):
     assert "not a tty" not in text
     if os.isatty(0):
         assert os.ttyname(0) not in text
+
+
+def test_cgroup_tree_inside_is_the_delegated_cgroup2_only(runtime, make_vps):
+    ctid = make_vps()
+    script = (
+        "grep ' /sys/fs/cgroup ' /proc/self/mountinfo | sed 's/.* - //' | cut -d' ' -f1; "
+        "mkdir /sys/fs/cgroup/svc && echo $$ > /sys/fs/cgroup/svc/cgroup.procs && echo moved; "
+        "grep ^0:: /proc/self/cgroup"
+    )
+    _, out = sh(runtime, ctid, script)
+    paths = runtime.cgroups.paths(ctid)
+    if "unified" not in paths.inner:
+        assert "cgroup2" not in out
+        return
+    assert out.split() == ["cgroup2", "moved", "0::/svc"], out
+    assert os.stat(paths.outer["unified"]).st_uid == 0
+    for name, path in paths.outer.items():
+        if name != "unified":
+            assert os.stat(path).st_uid == 0 and os.stat(os.path.join(path, "vps")).st_uid == 0
