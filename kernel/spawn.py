@@ -170,6 +170,8 @@ class Starting:
         if data:
             raise KernelError(f"CT {self.spec.ctid}: unexpected message from init")
         self._sock.close()
+        if not _alive(self.pid):  # killed before it could report (EOF without a message)
+            raise KernelError(f"CT {self.spec.ctid}: init died before or right after exec")
 
     def abort(self) -> None:
         """Kill whatever was created; the caller's reverter removes cgroups."""
@@ -190,6 +192,14 @@ class Starting:
         if self.pidfd >= 0:
             os.close(self.pidfd)
             self.pidfd = -1
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            return fh.read().rpartition(")")[2].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
 
 
 def reap(pid: int) -> int | None:
