@@ -31,6 +31,10 @@ def node_config() -> Iterator[NodeConfig]:
         state_root=os.path.join(top, "state"),
         cgroup_prefix=f"ctpanel-test-{os.getpid()}",
         idmap_registry=os.path.join(top, "idmap", "ranges.json"),
+        # Each session has its own id registry, so concurrent sessions (two checkouts, CI beside
+        # a developer) get disjoint windows of 64 ranges from their PID: a leftover process
+        # found by its host uid is then surely this session's.
+        id_base=(1 << 30) + (os.getpid() % 700) * 64 * 65536,
     )
     try:
         yield config
@@ -80,13 +84,14 @@ _next_ctid = iter(range(1000, 100000))
 def make_vps(runtime: Runtime) -> Iterator[Callable[..., int]]:
     """make_vps(start=True, hostname=..., options=...) -> CTID; cleaned up after the test."""
     made: list[int] = []
+    ranges: dict[int, int] = {}
 
     def make(
         *, start: bool = True, hostname: str = "", options: StartOptions | None = None
     ) -> int:
         ctid = next(_next_ctid)
         made.append(ctid)
-        runtime.create(CreateSpec(ctid=ctid, template="busybox", hostname=hostname))
+        ranges[ctid] = runtime.create(CreateSpec(ctid=ctid, template="busybox", hostname=hostname)).id_start
         if start:
             runtime.start(ctid, options)
         return ctid
@@ -95,7 +100,7 @@ def make_vps(runtime: Runtime) -> Iterator[Callable[..., int]]:
     for ctid in made:
         leftovers.force_remove(runtime, ctid)
     for ctid in made:
-        assert leftovers.of(runtime, ctid) == [], f"CT {ctid} left things behind"
+        assert leftovers.of(runtime, ctid, ranges.get(ctid)) == [], f"CT {ctid} left things behind"
 
 
 @pytest.fixture

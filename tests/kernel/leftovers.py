@@ -9,9 +9,30 @@ from kernel.errors import KernelError
 from kernel.runtime import Runtime
 
 
-def of(runtime: Runtime, ctid: int) -> list[str]:
+def processes(id_start: int, size: int = 65536) -> list[int]:
+    """PIDs (zombies included) running as one of the host ids of a VPS's range."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/status", encoding="utf-8") as fh:
+                uid = next(int(line.split()[1]) for line in fh if line.startswith("Uid:"))
+        except (OSError, StopIteration, ValueError):
+            continue
+        if id_start <= uid < id_start + size:
+            found.append(int(name))
+    return found
+
+
+def of(runtime: Runtime, ctid: int, id_start: int | None = None) -> list[str]:
     """Every trace of `ctid` on this host: cgroups, mounts, processes, registry, state, ids."""
     found = []
+    if id_start is None:
+        ids = runtime.ids.lookup(ctid)
+        id_start = ids.start if ids else None
+    if id_start is not None:
+        found += [f"process {pid}" for pid in processes(id_start)]
     for path in runtime.cgroups.paths(ctid).outer.values():
         if os.path.exists(path):
             found.append(f"cgroup {path}")

@@ -186,11 +186,12 @@ def test_cycles_leave_nothing_behind(runtime):
     ctid = 990
     try:
         for _ in range(30):
-            runtime.create(CreateSpec(ctid=ctid, template="busybox"))
+            id_start = runtime.create(CreateSpec(ctid=ctid, template="busybox")).id_start
             assert runtime.start(ctid).running
+            assert leftovers.processes(id_start)
             runtime.stop(ctid, fast=True)
             runtime.destroy(ctid)
-            assert leftovers.of(runtime, ctid) == []
+            assert leftovers.of(runtime, ctid, id_start) == []
     finally:
         leftovers.force_remove(runtime, ctid)
     assert os.listdir(runtime.config.private_dir) == [] or all(
