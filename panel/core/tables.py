@@ -10,6 +10,7 @@ queryset; the table only orders, pages and renders it.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime
 import io
@@ -41,8 +42,9 @@ class Column:
 
     def __init__(self, accessor: str, label: str | None = None, *, orderable: bool = True,
                  order_by: str | None = None, link: bool | Callable[[Any], str | None] = False,
-                 template: str | None = None, empty: str = EMPTY) -> None:
+                 template: str | None = None, empty: str = EMPTY, nowrap: bool = False) -> None:
         self.accessor = accessor
+        self.nowrap = nowrap
         self.empty = empty
         self.context: dict[str, Any] = {}  # set by the table: request and csrf_token for cell templates
         self.label = label
@@ -65,6 +67,9 @@ class Column:
                 except FieldDoesNotExist:
                     self.orderable = self.orderable and self.order_by != self.accessor
             self.label = self.label[:1].upper() + self.label[1:]
+        if model is not None and "__" not in self.accessor:
+            with contextlib.suppress(FieldDoesNotExist):
+                self.nowrap = self.nowrap or isinstance(model._meta.get_field(self.accessor), models.DateTimeField)
 
     def value(self, record: Any) -> Any:
         obj = record
@@ -168,8 +173,9 @@ class Table:
     def records(self) -> Iterable[Any]:
         return self.page.object_list if self.page is not None else self.data
 
-    def rows(self) -> list[list[SafeString]]:
-        return [[c.render(record) for c in self.columns] for record in self.records]
+    def rows(self) -> list[list[tuple[str, SafeString]]]:
+        """Per record, (CSS class, HTML) of each cell."""
+        return [[("nowrap" if c.nowrap else "", c.render(record)) for c in self.columns] for record in self.records]
 
     def headers(self) -> list[dict[str, Any]]:
         headers = []

@@ -106,6 +106,7 @@ class ObjectListView(PanelView):
     add_roles: tuple[str, ...] = ()  # who sees that button (empty: everyone who sees the list)
     export = False  # ?export=csv downloads the whole filtered list
     poll = 0  # seconds between refreshes of the table; 0: none
+    filter_labels: dict[str, str] = {}  # labels for filters whose generated ones read badly
 
     def get_queryset(self, request: HttpRequest) -> models.QuerySet:
         return self.restrict(request, VIEW)
@@ -117,6 +118,10 @@ class ObjectListView(PanelView):
             filterset = self.filterset(request.GET or None, queryset=queryset, request=request)
             for name in self.hidden_filters(request):
                 filterset.form.fields.pop(name, None)
+            for name, field in filterset.form.fields.items():
+                field.label = self.filter_labels.get(name, field.label)
+                if isinstance(field, forms.DateTimeField):
+                    field.widget.input_type = "datetime-local"
             restrict_choices(filterset.form, request.user)
             filter_form = filterset.form
             queryset = filterset.qs if filterset.is_bound else queryset

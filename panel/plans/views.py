@@ -111,6 +111,21 @@ class BudgetListView(generic.ObjectListView):
         return () if request.user.is_admin else ("granted_by",)
 
 
+def _with_units(exc: ValidationError, grantee: User) -> ValidationError:
+    """The service says "at most the reseller's own budget: 64000000000"; say "64 GB" on the page."""
+    reseller_budget = Budget.objects.filter(grantee_id=grantee.owner_id).first() if grantee.owner_id else None
+    if reseller_budget is None or not hasattr(exc, "error_dict"):
+        return exc
+    errors = {}
+    for field, field_errors in exc.error_dict.items():
+        cap = getattr(reseller_budget, field, None)
+        if field in BYTE_RESOURCES and cap is not None:
+            errors[field] = f"At most the reseller's own budget: {bytes_si(cap)}."
+        else:
+            errors[field] = field_errors
+    return ValidationError(errors)
+
+
 class UserBudgetView(generic.PanelView):
     """A user's budget (granted / allocated); whoever may grant it edits it here (budgets.grant decides)."""
 
@@ -135,7 +150,7 @@ class UserBudgetView(generic.PanelView):
             try:
                 budgets.grant(request.user, grantee, **form.cleaned_data)
             except ValidationError as exc:
-                generic.add_service_error(form, exc)
+                generic.add_service_error(form, _with_units(exc, grantee))
             else:
                 messages.success(request, f"Budget of {grantee.username} saved.")
                 return HttpResponseRedirect(reverse("plans:user-budget", args=[grantee.pk]))

@@ -17,6 +17,8 @@ class ObjectChangeListView(generic.ObjectListView):
     table = ObjectChangeTable
     filterset = ObjectChangeFilterSet
     export = True
+    filter_labels = {"object_type": "Object type (app.model)", "object_id": "Object id",
+                     "time_after": "From", "time_before": "Until", "request_id": "Request id"}
 
     def get(self, request: HttpRequest, **kwargs):
         self.title = "Audit log" if is_admin(request.user) else "Activity"

@@ -1,0 +1,187 @@
+"""Screenshots of the main pages into docs/screenshots/ (not a test: run it on purpose).
+
+    python -m tests.browser.screenshots      # with the test profile's environment (what ./ctl test exports)
+
+It runs the browser tier's fixtures — the ASGI server against a fresh test
+database, real node and panel workers — fills the panel with a small,
+believable installation through its services and its pages, and saves
+one PNG per page (laptop 1280x800, plus a few at phone size).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.management.color import no_style
+from django.db import connection
+from playwright.sync_api import Browser, Page, expect
+
+from panel.accounts.choices import Role
+from panel.accounts.models import User
+from panel.core.notify import services as notify
+from panel.nodes import ippools
+from panel.nodes import services as nodes
+from panel.plans import budgets
+from panel.plans import services as plans
+from panel.plans.models import Plan
+from tests.browser.test_login import PASSWORD, log_in
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+OUT = Path(__file__).resolve().parent.parent.parent / "docs" / "screenshots"
+GB = 10**9
+LAPTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+
+
+def shoot(page: Page, name: str) -> None:
+    page.wait_for_load_state("networkidle")
+    page.screenshot(path=str(OUT / f"{name}.png"), full_page=True)
+
+
+def signed_in(browser: Browser, base: str, username: str, viewport: dict[str, int] = LAPTOP) -> Page:
+    page = browser.new_context(viewport=viewport).new_page()
+    page.set_default_timeout(20000)
+    log_in(page, base, username)
+    return page
+
+
+def _sequences_past_seeded_rows() -> None:
+    """Transactional tests may reset sequences while the migration's seeded plans still exist."""
+    with connection.cursor() as cursor:
+        for sql in connection.ops.sequence_reset_sql(no_style(), [Plan]):
+            cursor.execute(sql)
+
+
+def populate(node_name: str) -> dict[str, User]:
+    _sequences_past_seeded_rows()
+    admin = User.objects.create_user("admin", password=PASSWORD, role=Role.ADMIN, email="ops@example.com",
+                                     first_name="Ada", last_name="Admin")
+    acme = User.objects.create_user("acme", password=PASSWORD, role=Role.RESELLER, email="sales@acme.example.com")
+    globex = User.objects.create_user("globex", password=PASSWORD, role=Role.RESELLER)
+    for reseller, ram in ((acme, 64), (globex, 32)):
+        budgets.grant(admin, reseller, vps_count=20, ram=ram * GB, disk=1000 * GB, cpus=32, ipv4=20,
+                      ipv6_prefixes=20, traffic=None)
+    customers = {}
+    for name, reseller in (("carol", acme), ("dave", acme), ("erin", acme), ("frank", globex)):
+        customers[name] = User.objects.create_user(name, password=PASSWORD, role=Role.CUSTOMER, owner=reseller,
+                                                   email=f"{name}@example.com")
+    User.objects.create_user("walk-in", password=PASSWORD, role=Role.CUSTOMER)
+    customers["erin"].is_active = False
+    customers["erin"].save()
+    budgets.grant(acme, customers["carol"], vps_count=3, ram=8 * GB, disk=200 * GB, cpus=4, ipv4=3,
+                  ipv6_prefixes=3, traffic=3000 * GB)
+    budgets.reserve(customers["carol"], "vps:101", budgets.Demand(ram=2 * GB, disk=40 * GB, cpus=2, ipv4=1,
+                                                                   ipv6_prefixes=1, traffic=1000 * GB))
+    plans.create_plan(acme, name="acme-start", description="Small web sites", ram=2**30, swap=2**29,
+                      diskspace=20 * GB, cpus=1, traffic=1000 * GB, port_speed=10**8)
+    plans.create_plan(acme, name="acme-pro", description="Shops and databases", ram=4 * 2**30, swap=2**30,
+                      diskspace=80 * GB, cpus=2, traffic=3000 * GB, port_speed=10**9)
+    node, _ = nodes.register_node(node_name, "Rack 1, first node")
+    nodes.register_node("edge-2", "Rack 2 (not installed yet)")
+    pool = ippools.create_pool(name="public-v4", family=4, network="198.51.100.0/24", gateway="198.51.100.1",
+                               node=node)
+    ippools.create_pool(name="public-v6", family=6, network="2001:db8:100::/48", unit_prefix=64, node=node)
+    ippools.allocate(pool, owner=customers["carol"], assigned_to="vps:101")
+    ippools.allocate(pool, owner=customers["frank"], assigned_to="vps:102")
+    notify.notify(customers["carol"], "traffic.80_percent", "80 % of this month's traffic used on vps 101",
+                  "800 GB of 1 TB. Over the quota the port is throttled to 1 Mbit/s.", level="warning", email=False)
+    notify.notify(customers["carol"], "account.welcome", "Welcome to ctpanel", email=False)
+    notify.create_webhook(acme, name="crm", url="https://crm.acme.example.com/hooks/ctpanel",
+                          events=["vps.*", "traffic.*"])
+    return {"admin": admin, "acme": acme, **customers}
+
+
+def test_screenshots(browser: Browser, live_panel: str, stack) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    users = populate(stack.node_name)
+    base = live_panel
+
+    anonymous = browser.new_context(viewport=LAPTOP).new_page()
+    anonymous.goto(f"{base}/login/")
+    shoot(anonymous, "login")
+
+    # The reseller at work: a customer, a plan form, a budget refused.
+    acme = signed_in(browser, base, "acme")
+    acme.get_by_role("link", name="Customers").click()
+    acme.get_by_role("link", name="Add").click()
+    acme.get_by_label("User name").fill("grace")
+    acme.get_by_label("E-mail").fill("grace@example.com")
+    acme.get_by_role("button", name="Save").click()
+    expect(acme.get_by_role("heading", level=1)).to_have_text("grace")
+    acme.get_by_role("link", name="Change budget").click()
+    acme.get_by_role("textbox", name="RAM").fill("100 GB")
+    acme.get_by_role("button", name="Save budget").click()
+    expect(acme.get_by_role("alert").first).to_be_visible()
+    shoot(acme, "reseller-budget-refused")
+    acme.goto(f"{base}/")
+    shoot(acme, "reseller-dashboard")
+    acme.goto(f"{base}/users/")
+    shoot(acme, "reseller-customers")
+    acme.goto(f"{base}/users/{users['carol'].pk}/")
+    expect(acme.get_by_role("link", name="Change budget")).to_be_visible()
+    shoot(acme, "reseller-customer")
+    acme.goto(f"{base}/plans/add/")
+    shoot(acme, "reseller-plan-form")
+    acme.goto(f"{base}/budget/")
+    shoot(acme, "reseller-budget")
+    acme.goto(f"{base}/webhooks/")
+    shoot(acme, "reseller-webhooks")
+
+    # The admin: nodes (one up by its heartbeat), a ping followed live, pools, audit log.
+    admin = signed_in(browser, base, "admin")
+    admin.get_by_role("link", name="Nodes").click()
+    row = admin.get_by_role("row", name=re.compile(stack.node_name))
+    expect(row).to_contain_text("Up", timeout=45000)
+    row.get_by_role("button", name="Ping").click()
+    expect(row).to_contain_text("Succeeded", timeout=30000)
+    shoot(admin, "admin-nodes")
+    admin.goto(f"{base}/nodes/{stack.node_name}/")
+    shoot(admin, "admin-node")
+    admin.goto(f"{base}/operations/")
+    shoot(admin, "admin-operations")
+    admin.get_by_role("row", name=re.compile("node.ping")).first.get_by_role("link").first.click()
+    expect(admin.locator("#operation-progress")).to_contain_text("Succeeded")
+    shoot(admin, "admin-operation")
+    for path, name in (("/", "admin-dashboard"), ("/ip-pools/", "admin-ip-pools"), ("/users/", "admin-users"),
+                       ("/plans/", "admin-plans"), ("/budgets/", "admin-budgets"), ("/audit/", "admin-audit-log")):
+        admin.goto(base + path)
+        shoot(admin, name)
+    admin.goto(f"{base}/ip-pools/")
+    admin.get_by_role("link", name="public-v4").click()
+    shoot(admin, "admin-ip-pool")
+    admin.goto(f"{base}/audit/")
+    admin.get_by_role("link", name="grace", exact=True).first.click()
+    shoot(admin, "admin-audit-change")
+
+    # The customer's own pages.
+    carol = signed_in(browser, base, "carol")
+    shoot(carol, "customer-dashboard")
+    for path, name in (("/notices/", "customer-notices"), ("/account/", "account"), ("/account/2fa/", "two-factor"),
+                       ("/account/tokens/", "api-tokens"), ("/plans/", "customer-plans")):
+        carol.goto(base + path)
+        shoot(carol, name)
+    carol.goto(f"{base}/nodes/")
+    shoot(carol, "customer-not-allowed")
+
+    # Phone size
+    phone = signed_in(browser, base, "acme", viewport=PHONE)
+    shoot(phone, "phone-dashboard")
+    phone.get_by_role("button", name="Menu").click()
+    shoot(phone, "phone-menu")
+    phone.goto(f"{base}/users/")
+    shoot(phone, "phone-customers")
+    phone_admin = signed_in(browser, base, "admin", viewport=PHONE)
+    phone_admin.goto(f"{base}/nodes/")
+    shoot(phone_admin, "phone-nodes")
+
+
+def main() -> int:
+    return int(pytest.main([__file__, "-q", "-p", "no:cacheprovider"]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
