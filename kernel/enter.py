@@ -79,6 +79,8 @@ class Attached:
                 msg, fds, _, _ = socket.recv_fds(self._info, 4096, 1)
             except BlockingIOError:
                 return
+            for fd in fds:
+                os.set_inheritable(fd, False)
             if not msg:
                 return
             if msg == b"pty" and fds:

@@ -15,7 +15,9 @@ unmasked procfs beside it.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import struct
 from dataclasses import dataclass
 
 from kernel import syscalls as sc
@@ -45,6 +47,8 @@ SYS_MASKED_DIRS = (
     "devices/virtual/powercap",
 )
 SYS_WRITABLE = ("devices/virtual/net",)
+_TIOCSPTLCK = 0x40045431
+_TIOCGPTPEER = 0x5441
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
 DEV_LINKS = {
     "ptmx": "pts/ptmx",
@@ -203,6 +207,28 @@ def mount_dev(root_fd: int, options: RootfsOptions, host_nodes: dict[str, int]) 
         _attach_at(shm, dev, "shm")
         for name, target in DEV_LINKS.items():
             os.symlink(target, name, dir_fd=dev)
+    finally:
+        os.close(dev)
+
+
+def console_pty(root_fd: int) -> int:
+    """Bind a new pty of the VPS's own devpts over /dev/console; return its master.
+
+    The supervisor keeps the master: what init writes to its console goes to a
+    buffer, never to anyone's terminal.
+    """
+    dev = lookup(root_fd, "dev")
+    try:
+        master = sc.openat2(dev, "pts/ptmx", os.O_RDWR | os.O_NOCTTY, _BENEATH)
+        fcntl.ioctl(master, _TIOCSPTLCK, struct.pack("i", 0))
+        slave = fcntl.ioctl(master, _TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+        try:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            os.close(os.open("console", flags, 0o600, dir_fd=dev))
+            _attach_at(_clone(slave, recursive=False), dev, "console", directory=False)
+        finally:
+            os.close(slave)
+        return master
     finally:
         os.close(dev)
 

@@ -69,7 +69,9 @@ class CreateSpec:
 
 @dataclass(frozen=True)
 class StartOptions:
-    console: str | None = None  # host tty bound as the VPS's /dev/console (the supervisor's pty)
+    # None: /dev/console is /dev/null; "pty": a new pty of the VPS's own devpts whose master is
+    # returned as Status.console_fd (the supervisor keeps it); else a host tty path to bind.
+    console: str | None = None
     timeout: float = 10.0
     devpts_max: int = 1024
     defences: Defences = field(default_factory=Defences)
@@ -83,6 +85,7 @@ class Status:
     running: bool
     frozen: bool = False
     init_pid: int | None = None
+    console_fd: int | None = None  # set by a start with console="pty": the caller must close it
 
     def vzctl_line(self) -> str:
         """OpenVZ's `vzctl status` line."""
@@ -281,8 +284,8 @@ class Runtime:
             record = self.registry.get(ctid)
             if self._running_pid(ctid):
                 return self.status(ctid)
-            self._start(record, options)
-            return self.status(ctid)
+            console = self._start(record, options)
+            return replace(self.status(ctid), console_fd=console)
 
     def restart(self, ctid: int, options: StartOptions | None = None, *, timeout: float = 30.0) -> Status:
         """Stop (halt signal, then kill after `timeout`) and start again, under one lock."""
@@ -294,14 +297,14 @@ class Runtime:
             if pid:
                 self._stop(record, pid, fast=False, timeout=timeout)
             self._cleanup(ctid)
-            self._start(record, options)
-            return self.status(ctid)
+            console = self._start(record, options)
+            return replace(self.status(ctid), console_fd=console)
 
     def _run_hooks(self, stage: str, ctx: StartContext) -> None:
         for hook in self.hooks[stage]:
             hook(ctx)
 
-    def _start(self, record: Record, options: StartOptions) -> None:
+    def _start(self, record: Record, options: StartOptions) -> int | None:
         ctid = record.ctid
         with Reverter() as revert:
             ctx = StartContext(
@@ -358,8 +361,10 @@ class Runtime:
             )
             revert.add(lambda: statefile.remove(self._state_path(ctid)), "forget init")
             self._run_hooks("started", ctx)
+            console = starting.take_console()
             starting.close()
             revert.success()
+            return console
 
     def _write_files(self, ctx: StartContext) -> None:
         if ctx.record.hostname:

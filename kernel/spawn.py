@@ -54,7 +54,7 @@ class InitSpec:
     cgroup_procs: tuple[str, ...]  # inner cgroup.procs files to join before unsharing
     rootfs: rootfs.RootfsOptions = field(default_factory=rootfs.RootfsOptions)
     seccomp: bool = True  # False only for the negative-control tests
-    console: str | None = None  # host tty to bind as /dev/console (the supervisor's pty)
+    console: str | None = None  # None: /dev/null; "pty": a pty of the VPS's devpts; else a host tty
     env: tuple[tuple[str, str], ...] = (("container", "ctpanel"), ("PATH", INIT_PATH), ("HOME", "/"))
     timeout: float = 10.0
 
@@ -109,6 +109,7 @@ class Starting:
         self.spec = spec
         self.pid = 0  # host PID of C2, the future init
         self.pidfd = -1
+        self.console_master = -1  # with console="pty": the master of the VPS's console
         self._c1 = 0
         self._program = seccomp.build() if spec.seccomp else b""
         self._sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -126,9 +127,15 @@ class Starting:
 
     def _recv(self) -> bytes:
         try:
-            data = self._sock.recv(65536)
+            data, fds, _, _ = socket.recv_fds(self._sock, 65536, 1)
         except TimeoutError:
             raise Timeout(f"CT {self.spec.ctid}: init setup timed out") from None
+        for fd in fds:
+            os.set_inheritable(fd, False)
+            if data == b"R" and self.console_master < 0:
+                self.console_master = fd
+            else:
+                os.close(fd)
         if data.startswith(b"E"):
             _raise_child_error(self.spec.ctid, data)
         return data
@@ -175,6 +182,9 @@ class Starting:
 
     def abort(self) -> None:
         """Kill whatever was created; the caller's reverter removes cgroups."""
+        if self.console_master >= 0:
+            os.close(self.console_master)
+            self.console_master = -1
         if self._c1:
             with contextlib.suppress(OSError):
                 os.kill(self._c1, signal.SIGKILL)
@@ -192,6 +202,11 @@ class Starting:
         if self.pidfd >= 0:
             os.close(self.pidfd)
             self.pidfd = -1
+
+    def take_console(self) -> int | None:
+        """Hand the console master to the caller (who must close it); None without one."""
+        fd, self.console_master = self.console_master, -1
+        return fd if fd >= 0 else None
 
 
 def _alive(pid: int) -> bool:
@@ -252,7 +267,8 @@ def _stage2(spec: InitSpec, sock: socket.socket, mount_fd: int, program: bytes) 
         root_fd = os.open(spec.stage_dir, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         # Host-side sources, opened while the host's tree is still visible.
         nodes = {n: os.open(f"/dev/{n}", os.O_PATH | os.O_CLOEXEC) for n in rootfs.DEV_NODES}
-        nodes["console"] = os.open(spec.console or "/dev/null", os.O_PATH | os.O_CLOEXEC)
+        if spec.console != "pty":
+            nodes["console"] = os.open(spec.console or "/dev/null", os.O_PATH | os.O_CLOEXEC)
         sc.sethostname(spec.hostname)
         os.setresgid(0, 0, 0)
         os.setgroups([])
@@ -262,10 +278,15 @@ def _stage2(spec: InitSpec, sock: socket.socket, mount_fd: int, program: bytes) 
         rootfs.mount_dev(root_fd, spec.rootfs, nodes)
         for fd in nodes.values():
             os.close(fd)
+        master = rootfs.console_pty(root_fd) if spec.console == "pty" else -1
         rootfs.pivot(root_fd)
         os.close(root_fd)
         sc.join_session_keyring()
-        sock.send(b"R")
+        if master >= 0:
+            socket.send_fds(sock, [b"R"], [master])
+            os.close(master)
+        else:
+            sock.send(b"R")
         if sock.recv(16) != b"X":
             os._exit(1)
         console = os.open("/dev/console", os.O_RDWR | os.O_NOCTTY)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import select
 import time
 
 import pytest
 
 from kernel import syscalls as sc
+from kernel import vpsfiles
 from kernel.errors import AlreadyExists, Busy, InvalidArgument, KernelError, NotFound
 from kernel.runtime import CreateSpec, Runtime, StartContext, StartOptions
 from tests.kernel import leftovers
@@ -85,8 +87,6 @@ def test_poweroff_inside_stops_the_vps(runtime, make_vps):
     runtime.exec(ctid, ["poweroff"])
     pidfd = sc.pidfd_open(pid)
     try:
-        import select
-
         assert select.select([pidfd], [], [], 15)[0]
     finally:
         os.close(pidfd)
@@ -197,3 +197,26 @@ def test_cycles_leave_nothing_behind(runtime):
     assert os.listdir(runtime.config.private_dir) == [] or all(
         not n.startswith("990") for n in os.listdir(runtime.config.private_dir)
     )
+
+
+def test_console_is_a_pty_of_the_vps_whose_master_the_caller_holds(runtime, make_vps):
+    ctid = make_vps(start=False)
+    with vpsfiles.VpsRoot(runtime.volume_path(ctid)) as root:
+        root.write("/etc/rc.local", "#!/bin/sh\necho hello-console > /dev/console\n", mode=0o755)
+    status = runtime.start(ctid, StartOptions(console="pty"))
+    assert status.console_fd is not None
+    master = status.console_fd
+    try:
+        output = b""
+        deadline = time.monotonic() + 10
+        while b"hello-console" not in output and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.5)[0]:
+                output += os.read(master, 4096)
+        assert b"hello-console" in output
+        pid = status.init_pid
+        assert os.readlink(f"/proc/{pid}/fd/0") == "/dev/console"
+        _, out = sh(runtime, ctid, "grep ' /dev/console ' /proc/self/mountinfo | sed 's/.* - //'; ls /dev/pts")
+        assert out.split()[0] == "devpts" and "0" in out.split()
+    finally:
+        os.close(master)
+    assert runtime.status(ctid).console_fd is None
