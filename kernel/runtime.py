@@ -97,6 +97,24 @@ class Status:
         return f"CTID {self.ctid} " + " ".join(words)
 
 
+@dataclass(frozen=True)
+class InitExit:
+    """Why a VPS's init ended: "reboot" / "poweroff" (reboot(2) inside, reported by the kernel
+    as SIGHUP / SIGINT), "killed", "exited", or "unknown" when we were not its parent."""
+
+    ctid: int
+    reason: str
+    status: int | None
+
+
+def exit_reason(status: int | None) -> str:
+    if status is None:
+        return "unknown"
+    if os.WIFSIGNALED(status):
+        return {signal.SIGHUP: "reboot", signal.SIGINT: "poweroff"}.get(os.WTERMSIG(status), "killed")
+    return "exited"
+
+
 @dataclass
 class StartContext:
     """What start hooks see. `init_pid` and `ns_dir` are set from the network stage on."""
@@ -411,15 +429,36 @@ class Runtime:
                 _wait_fd(pidfd, 10.0)
         finally:
             os.close(pidfd)
-        if _is_child(pid):
-            spawn.reap(pid)
+        self._reap(ctid)
+
+    def _reap(self, ctid: int) -> int | None:
+        """Collect the recorded init's wait status if we are its parent (checked by start time,
+        so a reused PID of another child is never reaped by mistake)."""
+        try:
+            state = statefile.read_json(self._state_path(ctid))
+        except NotFound:
+            return None
+        pid = int(state["init_pid"])
+        fields = _stat(pid)
+        if not fields or int(fields[19]) != state["starttime"] or int(fields[1]) != os.getpid():
+            return None
+        return spawn.reap(pid)
+
+    def collect(self, ctid: int) -> InitExit | None:
+        """After init exited by itself: reap it, say why, and remove what is left.
+
+        None while init runs (or when no start was recorded). The supervisor calls this
+        when an init's pidfd becomes readable and restarts the VPS on "reboot".
+        """
+        with self.lock(ctid):
+            if self._running_pid(ctid) or not os.path.exists(self._state_path(ctid)):
+                return None
+            status = self._reap(ctid)
+            self._cleanup(ctid)
+            return InitExit(ctid, exit_reason(status), status)
 
     def _cleanup(self, ctid: int) -> None:
-        with contextlib.suppress(NotFound):
-            pid = int(statefile.read_json(self._state_path(ctid))["init_pid"])
-            if _is_child(pid):  # an init that exited on its own (poweroff inside)
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, os.WNOHANG)
+        self._reap(ctid)  # an init that exited on its own (poweroff inside)
         self.cgroups.kill(ctid)
         self.cgroups.remove(ctid)
         statefile.remove(self._state_path(ctid))
@@ -513,8 +552,3 @@ def _wait_fd(fd: int, timeout: float) -> bool:
     poller = select.poll()
     poller.register(fd, select.POLLIN)
     return bool(poller.poll(max(0, int(timeout * 1000))))
-
-
-def _is_child(pid: int) -> bool:
-    fields = _stat(pid)
-    return bool(fields) and int(fields[1]) == os.getpid()  # type: ignore[index]

@@ -81,18 +81,27 @@ def test_halt_timeout_falls_back_to_kill(runtime, make_vps):
     assert time.monotonic() - started < 3
 
 
-def test_poweroff_inside_stops_the_vps(runtime, make_vps):
-    ctid = make_vps()
-    pid = runtime.status(ctid).init_pid
-    runtime.exec(ctid, ["poweroff"])
+def _wait_exit(pid: int) -> None:
     pidfd = sc.pidfd_open(pid)
     try:
-        assert select.select([pidfd], [], [], 15)[0]
+        assert select.select([pidfd], [], [], 20)[0]
     finally:
         os.close(pidfd)
+
+
+@pytest.mark.parametrize(("command", "reason"), [("poweroff", "poweroff"), ("reboot", "reboot")])
+def test_poweroff_and_reboot_inside_are_told_apart(runtime, make_vps, command, reason):
+    ctid = make_vps()
+    pid = runtime.status(ctid).init_pid
+    assert runtime.collect(ctid) is None  # still running
+    runtime.exec(ctid, [command])
+    _wait_exit(pid)
     assert not runtime.status(ctid).running
-    runtime.stop(ctid)
+    ended = runtime.collect(ctid)
+    assert ended is not None and ended.reason == reason
     assert leftovers.of(runtime, ctid) == ["registry entry", "id range", "volume"]
+    assert runtime.collect(ctid) is None
+    assert runtime.start(ctid).init_pid != pid  # the supervisor's answer to "reboot"
 
 
 def test_freeze_and_thaw(runtime, make_vps):
