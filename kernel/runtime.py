@@ -180,6 +180,10 @@ class Runtime:
     def volume_path(self, ctid: int) -> str:
         return os.path.join(self.config.private_dir, str(check_ctid(ctid)))
 
+    def root_path(self, ctid: int) -> str:
+        """Where `mount` shows the VPS's root on the host (OpenVZ's /vz/root/CTID)."""
+        return os.path.join(self.config.path("root"), str(check_ctid(ctid)))
+
     def _state_path(self, ctid: int) -> str:
         return os.path.join(self.config.run_dir, f"{ctid}.json")
 
@@ -241,6 +245,7 @@ class Runtime:
             if self._running_pid(ctid):
                 raise Busy(f"CT {ctid} is running")
             record = self.registry.find(ctid)
+            self._umount_root(ctid)
             self.cgroups.remove(ctid)
             volume = record.volume if record else self.volume_path(ctid)
             if os.path.lexists(volume):
@@ -284,11 +289,67 @@ class Runtime:
         return Status(
             ctid=ctid,
             exists=record is not None,
-            mounted=pid is not None,
+            mounted=pid is not None or self._root_mounted(ctid),
             running=pid is not None,
             frozen=frozen,
             init_pid=pid,
         )
+
+    # -- mount / umount ------------------------------------------------------------------------
+    def _root_mounted(self, ctid: int) -> bool:
+        target = self.root_path(ctid)
+        with open("/proc/self/mountinfo", encoding="utf-8") as fh:
+            return any(line.split()[4] == target for line in fh)
+
+    def mount(self, ctid: int) -> Status:
+        """`vzctl mount`: show the VPS's root at `root_path(ctid)`, idmapped into its host id
+        range, so host root sees the VPS's root-owned files as the unprivileged range (and
+        cannot create files there as host root). Idempotent; independent of running."""
+        with self.lock(ctid), Reverter() as revert:
+            record = self.registry.get(ctid)
+            if self._root_mounted(ctid):
+                return self.status(ctid)
+            ctx = StartContext(
+                record=record,
+                config=self.config,
+                volume=record.volume,
+                cgroup_paths=self.cgroups.paths(ctid),
+                revert=revert,
+                options=StartOptions(),
+            )
+            self._run_hooks("volume", ctx)
+            statefile.ensure_dir(self.config.path("root"), 0o700)
+            target = self.root_path(ctid)
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(target, 0o700)
+            revert.add(lambda: _rmdir(target), "remove mount point")
+            userns = spawn.user_namespace(IdRange(record.id_start, record.id_size))
+            try:
+                mount_fd = spawn.idmapped_mount(ctx.volume, userns)
+            finally:
+                os.close(userns)
+            try:
+                target_fd = os.open(target, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                try:
+                    sc.attach(mount_fd, target_fd)
+                finally:
+                    os.close(target_fd)
+            finally:
+                os.close(mount_fd)
+            revert.success()
+            return self.status(ctid)
+
+    def umount(self, ctid: int) -> Status:
+        """`vzctl umount`: remove the host view made by `mount` (idempotent)."""
+        with self.lock(ctid):
+            self._umount_root(ctid)
+            return self.status(ctid)
+
+    def _umount_root(self, ctid: int) -> None:
+        target = self.root_path(ctid)
+        while self._root_mounted(ctid):
+            sc.umount2(target, sc.MNT_DETACH)
+        _rmdir(target)
 
     def list(self) -> list[Status]:
         return [self.status(ctid) for ctid in self.registry.ctids()]

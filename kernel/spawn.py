@@ -76,6 +76,37 @@ def idmapped_mount(source: str, userns_fd: int) -> int:
     return fd
 
 
+def user_namespace(ids: IdRange) -> int:
+    """An fd of a new, empty user namespace mapping 0..65535 to `ids` (for idmapped mounts
+    made while the VPS is stopped). A throwaway child creates it and exits; the fd keeps it."""
+    ready_r, ready_w = os.pipe()
+    done_r, done_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        code = 1
+        try:
+            os.close(ready_r)
+            os.close(done_w)
+            sc.unshare(sc.CLONE_NEWUSER)
+            os.write(ready_w, b"u")
+            os.read(done_r, 1)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(ready_w)
+    os.close(done_r)
+    try:
+        if os.read(ready_r, 1) != b"u":
+            raise KernelError("could not create a user namespace")
+        _write_proc(pid, "uid_map", ids.map_line())
+        _write_proc(pid, "gid_map", ids.map_line())
+        return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(ready_r)
+        os.close(done_w)
+        os.waitpid(pid, 0)
+
+
 def _write_proc(pid: int, name: str, text: str) -> None:
     fd = os.open(f"/proc/{pid}/{name}", os.O_WRONLY | os.O_CLOEXEC)
     try:
@@ -110,6 +141,7 @@ class Starting:
         self.pid = 0  # host PID of C2, the future init
         self.pidfd = -1
         self.console_master = -1  # with console="pty": the master of the VPS's console
+        self._ready = False  # C2 reported "R" (its mount tree is ready)
         self._c1 = 0
         self._program = seccomp.build() if spec.seccomp else b""
         self._sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -156,6 +188,9 @@ class Starting:
         finally:
             os.close(mount_fd)
         data = self._recv()
+        if data == b"R":  # C2 may finish its setup before C1, preempted after fork, reports
+            self._ready = True
+            data = self._recv()
         if not data.startswith(b"P"):
             raise KernelError(f"CT {self.spec.ctid}: init was not created")
         self.pid = int(data[1:])
@@ -170,7 +205,7 @@ class Starting:
 
     def exec_init(self) -> None:
         """Let C2 exec init; return once init runs, or raise what went wrong."""
-        if self._recv() != b"R":
+        if not self._ready and self._recv() != b"R":
             raise KernelError(f"CT {self.spec.ctid}: init setup failed")
         self._sock.send(b"X")
         data = self._recv()

@@ -41,7 +41,7 @@ def of(runtime: Runtime, ctid: int, id_start: int | None = None) -> list[str]:
     with open("/proc/self/mountinfo", encoding="utf-8") as fh:
         for line in fh:
             point = line.split()[4]
-            if point.startswith((volume, stage)):
+            if point.startswith((volume, stage, runtime.root_path(ctid))):
                 found.append(f"mount {point}")
     if runtime.registry.find(ctid) is not None:
         found.append("registry entry")
@@ -52,6 +52,8 @@ def of(runtime: Runtime, ctid: int, id_start: int | None = None) -> list[str]:
             found.append(f"run/{name}")
     if os.path.exists(volume):
         found.append("volume")
+    if os.path.exists(runtime.root_path(ctid)):
+        found.append("root mount point")
     return found
 
 

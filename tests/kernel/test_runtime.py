@@ -229,3 +229,28 @@ def test_console_is_a_pty_of_the_vps_whose_master_the_caller_holds(runtime, make
     finally:
         os.close(master)
     assert runtime.status(ctid).console_fd is None
+
+
+def test_mount_shows_the_root_idmapped_into_the_vps_range(runtime, make_vps):
+    ctid = make_vps(start=False)
+    id_start = runtime.registry.get(ctid).id_start
+    status = runtime.mount(ctid)
+    assert status.mounted and not status.running
+    assert runtime.status(ctid).vzctl_line() == f"CTID {ctid} exist mounted down"
+    root = runtime.root_path(ctid)
+    assert os.stat(f"{root}/bin/busybox").st_uid == id_start  # not host root
+    assert os.stat(runtime.volume_path(ctid) + "/bin/busybox").st_uid == 0  # on disk: the VPS's 0
+    with pytest.raises(OSError):
+        open(f"{root}/etc/created-by-host-root", "w").close()  # host uid 0 is not in the mapping
+    assert runtime.mount(ctid).mounted  # idempotent
+    runtime.start(ctid)
+    assert sh(runtime, ctid, "echo inside > /root/f; cat /root/f")[1] == "inside\n"
+    with open(f"{root}/root/f") as fh:
+        assert fh.read() == "inside\n"
+    runtime.stop(ctid, fast=True)
+    assert runtime.status(ctid).mounted
+    assert not runtime.umount(ctid).mounted
+    assert not os.path.exists(root)
+    runtime.mount(ctid)
+    runtime.destroy(ctid)  # unmounts first
+    assert not os.path.exists(root)
