@@ -195,8 +195,7 @@ class Starting:
             raise KernelError(f"CT {self.spec.ctid}: init was not created")
         self.pid = int(data[1:])
         self.pidfd = sc.pidfd_open(self.pid)
-        os.waitpid(c1, 0)
-        self._c1 = 0
+        # C1 is exiting now; it is reaped in exec_init, not waited for here.
 
     @property
     def ns_dir(self) -> str:
@@ -212,6 +211,8 @@ class Starting:
         if data:
             raise KernelError(f"CT {self.spec.ctid}: unexpected message from init")
         self._sock.close()
+        os.waitpid(self._c1, 0)
+        self._c1 = 0
         if not _alive(self.pid):  # killed before it could report (EOF without a message)
             raise KernelError(f"CT {self.spec.ctid}: init died before or right after exec")
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import select
+import subprocess
+import sys
 import time
 
 import pytest
@@ -254,3 +258,38 @@ def test_mount_shows_the_root_idmapped_into_the_vps_range(runtime, make_vps):
     runtime.mount(ctid)
     runtime.destroy(ctid)  # unmounts first
     assert not os.path.exists(root)
+
+
+WORKER = """
+import json, os, sys, time
+from kernel.config import NodeConfig
+from kernel.runtime import Runtime
+config = NodeConfig(**json.loads(sys.argv[1]))
+rt = Runtime(config)
+for ctid in json.loads(sys.argv[2]):
+    rt.start(ctid)
+print("started", flush=True)
+time.sleep(600)
+"""
+
+
+def test_vpss_outlive_the_process_that_started_them(runtime, make_vps):
+    ctids = [make_vps(start=False) for _ in range(3)]
+    config = json.dumps(dataclasses.asdict(runtime.config))
+    worker = subprocess.Popen(
+        [sys.executable, "-c", WORKER, config, json.dumps(ctids)],
+        stdout=subprocess.PIPE,
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    )
+    try:
+        assert worker.stdout is not None and worker.stdout.readline() == b"started\n"
+        pids = [runtime.status(ctid).init_pid for ctid in ctids]
+        assert all(pids)
+    finally:
+        worker.kill()
+        worker.wait()
+    for ctid, pid in zip(ctids, pids, strict=True):
+        status = runtime.status(ctid)
+        assert status.running and status.init_pid == pid  # same init, re-found from the state file
+        assert sh(runtime, ctid, "echo still here")[1] == "still here\n"
+        assert not runtime.stop(ctid, fast=True).running
