@@ -10,6 +10,9 @@ allowed. Refused:
   userfaultfd;
 - umount2 with MNT_FORCE (EPERM).
 
+fanotify_init stays allowed: inside a user namespace the kernel already
+limits it to the unprivileged, inode-mark subset.
+
 Refused calls return ENOSYS, as LXC does: software falls back as on a kernel
 without the feature, and a refusal by this filter is told apart from the
 kernel's own EPERM (the tests rely on that).

@@ -309,3 +309,26 @@ def test_cgroup_tree_inside_is_the_delegated_cgroup2_only(runtime, make_vps):
     for name, path in paths.outer.items():
         if name != "unified":
             assert os.stat(path).st_uid == 0 and os.stat(os.path.join(path, "vps")).st_uid == 0
+
+
+def test_no_process_in_the_vps_runs_a_host_binary(runtime, make_vps):
+    """CVE-2019-5736 class: nothing visible inside has a host executable to overwrite."""
+    ctid = make_vps()
+    _, out = sh(runtime, ctid, "sleep 30 & for p in /proc/[0-9]*; do readlink $p/exe; done; kill %1")
+    targets = set(out.split())
+    assert targets and targets <= {"/bin/busybox"}, targets
+
+
+def test_planted_device_symlinks_never_become_mask_sources(runtime, make_vps):
+    """CVE-2025-31133 class: the volume's own /dev is never used; masks come from the host."""
+    ctid = make_vps(start=False)
+    volume = runtime.volume_path(ctid)
+    with open(f"{volume}/etc/shadow") as fh:
+        shadow = fh.read()
+    for name in ("null", "console", "ptmx"):
+        os.symlink("/etc/shadow", f"{volume}/dev/{name}")
+    runtime.start(ctid)
+    code, out = sh(runtime, ctid, "wc -c < /proc/kallsyms; echo x > /dev/null; cat /dev/null | wc -c")
+    assert code == 0 and out.split() == ["0", "0"], out
+    with open(f"{volume}/etc/shadow") as fh:
+        assert fh.read() == shadow
