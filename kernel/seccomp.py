@@ -11,7 +11,7 @@ allowed. Refused:
 - umount2 with MNT_FORCE (EPERM).
 
 fanotify_init stays allowed: inside a user namespace the kernel already
-limits it to the unprivileged, inode-mark subset.
+confines it (no permission events; marks only on what that namespace owns).
 
 Refused calls return ENOSYS, as LXC does: software falls back as on a kernel
 without the feature, and a refusal by this filter is told apart from the
