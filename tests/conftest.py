@@ -23,6 +23,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.unit)
         elif len(set(tiers)) > 1:
             raise pytest.UsageError(f"{item.nodeid} is marked for several tiers: {sorted(set(tiers))}")
+    # Cheap tiers first; the browser tier last: Playwright's sync API keeps an event
+    # loop running in the main thread until its session ends (pyroute2 needs its own).
+    order = {tier: n for n, tier in enumerate(TIERS)}
+    items.sort(key=lambda item: order[next(m.name for m in item.iter_markers() if m.name in TIERS)])
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -47,3 +51,4 @@ def pytest_configure(config: pytest.Config) -> None:
     # without pytest-django and must not import them.
     if config.pluginmanager.has_plugin("django"):
         config.pluginmanager.import_plugin("tests.services")
+

@@ -152,7 +152,10 @@ def stack(test_db_env, tmp_path_factory) -> Iterator[Stack]:
     # This run's own node name and panel queue (see panel/settings/test.py).
     run = os.environ.get("CTPANEL_TEST_RUN")
     if run:
-        node_env.update(CTPANEL_NODE_NAME=f"test-{run}", CTPANEL_PANEL_QUEUE=test_db_env["CTPANEL_PANEL_QUEUE"])
+        node_env.update(CTPANEL_NODE_NAME=f"test-{run}", CTPANEL_PANEL_QUEUE=test_db_env["CTPANEL_PANEL_QUEUE"],
+                        CTPANEL_CGROUP_PREFIX=f"ctpanel-test-{run}")
+    # The node's VPSs, journal and registry live in this session's own state root.
+    node_env["CTPANEL_STATE_ROOT"] = str(tmp_path_factory.mktemp("node-state"))
     stack = Stack(node_env=node_env, panel_env=test_db_env)
     purge_queues(node_env["CTPANEL_BROKER_URL"], f"node.{stack.node_name}", test_db_env["CTPANEL_PANEL_QUEUE"])
     log_dir = tmp_path_factory.mktemp("workers")

@@ -85,11 +85,13 @@ def owner_id(pid: int | None = None) -> str:
 
 
 def _start_ticks(pid: int) -> str:
+    """The process's start time in clock ticks; "gone" for no process, or a zombie (it ran its last)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
         return "gone"
+    return "gone" if len(fields) < 20 or fields[0] in ("Z", "X") else fields[19]
 
 
 def owner_alive(owner: str) -> bool:
@@ -98,7 +100,7 @@ def owner_alive(owner: str) -> bool:
     pid, _, ticks = rest.partition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return True
-    return _start_ticks(int(pid)) == ticks
+    return ticks != "gone" and _start_ticks(int(pid)) == ticks
 
 
 class Journal:

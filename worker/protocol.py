@@ -27,6 +27,17 @@ NODE_QUEUE_PREFIX = "node."
 
 # Task names: the only ones a node or the panel worker executes.
 TASK_PING = "node.ping"
+# VPS operations: every one carries the VPS's whole desired state (VpsRequest).
+TASK_VPS_CREATE = "node.vps.create"
+TASK_VPS_START = "node.vps.start"
+TASK_VPS_STOP = "node.vps.stop"
+TASK_VPS_RESTART = "node.vps.restart"
+TASK_VPS_SET = "node.vps.set"
+TASK_VPS_PAUSE = "node.vps.pause"
+TASK_VPS_RESUME = "node.vps.resume"
+TASK_VPS_DESTROY = "node.vps.destroy"
+VPS_TASKS = (TASK_VPS_CREATE, TASK_VPS_START, TASK_VPS_STOP, TASK_VPS_RESTART, TASK_VPS_SET, TASK_VPS_PAUSE,
+             TASK_VPS_RESUME, TASK_VPS_DESTROY)
 TASK_APPLY_REPORT = "panel.apply_report"
 TASK_NODE_HEARTBEAT = "panel.node_heartbeat"
 
@@ -69,6 +80,18 @@ class ErrorCode:
     PROTOCOL_UNTRUSTED = UntrustedMessage.code
     INTERNAL = "node.internal"
     GAVE_UP = "node.gave_up"
+    # kernel/errors.py's KernelError codes, as the node reports them.
+    KERNEL_ERROR = "kernel.error"
+    KERNEL_NOT_FOUND = "kernel.not_found"
+    KERNEL_EXISTS = "kernel.exists"
+    KERNEL_PERMISSION = "kernel.permission"
+    KERNEL_BUSY = "kernel.busy"
+    KERNEL_NO_SPACE = "kernel.no_space"
+    KERNEL_LIMIT = "kernel.limit"
+    KERNEL_INVALID = "kernel.invalid"
+    KERNEL_NOT_SUPPORTED = "kernel.not_supported"
+    KERNEL_TIMEOUT = "kernel.timeout"
+    KERNEL_COMMAND = "kernel.command"
 
     MESSAGES: ClassVar[dict[str, str]] = {
         PROTOCOL_INVALID: "The node could not read the request. Update the panel and the node to the same version.",
@@ -78,6 +101,18 @@ class ErrorCode:
         "Check that the node trusts this panel's certificate.",
         INTERNAL: "The node failed unexpectedly. The node worker's log has the details.",
         GAVE_UP: "The node gave up: every attempt ended its worker process. The node worker's log has the details.",
+        KERNEL_ERROR: "The node's kernel refused the operation. The operation's log has the details.",
+        KERNEL_NOT_FOUND: "Something the operation needs does not exist on the node (the VPS, its template or "
+        "volume). Check the VPS's state, or reinstall it.",
+        KERNEL_EXISTS: "It exists already on the node.",
+        KERNEL_PERMISSION: "The node was not allowed to do this.",
+        KERNEL_BUSY: "The VPS is busy with another operation. Try again when that one has finished.",
+        KERNEL_NO_SPACE: "The node or the VPS ran out of disk space.",
+        KERNEL_LIMIT: "A resource limit on the node was reached.",
+        KERNEL_INVALID: "The node refused a value of the request as invalid.",
+        KERNEL_NOT_SUPPORTED: "The node does not support this (its kernel, storage or configuration lacks it).",
+        KERNEL_TIMEOUT: "The node did not finish in time.",
+        KERNEL_COMMAND: "A tool the node ran failed. The operation's log has its output.",
     }
 
 
@@ -185,6 +220,56 @@ class PingRequest(Request):
     def __post_init__(self) -> None:
         if isinstance(self.delay_ms, bool) or not isinstance(self.delay_ms, int) or not 0 <= self.delay_ms <= 60000:
             raise ProtocolError(f"PingRequest.delay_ms: expected 0-60000, got {self.delay_ms!r}")
+
+
+CTID_MIN, CTID_MAX = 100, 2**31 - 1
+
+
+class VpsState:
+    """What a node reports a VPS to be (the `state` fact of every VPS report)."""
+
+    RUNNING = "running"
+    STOPPED = "stopped"
+    PAUSED = "paused"
+    ABSENT = "absent"
+
+
+@dataclass(frozen=True, kw_only=True)
+class VpsRequest(Request):
+    """A VPS operation with the VPS's whole desired state, never a delta.
+
+    The node converges to this state and then does what `task` says; a
+    redelivered or repeated request converges to the same state.
+    """
+
+    task: str
+    ctid: int
+    hostname: str = ""
+    template: str = ""
+    template_version: str = ""
+    template_checksum: str = ""
+    limits: dict[str, Any] = field(default_factory=dict)
+    onboot: bool = False
+    root_password_hash: str = ""
+    ssh_keys: list[str] = field(default_factory=list)
+    ipv4: list[str] = field(default_factory=list)
+    ipv6: list[str] = field(default_factory=list)
+    nameservers: list[str] = field(default_factory=list)
+    fast: bool = False
+
+    def __post_init__(self) -> None:
+        if self.task not in VPS_TASKS:
+            raise ProtocolError(f"VpsRequest.task: not a VPS task: {self.task!r}")
+        if isinstance(self.ctid, bool) or not isinstance(self.ctid, int) or not CTID_MIN <= self.ctid <= CTID_MAX:
+            raise ProtocolError(f"VpsRequest.ctid: expected {CTID_MIN}..{CTID_MAX}, got {self.ctid!r}")
+        check_limits(self.limits)
+        for name in ("hostname", "template", "template_version", "template_checksum", "root_password_hash"):
+            value = getattr(self, name)
+            if any(c in value for c in "\n\r\0"):
+                raise ProtocolError(f"VpsRequest.{name}: control characters are not allowed")
+        for name in ("ssh_keys", "ipv4", "ipv6", "nameservers"):
+            if not all(isinstance(v, str) and not any(c in v for c in "\n\r\0") for v in getattr(self, name)):
+                raise ProtocolError(f"VpsRequest.{name}: expected single-line strings")
 
 
 class Status:

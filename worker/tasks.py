@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from kernel import host
-from worker import protocol
+from worker import protocol, vps
 from worker.celery_app import app, config
 from worker.execution import OperationContext, execute
 from worker.journal import Journal
@@ -41,3 +41,14 @@ def _ping(context: OperationContext) -> dict[str, Any]:
 @app.task(name=protocol.TASK_PING, bind=True, acks_late=True)
 def ping(self: Any, body: Any) -> None:
     run(self, protocol.PingRequest, body, _ping)
+
+
+def _vps_task(name: str) -> Any:
+    @app.task(name=name, bind=True, acks_late=True)
+    def task(self: Any, body: Any) -> None:
+        run(self, protocol.VpsRequest, body, vps.work(config))
+
+    return task
+
+
+vps_tasks = {name: _vps_task(name) for name in protocol.VPS_TASKS}

@@ -9,6 +9,7 @@ from django.utils import timezone
 from panel.core.middleware import current_request_id
 from panel.core.models import Operation
 from panel.core.redaction import redact
+from panel.core.signals import operation_reported
 from worker import protocol
 
 log = logging.getLogger(__name__)
@@ -59,4 +60,5 @@ def apply_report(report: protocol.Report) -> Operation | None:
             op.error_code = report.error_code
             op.error_message = report.message
         op.save()
+        operation_reported.send(sender=Operation, operation=op)
         return op

@@ -6,6 +6,7 @@ from typing import Any
 from celery import shared_task
 
 from panel.core import services
+from panel.core.audit.services import change_context
 from worker import protocol
 
 log = logging.getLogger(__name__)
@@ -18,4 +19,5 @@ def apply_report(body: Any) -> None:
     except protocol.ProtocolError as exc:
         log.error("refused a report: %s", exc)
         return
-    services.apply_report(report)
+    with change_context(source=f"node:{report.node}"):
+        services.apply_report(report)

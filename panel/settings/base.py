@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "panel.accounts",
     "panel.nodes",
     "panel.plans",
+    "panel.vps",
     "rest_framework",
     "django_filters",
     "drf_spectacular",

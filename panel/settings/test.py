@@ -15,3 +15,8 @@ STATIC_ROOT = None  # served from the finders; collectstatic is for production
 # own database, node name and panel queue, keyed by CTPANEL_TEST_RUN.
 if env("CTPANEL_TEST_RUN", ""):  # noqa: F405
     DATABASES["default"]["TEST"] = {"NAME": f"test_ctpanel_{env('CTPANEL_TEST_RUN')}"}  # noqa: F405
+
+# Worker and web processes started by the tests outlive the flushes of
+# transactional tests (panel/core/testing.py).
+CTPANEL_TEST_FORGET_CONTENT_TYPES = True
+MIDDLEWARE = ["panel.core.testing.ForgetContentTypesMiddleware", *MIDDLEWARE]  # noqa: F405

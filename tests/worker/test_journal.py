@@ -42,6 +42,16 @@ def test_a_dead_owners_lease_is_not_honoured(journal):
     child.join()
     assert not owner_alive(dead) and owner_alive(owner_id())
     journal.begin("op1", "node.ping", owner=dead, now=100)
+    ctx = multiprocessing.get_context("fork")
+    go = ctx.Event()
+    zombie = ctx.Process(target=go.wait)
+    zombie.start()
+    zombie_owner = owner_id(zombie.pid)
+    assert owner_alive(zombie_owner)
+    go.set()
+    os.waitid(os.P_PID, zombie.pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped yet
+    assert not owner_alive(zombie_owner)
+    zombie.join()
     assert [e.operation_id for e in journal.unfinished(now=101)] == ["op1"]
     assert journal.begin("op1", "node.ping", owner=owner_id(), now=101)[0] == Verdict.RUN
 

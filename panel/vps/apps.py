@@ -1,0 +1,16 @@
+from django.apps import AppConfig
+
+
+class VpsConfig(AppConfig):
+    name = "panel.vps"
+    label = "vps"
+    verbose_name = "VPSs"
+
+    def ready(self) -> None:
+        from panel.core.audit import services as audit
+        from panel.core.signals import operation_reported
+        from panel.vps import receivers
+        from panel.vps.models import VPS
+
+        audit.register(VPS, exclude=("state_changed", "init_pid"))
+        operation_reported.connect(receivers.on_operation_reported, dispatch_uid="vps-operation-reported")
