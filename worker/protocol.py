@@ -40,6 +40,7 @@ VPS_TASKS = (TASK_VPS_CREATE, TASK_VPS_START, TASK_VPS_STOP, TASK_VPS_RESTART, T
              TASK_VPS_RESUME, TASK_VPS_DESTROY)
 TASK_APPLY_REPORT = "panel.apply_report"
 TASK_NODE_HEARTBEAT = "panel.node_heartbeat"
+TASK_USAGE_BATCH = "panel.usage_batch"
 
 # A node says it is alive this often; the panel calls it down after this many
 # missed heartbeats (so within HEARTBEAT_SECONDS * (HEARTBEAT_MISSED_DOWN + 1)).
@@ -179,6 +180,7 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
     "bool": (bool,),
     "dict[str, Any]": (dict,),
     "list[str]": (list,),
+    "list[dict[str, Any]]": (list,),
     "str | None": (str, type(None)),
 }
 
@@ -315,6 +317,52 @@ class Heartbeat(Message):
     interval: int = HEARTBEAT_SECONDS
     facts: dict[str, Any] = field(default_factory=dict)
     capacity: dict[str, Any] = field(default_factory=dict)
+
+
+# The counters of one VPS in a usage batch. Totals only, never deltas: each is
+# monotonic within its `epoch` (the node keeps running totals across cgroup,
+# worker and VPS restarts; a new epoch means the node lost them, and the
+# panel starts counting afresh instead of computing a negative delta).
+USAGE_COUNTERS: dict[str, str] = {
+    "cpu_ns": "CPU time used, nanoseconds (total)",
+    "net_rx_bytes": "bytes received by the VPS (total)",
+    "net_tx_bytes": "bytes sent by the VPS (total)",
+    "net_rx_packets": "packets received by the VPS (total)",
+    "net_tx_packets": "packets sent by the VPS (total)",
+}
+# Gauges: the value at sampling time.
+USAGE_GAUGES: dict[str, str] = {
+    "ram_bytes": "memory in use",
+    "swap_bytes": "swap in use",
+    "disk_bytes": "disk space in use",
+    "disk_inodes": "inodes in use",
+    "processes": "processes and threads",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class UsageBatch(Message):
+    """Every running VPS's counters on one node, sent every `interval` seconds.
+
+    Each sample: {"ctid": int, "epoch": str, <USAGE_COUNTERS>, <USAGE_GAUGES>,
+    "beancounters": {row: {"held", "maxheld", "barrier", "limit", "failcnt"}}}.
+    A missing key means the node cannot measure it.
+    """
+
+    node: str
+    sent_at: float
+    interval: int
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for sample in self.samples:
+            if not isinstance(sample, dict) or isinstance(sample.get("ctid"), bool) \
+                    or not isinstance(sample.get("ctid"), int) or not isinstance(sample.get("epoch"), str):
+                raise ProtocolError("UsageBatch.samples: each sample needs an integer ctid and a string epoch")
+            for name in (*USAGE_COUNTERS, *USAGE_GAUGES):
+                value = sample.get(name, 0)
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise ProtocolError(f"UsageBatch.samples[{sample['ctid']}].{name}: expected a non-negative integer")
 
 
 class Unit:

@@ -84,3 +84,15 @@ def test_limits_are_checked_by_name_and_value():
     for bad in (-1, 1.5, "1", True, None):
         with pytest.raises(protocol.ProtocolError, match="non-negative integer"):
             protocol.check_limits({"ram": bad})
+
+
+def test_usage_batch_samples_are_checked():
+    sample = {"ctid": 101, "epoch": "e1", "cpu_ns": 5, "ram_bytes": 1024, "beancounters": {}}
+    batch = protocol.UsageBatch.from_dict(
+        {"schema": "1.0", "node": "n1", "sent_at": 1.5, "interval": 60, "samples": [sample]}
+    )
+    assert batch.samples == [sample]
+    for bad in ({"ctid": "101", "epoch": "e"}, {"ctid": 101}, {"ctid": 101, "epoch": "e", "cpu_ns": -1},
+                {"ctid": 101, "epoch": "e", "net_rx_bytes": 1.5}):
+        with pytest.raises(protocol.ProtocolError):
+            protocol.UsageBatch(node="n1", sent_at=0, interval=60, samples=[bad])
