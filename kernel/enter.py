@@ -265,9 +265,12 @@ def _helper(  # pragma: no cover - runs in the helper
         os.setresgid(0, 0, 0)
         os.setgroups([])
         os.setresuid(0, 0, 0)
-        child = os.fork()
-        if child == 0:
-            _command(argv, env, cwd, stdio, info, program)
+        if stdio:
+            child = _spawn_command(argv, env, cwd, stdio, program)
+        else:
+            child = os.fork()
+            if child == 0:
+                _command_on_pty(argv, env, cwd, info, program)
         for fd in stdio:
             os.close(fd)
         info.send(b"pid %d" % child)
@@ -277,6 +280,44 @@ def _helper(  # pragma: no cover - runs in the helper
         with contextlib.suppress(OSError):
             info.send(f"error {exc}".encode())
     os._exit(code)
+
+
+def _which(name: str, env: Mapping[str, str]) -> str:  # pragma: no cover - runs inside the VPS
+    """`name` looked up on the command's own PATH, inside the VPS (as execvpe would)."""
+    if "/" in name:
+        return name
+    for directory in env.get("PATH", spawn.INIT_PATH).split(":"):
+        candidate = os.path.join(directory or ".", name)
+        if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
+            return candidate
+    raise NotFound(f"{name}: No such file or directory")
+
+
+def _spawn_command(  # pragma: no cover - runs in the helper, inside the VPS's namespaces
+    argv: Sequence[str],
+    env: dict[str, str],
+    cwd: str,
+    stdio: tuple[int, ...],
+    program: bytes,
+) -> int:
+    """The command without a second Python fork: the helper takes the VPS's cwd, keyring and
+    seccomp filter itself (the child inherits them) and posix_spawn (vfork) execs the command."""
+    os.chdir(cwd)
+    if not os.getcwd().startswith("/"):
+        raise KernelError("working directory is outside the VPS")
+    path = _which(argv[0], env)
+    sc.join_session_keyring()
+    sc.close_range(3, 0xFFFFFFFF, sc.CLOSE_RANGE_CLOEXEC)
+    if program:
+        seccomp.install(program)
+    return os.posix_spawn(
+        path,
+        list(argv),
+        env,
+        file_actions=[(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(stdio)],
+        setsigdef=(signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT),
+        setsigmask=(),
+    )
 
 
 def _open_pty() -> tuple[int, int]:  # pragma: no cover - runs inside the VPS
@@ -291,11 +332,10 @@ def _open_pty() -> tuple[int, int]:  # pragma: no cover - runs inside the VPS
     return master, slave
 
 
-def _command(  # pragma: no cover - runs inside the VPS
+def _command_on_pty(  # pragma: no cover - runs inside the VPS
     argv: Sequence[str],
     env: dict[str, str],
     cwd: str,
-    stdio: tuple[int, ...],
     info: socket.socket,
     program: bytes,
 ) -> None:
@@ -303,18 +343,14 @@ def _command(  # pragma: no cover - runs inside the VPS
         os.chdir(cwd)
         if not os.getcwd().startswith("/"):
             raise KernelError("working directory is outside the VPS")
-        if stdio:
-            for target, fd in enumerate(stdio):
-                os.dup2(fd, target)
-        else:
-            master, slave = _open_pty()
-            os.setsid()
-            fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
-            for target in (0, 1, 2):
-                os.dup2(slave, target)
-            os.close(slave)
-            socket.send_fds(info, [b"pty"], [master])
-            os.close(master)
+        master, slave = _open_pty()
+        os.setsid()
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+        for target in (0, 1, 2):
+            os.dup2(slave, target)
+        os.close(slave)
+        socket.send_fds(info, [b"pty"], [master])
+        os.close(master)
         for sig in (signal.SIGPIPE, signal.SIGXFSZ):
             signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
