@@ -43,6 +43,9 @@ class VPS(models.Model):
     desired_state = models.CharField(max_length=16, choices=DesiredState.choices, default=DesiredState.RUNNING)
     state = models.CharField(max_length=16, choices=VpsState.choices, default=VpsState.CREATING, db_index=True)
     init_pid = models.PositiveIntegerField(null=True, blank=True)
+    suspended = models.BooleanField(default=False, help_text="Stopped and locked against its customer")
+    suspend_reason = models.CharField(max_length=200, blank=True)
+    ssh_keys = models.JSONField(default=list, blank=True, help_text="OpenSSH public keys for root")
     state_changed = models.DateTimeField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
@@ -67,3 +70,20 @@ class VPS(models.Model):
     @property
     def budget_holder(self) -> str:
         return f"vps:{self.ctid}"
+
+
+class IdempotencyKey(models.Model):
+    """A create request's `Idempotency-Key`: a retry with the same key and body gets the first result."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64, help_text="SHA-256 of the canonical request body")
+    vps = models.ForeignKey(VPS, on_delete=models.CASCADE, related_name="+")
+    operation = models.ForeignKey("core.Operation", null=True, on_delete=models.SET_NULL, related_name="+")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="vps_idempotency_unique_key")]
+
+    def __str__(self) -> str:
+        return self.key

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from panel.core.models import Operation
 from panel.plans import budgets
+from panel.vps import addresses
 from panel.vps.choices import VpsState
 from panel.vps.models import VPS
 from worker import protocol
@@ -46,3 +47,4 @@ def _set_state(vps: VPS, state: str, init_pid: int | None) -> None:
         vps.save(update_fields=["state", "init_pid", "state_changed", "updated"])
     if state == VpsState.DESTROYED:
         budgets.release(vps.budget_holder)
+        addresses.release(vps)
