@@ -351,6 +351,50 @@ class Runtime:
             sc.umount2(target, sc.MNT_DETACH)
         _rmdir(target)
 
+    def set_onboot(self, ctid: int, onboot: bool) -> Record:
+        """`vzctl set --onboot yes|no --save`: the supervisor starts onboot VPSs."""
+        with self.lock(ctid):
+            record = replace(self.registry.get(ctid), onboot=onboot)
+            self.registry.put(record)
+            return record
+
+    def reconcile(self) -> list[str]:
+        """Remove what crashed operations left behind, on this node's own objects only.
+
+        Cgroups under this node's prefix whose CTID is not running are killed and
+        removed, stale runtime state and staging directories of stopped VPSs deleted, id
+        ranges of CTIDs this node no longer registers released. Running VPSs are untouched.
+        Returns what was done.
+        """
+        done: list[str] = []
+        known = set(self.registry.ctids())
+        seen: set[int] = set()
+        for mount in self.cgroups.hierarchies().values():
+            with contextlib.suppress(OSError):
+                seen |= {int(n) for n in os.listdir(os.path.join(mount, self.cgroups.prefix)) if n.isdigit()}
+        for name in os.listdir(self.config.run_dir):
+            stem = name.split(".", 1)[0]
+            if stem.isdigit() and not name.endswith(".lock"):
+                seen.add(int(stem))
+        for ctid in sorted(seen):
+            try:
+                with self.lock(ctid):
+                    if self._running_pid(ctid):
+                        continue
+                    if self.cgroups.exists(ctid):
+                        done.append(f"CT {ctid}: removed stale cgroups")
+                    if os.path.exists(self._state_path(ctid)):
+                        done.append(f"CT {ctid}: removed stale runtime state")
+                    self._cleanup(ctid)
+            except Busy:
+                continue  # an operation is running on it right now
+        for ctid in sorted(set(self.ids.owned()) - known):
+            with contextlib.suppress(Busy), self.lock(ctid):
+                if self.registry.find(ctid) is None:
+                    self.ids.release(ctid)
+                    done.append(f"CT {ctid}: released unused id range")
+        return done
+
     def list(self) -> list[Status]:
         return [self.status(ctid) for ctid in self.registry.ctids()]
 

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
+from kernel import statefile, vpsfiles
 from kernel import syscalls as sc
-from kernel import vpsfiles
 from kernel.errors import AlreadyExists, Busy, InvalidArgument, KernelError, NotFound
 from kernel.runtime import CreateSpec, Runtime, StartContext, StartOptions
 from tests.kernel import leftovers
@@ -293,3 +293,23 @@ def test_vpss_outlive_the_process_that_started_them(runtime, make_vps):
         assert status.running and status.init_pid == pid  # same init, re-found from the state file
         assert sh(runtime, ctid, "echo still here")[1] == "still here\n"
         assert not runtime.stop(ctid, fast=True).running
+
+
+def test_reconcile_removes_leftovers_and_keeps_running_vpss(runtime, make_vps):
+    running, stopped = make_vps(), make_vps(start=False)
+    orphan = 970
+    runtime.cgroups.ensure(stopped)  # as if a start crashed after making cgroups
+    statefile.write_json(os.path.join(runtime.config.run_dir, f"{stopped}.json"), {"init_pid": 4194303, "starttime": 0})
+    runtime.cgroups.ensure(orphan)  # a CTID this node does not register any more
+    runtime.ids.allocate(orphan)
+    try:
+        done = runtime.reconcile()
+        assert f"CT {stopped}: removed stale cgroups" in done
+        assert f"CT {stopped}: removed stale runtime state" in done
+        assert f"CT {orphan}: removed stale cgroups" in done
+        assert f"CT {orphan}: released unused id range" in done
+        assert not runtime.cgroups.exists(stopped) and not runtime.cgroups.exists(orphan)
+        assert runtime.status(running).running and runtime.cgroups.exists(running)
+        assert runtime.reconcile() == []
+    finally:
+        leftovers.force_remove(runtime, orphan)
