@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from kernel import cgroups, enter, spawn, statefile, vpsfiles
 from kernel import syscalls as sc
 from kernel.config import NodeConfig, check_ctid
-from kernel.errors import AlreadyExists, Busy, InvalidArgument, KernelError, NotFound
+from kernel.errors import AlreadyExists, Busy, InvalidArgument, KernelError, NotFound, from_oserror
 from kernel.idrange import IdAllocator, IdRange
 from kernel.registry import Record, Registry
 from kernel.reverter import Reverter
@@ -212,7 +212,10 @@ class Runtime:
             if fresh_ids:
                 revert.add(lambda: self.ids.release(spec.ctid), "release ids")
             volume = self.volume_path(spec.ctid)
-            os.mkdir(volume, 0o755)
+            try:
+                os.mkdir(volume, 0o755)
+            except OSError as exc:  # EEXIST: a crashed create's volume; destroy removes it
+                raise from_oserror(exc, f"CT {spec.ctid}: cannot create the volume") from exc
             revert.add(lambda: shutil.rmtree(volume, ignore_errors=True), "remove volume")
             self.templates.install(spec.template, volume)
             if spec.hostname:
