@@ -56,6 +56,26 @@ class CgroupDriver:
         outer = {h: os.path.join(m, self.prefix, str(ctid)) for h, m in self.hierarchies().items()}
         return CgroupPaths(outer, {h: os.path.join(p, INNER) for h, p in outer.items()})
 
+    def hierarchy_of(self, controller: str) -> str:
+        """The hierarchy name whose cgroups hold `controller`'s files; `NotFound` if not mounted."""
+        raise NotSupported(f"cgroup v{self.version}: controller {controller}")
+
+    def top_dir(self, controller: str) -> str:
+        """The prefix cgroup (parent of every VPS's outer cgroup) in `controller`'s hierarchy."""
+        return os.path.join(self.hierarchies()[self.hierarchy_of(controller)], self.prefix)
+
+    def controller_dir(self, ctid: int, controller: str, *, inner: bool = False) -> str:
+        """The VPS cgroup with `controller`'s files: the outer one (limits) unless `inner`."""
+        paths = self.paths(ctid)
+        return (paths.inner if inner else paths.outer)[self.hierarchy_of(controller)]
+
+    def ctids(self) -> list[int]:
+        """CTIDs that have a cgroup under the prefix (any hierarchy), sorted."""
+        found: set[int] = set()
+        for mount in self.hierarchies().values():
+            found.update(int(n) for n in self.fs.subdirs(os.path.join(mount, self.prefix)) if n.isdigit())
+        return sorted(found)
+
     # -- verbs -------------------------------------------------------------------
     def ensure(self, ctid: int) -> CgroupPaths:
         """Create the outer and inner cgroups if missing (idempotent)."""

@@ -45,6 +45,12 @@ class V1Driver(CgroupDriver):
     def _controllers(self, name: str) -> set[str]:
         return set(name.split(","))
 
+    def hierarchy_of(self, controller: str) -> str:
+        for name in self.mounts:
+            if controller in self._controllers(name):
+                return name
+        raise NotFound(f"the v1 {controller} controller is not mounted")
+
     def ensure(self, ctid: int) -> CgroupPaths:
         paths = self.paths(ctid)
         for name, mount in self.hierarchies().items():

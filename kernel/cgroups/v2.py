@@ -19,6 +19,9 @@ class V2Driver(CgroupDriver):
     def hierarchies(self) -> dict[str, str]:
         return {"unified": self.mount}
 
+    def hierarchy_of(self, controller: str) -> str:
+        return "unified"
+
     def _outer(self, ctid: int) -> str:
         return self.paths(ctid).outer["unified"]
 

@@ -1,0 +1,245 @@
+"""The fast reader tier: every VPS's beancounter table from cgroup files only, in one call.
+
+`held`/`maxheld` come from the kernel's current/peak files. Where a kernel
+has no peak file (v1 swap; v2 kmemsize, tcp buffers, shmem; v2 swap before
+Linux 6.5, pids before 6.13) the node keeps the maximum it saw between reads,
+so `maxheld` there can miss a short spike; `Sample.kept` names those rows.
+`failcnt` is the kernel's own event counter only (DESIGN.md,
+"Beancounters"): physpages = v1 memory.failcnt / v2 memory.events `max`,
+with `oom_kill` beside it; swappages = memsw.failcnt / swap.events `max`;
+numproc = pids.events `max`; kmemsize (v1) = kmem.failcnt.
+
+Kernel counters restart when a VPS's cgroup is re-created (each start). The
+`Ledger` keeps monotonic totals across that: per VPS it remembers the
+cgroup's identity (inode) and the last kernel value, and adds the last value
+to a base when the identity changes or the value goes backwards. Its
+`epoch` changes only when the ledger file is lost, which tells the panel to
+restart its own deltas. Units: bytes and counts; unlimited = `UNLIMITED`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from kernel import statefile
+from kernel.cgroups import CgroupDriver
+from kernel.errors import KernelError, NotFound
+from kernel.ubc.values import LONG_MAX
+
+UNLIMITED = LONG_MAX
+ROWS = ("kmemsize", "numproc", "physpages", "swappages", "tcpsndbuf", "shmpages")
+SAVE_EVERY = 60.0
+
+
+@dataclass(frozen=True)
+class Row:
+    held: int
+    maxheld: int
+    barrier: int
+    limit: int
+    failcnt: int
+
+    def to_json(self) -> dict[str, int]:
+        return {"held": self.held, "maxheld": self.maxheld, "barrier": self.barrier,
+                "limit": self.limit, "failcnt": self.failcnt}
+
+
+@dataclass
+class Sample:
+    """One VPS at one read: beancounter rows, monotonic totals and gauges."""
+
+    ctid: int
+    epoch: str
+    rows: dict[str, Row] = field(default_factory=dict)
+    totals: dict[str, int] = field(default_factory=dict)  # cpu_ns, oom_kill
+    gauges: dict[str, int] = field(default_factory=dict)  # ram_bytes, swap_bytes, processes
+    kept: list[str] = field(default_factory=list)  # rows whose maxheld the node keeps (no kernel peak)
+
+    def to_usage(self) -> dict[str, Any]:
+        """The `UsageBatch` sample (worker/protocol.py) minus what other readers add (network, disk)."""
+        return {"ctid": self.ctid, "epoch": self.epoch, "cpu_ns": self.totals.get("cpu_ns", 0),
+                **self.gauges, "beancounters": {name: row.to_json() for name, row in self.rows.items()}}
+
+
+def _num(text: str) -> int:
+    value = int(text.split()[0]) if text.strip() else 0
+    return UNLIMITED if value >= 1 << 62 else value
+
+
+def _limit(text: str) -> int:
+    raw = text.split()[0] if text.strip() else "max"
+    return UNLIMITED if raw == "max" else _num(raw)
+
+
+def _keyed(text: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if value.strip().lstrip("-").isdigit():
+            out[key] = int(value)
+    return out
+
+
+class Ledger:
+    """Monotonic totals and kept peaks, persisted under the node's state root."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        data: dict[str, Any] = {}
+        if path:
+            with contextlib.suppress(KernelError, OSError, ValueError):
+                data = statefile.read_json(path) or {}
+        self.epoch: str = data.get("epoch") or uuid.uuid4().hex
+        self.vps: dict[str, dict[str, Any]] = data.get("vps", {})
+        self._dirty = not data
+        self._saved = time.monotonic()
+
+    @classmethod
+    def for_node(cls, state_root: str) -> Ledger:
+        return cls(os.path.join(statefile.ensure_dir(os.path.join(state_root, "ubc")), "ledger.json"))
+
+    def observe(self, ctid: int, ident: int | None, values: dict[str, int]) -> dict[str, int]:
+        """Kernel counters of one read → monotonic totals."""
+        entry = self.vps.setdefault(str(ctid), {"ident": ident, "base": {}, "last": {}, "peak": {}})
+        base, last = entry["base"], entry["last"]
+        recreated = ident is not None and entry["ident"] not in (None, ident)
+        if recreated or any(values.get(k, 0) < v for k, v in last.items()):
+            for key, value in last.items():
+                base[key] = base.get(key, 0) + value
+            entry["last"], entry["peak"], entry["ident"] = {}, {}, ident
+            last = entry["last"]
+            self._dirty = True
+        if entry["ident"] is None and ident is not None:
+            entry["ident"] = ident
+        last.update(values)
+        return {key: base.get(key, 0) + value for key, value in values.items()}
+
+    def peak(self, ctid: int, row: str, held: int) -> int:
+        """The largest `held` seen since the cgroup was made (for kernels without a peak file)."""
+        peaks = self.vps.setdefault(str(ctid), {"ident": None, "base": {}, "last": {}, "peak": {}})["peak"]
+        if held > peaks.get(row, -1):
+            peaks[row] = held
+        return int(peaks[row])
+
+    def forget(self, keep: set[int]) -> None:
+        """Drop VPSs that no longer exist on the node (destroyed)."""
+        for key in [k for k in self.vps if int(k) not in keep]:
+            del self.vps[key]
+            self._dirty = True
+
+    def save(self, *, force: bool = False) -> None:
+        if not self.path:
+            return
+        if force or self._dirty or time.monotonic() - self._saved > SAVE_EVERY:
+            statefile.write_json(self.path, {"epoch": self.epoch, "vps": self.vps})
+            self._dirty, self._saved = False, time.monotonic()
+
+
+def _ident(path: str) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
+class FastReader:
+    """Reads every VPS's table from its outer cgroups; one instance per sampling loop."""
+
+    def __init__(self, driver: CgroupDriver, ledger: Ledger | None = None) -> None:
+        self.driver = driver
+        self.ledger = ledger or Ledger(None)
+        self.read_one = self._read_v1 if driver.version == 1 else self._read_v2
+
+    def read_all(self, ctids: list[int] | None = None) -> dict[int, Sample]:
+        """Every VPS with cgroups under the prefix (or just `ctids`); a VPS gone mid-read is left out."""
+        out: dict[int, Sample] = {}
+        for ctid in self.driver.ctids() if ctids is None else ctids:
+            with contextlib.suppress(KernelError):
+                out[ctid] = self.read_one(ctid)
+        self.ledger.save()
+        return out
+
+    def _file(self, directory: str, name: str) -> str:
+        return self.driver.fs.read(os.path.join(directory, name))
+
+    def _peak(self, directory: str, name: str) -> int | None:
+        """A kernel peak file, or None where this kernel has none."""
+        try:
+            return _num(self._file(directory, name))
+        except NotFound:
+            return None
+
+    def _finish(self, ctid: int, ident: int | None, raw: dict[str, tuple[int, int | None, int, int]],
+                events: dict[str, int], extra: dict[str, int]) -> Sample:
+        totals = self.ledger.observe(ctid, ident, {**events, **extra})
+        sample = Sample(ctid, self.ledger.epoch)
+        for name, (held, peak, barrier, limit) in raw.items():
+            if peak is None:
+                sample.kept.append(name)
+                maxheld = self.ledger.peak(ctid, name, held)
+            else:
+                maxheld = max(peak, held)
+            sample.rows[name] = Row(held, maxheld, barrier, limit, totals.get(f"{name}.failcnt", 0))
+        sample.totals = {"cpu_ns": totals.get("cpu_ns", 0), "oom_kill": totals.get("oom_kill", 0)}
+        return sample
+
+    def _read_v1(self, ctid: int) -> Sample:
+        d = self.driver
+        mem, pids, acct = (d.controller_dir(ctid, c) for c in ("memory", "pids", "cpuacct"))
+        f = self._file
+        usage, memlimit = _num(f(mem, "memory.usage_in_bytes")), _limit(f(mem, "memory.limit_in_bytes"))
+        raw = {"physpages": (usage, _num(f(mem, "memory.max_usage_in_bytes")), memlimit, memlimit)}
+        events = {"physpages.failcnt": _num(f(mem, "memory.failcnt"))}
+        swap = 0
+        with contextlib.suppress(KernelError):  # absent without swap accounting
+            memsw = _num(f(mem, "memory.memsw.usage_in_bytes"))
+            swlimit = _limit(f(mem, "memory.memsw.limit_in_bytes"))
+            swap = max(0, memsw - usage)
+            swlimit = swlimit if swlimit == UNLIMITED or memlimit == UNLIMITED else max(0, swlimit - memlimit)
+            raw["swappages"] = (swap, None, swlimit, swlimit)
+            events["swappages.failcnt"] = _num(f(mem, "memory.memsw.failcnt"))
+        with contextlib.suppress(KernelError):
+            raw["kmemsize"] = (_num(f(mem, "memory.kmem.usage_in_bytes")),
+                               _num(f(mem, "memory.kmem.max_usage_in_bytes")), UNLIMITED, UNLIMITED)
+            raw["tcpsndbuf"] = (_num(f(mem, "memory.kmem.tcp.usage_in_bytes")),
+                                _num(f(mem, "memory.kmem.tcp.max_usage_in_bytes")), UNLIMITED, UNLIMITED)
+            events["kmemsize.failcnt"] = _num(f(mem, "memory.kmem.failcnt"))
+        stat = _keyed(f(mem, "memory.stat"))
+        raw["shmpages"] = (stat.get("shmem", 0), None, UNLIMITED, UNLIMITED)
+        oom = _keyed(f(mem, "memory.oom_control")).get("oom_kill", 0)
+        nproc, pmax = _num(f(pids, "pids.current")), _limit(f(pids, "pids.max"))
+        raw["numproc"] = (nproc, self._peak(pids, "pids.peak"), pmax, pmax)
+        events["numproc.failcnt"] = _keyed(f(pids, "pids.events")).get("max", 0)
+        extra = {"oom_kill": oom, "cpu_ns": _num(f(acct, "cpuacct.usage"))}
+        sample = self._finish(ctid, _ident(mem), raw, events, extra)
+        sample.gauges = {"ram_bytes": usage, "swap_bytes": swap, "processes": nproc}
+        return sample
+
+    def _read_v2(self, ctid: int) -> Sample:
+        cg = self.driver.controller_dir(ctid, "memory")
+        f = self._file
+        usage, memlimit = _num(f(cg, "memory.current")), _limit(f(cg, "memory.max"))
+        memev = _keyed(f(cg, "memory.events"))
+        raw = {"physpages": (usage, self._peak(cg, "memory.peak"), memlimit, memlimit)}
+        events = {"physpages.failcnt": memev.get("max", 0)}
+        swap = 0
+        with contextlib.suppress(KernelError):  # absent when the kernel has no swap controller
+            swap, swlimit = _num(f(cg, "memory.swap.current")), _limit(f(cg, "memory.swap.max"))
+            raw["swappages"] = (swap, self._peak(cg, "memory.swap.peak"), swlimit, swlimit)
+            events["swappages.failcnt"] = _keyed(f(cg, "memory.swap.events")).get("max", 0)
+        stat = _keyed(f(cg, "memory.stat"))
+        raw["kmemsize"] = (stat.get("kernel", 0), None, UNLIMITED, UNLIMITED)
+        raw["tcpsndbuf"] = (stat.get("sock", 0), None, UNLIMITED, UNLIMITED)
+        raw["shmpages"] = (stat.get("shmem", 0), None, UNLIMITED, UNLIMITED)
+        nproc, pmax = _num(f(cg, "pids.current")), _limit(f(cg, "pids.max"))
+        raw["numproc"] = (nproc, self._peak(cg, "pids.peak"), pmax, pmax)
+        events["numproc.failcnt"] = _keyed(f(cg, "pids.events")).get("max", 0)
+        cpu = _keyed(f(cg, "cpu.stat")).get("usage_usec", 0) * 1000
+        sample = self._finish(ctid, _ident(cg), raw, events, {"oom_kill": memev.get("oom_kill", 0), "cpu_ns": cpu})
+        sample.gauges = {"ram_bytes": usage, "swap_bytes": swap, "processes": nproc}
+        return sample
