@@ -1,6 +1,6 @@
 """The dashboard: one page per role, drawing on every app (so it sits above the app layers).
 
-Only real numbers: what is not collected yet (VPSs, usage) is not shown.
+Only real numbers: what is not collected yet (usage) is not shown.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ from panel.nodes.models import IPPool, Node
 from panel.plans import budgets
 from panel.plans.models import Budget, Plan
 from panel.plans.views import budget_rows
+from panel.vps.choices import VpsState
+from panel.vps.models import VPS
+from panel.vps.views import card_context
 
 
 @login_required
@@ -31,6 +34,7 @@ def home(request: HttpRequest) -> HttpResponse:
         "notices": Notice.objects.restrict(user, CHANGE).filter(read_at__isnull=True)[:5],
         "operations": Operation.objects.filter(tenant_q(user, "user")).select_related("user")[:8],
         "plans": Plan.objects.restrict(user, VIEW).count(),
+        **card_context(request),
     }
     if user.is_admin:
         nodes = Node.objects.all()
@@ -41,6 +45,7 @@ def home(request: HttpRequest) -> HttpResponse:
             customers=User.objects.filter(role=Role.CUSTOMER).count(),
             pools=IPPool.objects.count(),
             running=Operation.objects.exclude(status__in=OperationStatus.terminal()).count(),
+            vps_running=VPS.objects.filter(state=VpsState.RUNNING).count(),
             changes=ObjectChange.objects.select_related("content_type")[:8],
         )
     else:

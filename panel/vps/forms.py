@@ -1,0 +1,59 @@
+"""VPS forms: create (plan, template, host name; the customer for staff, the node for admins) and host name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from panel.accounts.choices import Role
+from panel.accounts.models import User
+from panel.core.forms import UserFormMixin
+from panel.nodes.choices import NodeState
+from panel.nodes.models import Node
+from panel.plans.models import Plan
+from panel.vps.validators import validate_hostname
+
+# The OS templates a VPS can be created from. The node builds busybox itself;
+# other templates come with the template catalog (not built yet).
+TEMPLATES = [("busybox", "BusyBox (minimal Linux, built on the node)")]
+
+
+class PlanChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, plan: Plan) -> str:
+        return plan.name + (f" — {plan.description}" if plan.description else "")
+
+
+class VPSCreateForm(UserFormMixin, forms.Form):
+    """Customers create for themselves; resellers for their customers; admins for anyone, on a node they pick."""
+
+    customer = forms.ModelChoiceField(queryset=User.objects.filter(role=Role.CUSTOMER, is_active=True),
+                                      help_text="Who the VPS belongs to")
+    plan = PlanChoiceField(queryset=Plan.objects.filter(active=True).select_related("owner"),
+                           help_text="Its resources come out of the customer's budget")
+    template = forms.ChoiceField(label="Operating system", choices=TEMPLATES, initial=TEMPLATES[0][0],
+                                 widget=forms.RadioSelect)
+    hostname = forms.CharField(label="Host name", max_length=253, validators=[validate_hostname],
+                               help_text="e.g. web1 or web1.example.com")
+    node = forms.ModelChoiceField(queryset=Node.objects.exclude(state=NodeState.DISABLED),
+                                  help_text="Where the VPS runs")
+    start = forms.BooleanField(label="Start it when created", required=False, initial=True)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["hostname"].widget.attrs.update(autocomplete="off", spellcheck="false")
+        if self.user.is_customer:
+            del self.fields["customer"]
+        if not self.user.is_admin:
+            del self.fields["node"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if self.user.is_customer:
+            data["customer"] = self.user
+        return data
+
+
+class HostnameForm(UserFormMixin, forms.Form):
+    hostname = forms.CharField(label="Host name", max_length=253, validators=[validate_hostname],
+                               help_text="e.g. web1 or web1.example.com")

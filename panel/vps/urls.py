@@ -1,0 +1,21 @@
+from django.urls import path
+
+from panel.vps import views
+
+app_name = "vps"
+urlpatterns = [
+    path("vps/", views.VPSListView.as_view(), name="list"),
+    path("vps/add/", views.VPSCreateView.as_view(), name="add"),
+    path("vps/card/", views.VPSCardView.as_view(), name="card"),
+    path("vps/<int:ctid>/", views.VPSView.as_view(), name="vps"),
+    path("vps/<int:ctid>/start/", views.StartView.as_view(), name="start"),
+    path("vps/<int:ctid>/stop/", views.StopView.as_view(), name="stop"),
+    path("vps/<int:ctid>/restart/", views.RestartView.as_view(), name="restart"),
+    path("vps/<int:ctid>/poweroff/", views.PowerOffView.as_view(), name="poweroff"),
+    path("vps/<int:ctid>/pause/", views.PauseView.as_view(), name="pause"),
+    path("vps/<int:ctid>/resume/", views.ResumeView.as_view(), name="resume"),
+    path("vps/<int:ctid>/hostname/", views.HostnameView.as_view(), name="hostname"),
+    path("vps/<int:ctid>/destroy/", views.DestroyView.as_view(), name="destroy"),
+    path("vps/<int:ctid>/operations/", views.VPSOperationListView.as_view(), name="operations"),
+    path("vps/<int:ctid>/operations/<uuid:pk>/", views.VPSOperationView.as_view(), name="operation"),
+]

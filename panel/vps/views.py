@@ -1,0 +1,328 @@
+"""VPS pages: the list (customers' dashboard card, the admin's filtered list), one page per VPS
+(SolusVM style: state, power, host name, operations), create, destroy.
+
+Live state is htmx polling (docs/DESIGN.md, "Live state in the browser"):
+the state part of a VPS page and the VPS card refresh themselves, and an
+operation's progress polls until it is terminal (then HTTP 286 stops it).
+Every action goes through panel.vps.services.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.postgres.expressions import ArraySubquery
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import CharField, OuterRef, Value
+from django.db.models.functions import Cast, Concat
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import reverse
+
+from panel.accounts.choices import Role
+from panel.core import views as generic
+from panel.core.choices import OperationStatus
+from panel.core.models import Operation
+from panel.core.permissions import CHANGE, VIEW
+from panel.core.tables import OperationTable
+from panel.nodes.choices import NodeState
+from panel.nodes.models import IPAddress
+from panel.vps import services
+from panel.vps.choices import VpsState
+from panel.vps.filtersets import VPSFilterSet
+from panel.vps.forms import HostnameForm, VPSCreateForm
+from panel.vps.models import VPS
+from panel.vps.tables import VPSTable
+from worker import protocol
+
+STATE_POLL = 2  # seconds between refreshes of a VPS's state part
+CARD_POLL = 5  # seconds between refreshes of the dashboard's VPS card
+
+
+def with_addresses(queryset: models.QuerySet) -> models.QuerySet:
+    """Each VPS with `address_list`: the addresses assigned to it (IPAddress.assigned_to is "vps:<ctid>")."""
+    holder = Concat(Value("vps:"), Cast(OuterRef("ctid"), CharField()))
+    return queryset.annotate(address_list=ArraySubquery(
+        IPAddress.objects.filter(assigned_to=holder).order_by("pool__family", "address").values("address")))
+
+
+def vps_queryset() -> models.QuerySet:
+    return with_addresses(VPS.objects.select_related("node", "plan", "customer"))
+
+
+def vps_operations(vps: VPS) -> models.QuerySet:
+    return Operation.objects.filter(target_type="vps", target_id=str(vps.ctid)).select_related("user")
+
+
+def vps_url(vps: VPS, operation: Operation | None = None) -> str:
+    url = reverse("vps:vps", args=[vps.ctid])
+    return f"{url}?op={operation.pk}" if operation is not None else url
+
+
+def operation_url(vps: VPS, operation: Operation) -> str:
+    return reverse("vps:operation", args=[vps.ctid, operation.pk])
+
+
+def error_help(operation: Operation) -> str:
+    """What a person can do about a failed operation (the shared catalog in worker.protocol)."""
+    return protocol.ErrorCode.MESSAGES.get(operation.error_code, "") if operation.error_code else ""
+
+
+def power_actions(vps: VPS) -> list[tuple[str, str, str]]:
+    """(URL name, button label, style) of the power buttons that make sense in the VPS's state."""
+    state = vps.display_state
+    if state == VpsState.RUNNING:
+        return [("vps:stop", "Stop", ""), ("vps:restart", "Restart", ""), ("vps:pause", "Pause", ""),
+                ("vps:poweroff", "Power off", "btn-danger")]
+    if state == VpsState.STOPPED:
+        return [("vps:start", "Start", "btn-primary")]
+    if state == VpsState.PAUSED:
+        return [("vps:resume", "Resume", "btn-primary"), ("vps:poweroff", "Power off", "btn-danger")]
+    if state == VpsState.ERROR:
+        return [("vps:start", "Start", "btn-primary"), ("vps:poweroff", "Power off", "btn-danger")]
+    return []
+
+
+class VPSListView(generic.ObjectListView):
+    """Everyone's VPSs they may view: a customer its own, a reseller its customers', admins all."""
+
+    queryset = VPS.objects.all()
+    table = VPSTable
+    filterset = VPSFilterSet
+    title = "VPSs"
+    add_url = "vps:add"
+    export = True
+    poll = 5
+    filter_labels = {"hostname": "Host name", "node": "Node", "customer": "Customer", "plan": "Plan"}
+
+    def get_queryset(self, request: HttpRequest) -> models.QuerySet:
+        vpss = vps_queryset().restrict(request.user, VIEW)
+        return vpss if request.GET.get("state") == VpsState.DESTROYED else vpss.alive()
+
+    def hidden_filters(self, request: HttpRequest) -> tuple[str, ...]:
+        if request.user.is_admin:
+            return ()
+        return ("node",) if request.user.is_reseller else ("node", "customer")
+
+    def csv_name(self) -> str:
+        return "vpss"
+
+
+class VPSCardView(generic.PanelView):
+    """The dashboard's card of VPSs (it polls this view to stay live)."""
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        return render(request, "vps/card.html", card_context(request))
+
+
+def card_context(request: HttpRequest, limit: int = 10) -> dict[str, Any]:
+    vpss = vps_queryset().restrict(request.user, VIEW).alive()
+    return {"vpss": vpss[:limit], "vps_total": vpss.count(), "card_poll": CARD_POLL}
+
+
+class VPSView(generic.ObjectView):
+    """Everything about one VPS on one page; htmx requests get the state part."""
+
+    queryset = VPS.objects.select_related("node", "plan", "customer")
+    template_name = "vps/vps.html"
+    partial_template = "vps/state.html"
+
+    def restrict(self, request: HttpRequest, action: str) -> models.QuerySet:
+        return with_addresses(self.queryset.all()).restrict(request.user, action)
+
+    def get_extra_context(self, request: HttpRequest, obj: VPS | None = None, **kwargs: Any) -> dict[str, Any]:
+        operations = vps_operations(obj)
+        current = None
+        wanted = request.GET.get("op", "")
+        if wanted:
+            current = operations.filter(pk=wanted).first() if _is_uuid(wanted) else None
+        if current is None:
+            current = operations.exclude(status__in=OperationStatus.terminal()).first()
+        can_change = self.can(request, CHANGE, obj)
+        return {
+            "title": obj.hostname, "current": current, "error_help": error_help(current) if current else "",
+            "progress_url": operation_url(obj, current) if current else "",
+            "history": operations[:10], "actions": power_actions(obj) if can_change else [],
+            "hostname_form": HostnameForm(initial={"hostname": obj.hostname}, user=request.user),
+            "state_poll": STATE_POLL, "node_up": obj.node.state == NodeState.UP,
+        }
+
+    def partial_status(self, obj: VPS) -> int:
+        return generic.HTMX_STOP_POLLING if obj.state == VpsState.DESTROYED else 200
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
+class VPSOperationView(generic.ObjectView):
+    """One operation on a VPS, for whoever may view the VPS; its progress polls until it ends (then 286)."""
+
+    queryset = Operation.objects.select_related("user")
+    template_name = "vps/operation.html"
+    partial_template = "core/operation_progress.html"
+
+    def get_object(self, request: HttpRequest, action: str = VIEW, **kwargs: Any) -> Operation:
+        vps = _viewable_vps(request, kwargs["ctid"])
+        operation = vps_operations(vps).filter(pk=kwargs["pk"]).first()
+        if operation is None or action != VIEW:
+            raise Http404("No such operation on this VPS.")
+        self.vps = vps
+        return operation
+
+    def can(self, request: HttpRequest, action: str, obj: models.Model) -> bool:
+        return False
+
+    def get_extra_context(self, request: HttpRequest, obj: Operation | None = None, **kwargs: Any) -> dict[str, Any]:
+        return {"vps": self.vps, "error_help": error_help(obj), "title": obj.action,
+                "progress_url": operation_url(self.vps, obj)}
+
+    def partial_status(self, obj: Operation) -> int:
+        return generic.HTMX_STOP_POLLING if obj.is_terminal else 200
+
+
+class VPSOperationListView(generic.ObjectListView):
+    """This VPS's operation history."""
+
+    queryset = Operation.objects.all()
+    table = OperationTable
+    template_name = "vps/operations.html"
+
+    def get_queryset(self, request: HttpRequest) -> models.QuerySet:
+        return vps_operations(self.vps)
+
+    def get(self, request: HttpRequest, **kwargs: Any) -> HttpResponse:
+        self.vps = _viewable_vps(request, kwargs["ctid"])
+        self.title = f"Operations of {self.vps.hostname}"
+        return super().get(request, **kwargs)
+
+    def get_extra_context(self, request: HttpRequest, **kwargs: Any) -> dict[str, Any]:
+        return {"vps": self.vps}
+
+
+def _viewable_vps(request: HttpRequest, ctid: int) -> VPS:
+    vps = VPS.objects.restrict(request.user, VIEW).select_related("node").filter(ctid=ctid).first()
+    if vps is None:
+        raise Http404("No such VPS.")
+    return vps
+
+
+class VPSPowerView(generic.ObjectActionView):
+    """Start, stop, restart, power off, pause, resume: one service call, then the VPS page follows the operation."""
+
+    queryset = VPS.objects.select_related("node")
+    service: Any = None
+    options: dict[str, Any] = {}
+    verb = ""
+
+    def post(self, request: HttpRequest, **kwargs: Any) -> HttpResponse:
+        vps = self.get_object(request, CHANGE, **kwargs)
+        try:
+            operation = type(self).service(request.user, vps, **self.options)
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+            return HttpResponseRedirect(vps_url(vps))
+        messages.info(request, f"{self.verb} {vps.hostname}…")
+        return HttpResponseRedirect(vps_url(vps, operation))
+
+
+class StartView(VPSPowerView):
+    service, verb = services.start, "Starting"
+
+
+class StopView(VPSPowerView):
+    service, verb = services.stop, "Stopping"
+
+
+class PowerOffView(VPSPowerView):
+    service, verb, options = services.stop, "Powering off", {"fast": True}
+
+
+class RestartView(VPSPowerView):
+    service, verb = services.restart, "Restarting"
+
+
+class PauseView(VPSPowerView):
+    service, verb = services.pause, "Pausing"
+
+
+class ResumeView(VPSPowerView):
+    service, verb = services.resume, "Resuming"
+
+
+class HostnameView(generic.ObjectEditView):
+    """The host name, changed on the node too (an operation the VPS page follows)."""
+
+    queryset = VPS.objects.select_related("node")
+    form = HostnameForm
+    success_message = "Changing the host name…"
+
+    def get_initial(self, request: HttpRequest, obj: VPS | None) -> dict[str, Any]:
+        return {"hostname": obj.hostname}
+
+    def save(self, request: HttpRequest, form: HostnameForm, obj: VPS) -> VPS:
+        self.operation = services.set_hostname(request.user, obj, form.cleaned_data["hostname"])
+        return obj
+
+    def success_url(self, request: HttpRequest, obj: VPS) -> str:
+        return vps_url(obj, self.operation)
+
+    def get_extra_context(self, request: HttpRequest, obj: VPS | None = None, **kwargs: Any) -> dict[str, Any]:
+        return {"title": f"Host name of VPS {obj.ctid}"}
+
+
+class VPSCreateView(generic.ObjectEditView):
+    """A new VPS from a plan the customer may use; admins also pick the node."""
+
+    roles = (Role.ADMIN, Role.RESELLER, Role.CUSTOMER)
+    queryset = VPS.objects.all()
+    form = VPSCreateForm
+    template_name = "vps/create.html"
+    success_message = "Creating the VPS…"
+
+    def _object(self, request: HttpRequest, kwargs: dict[str, Any]) -> None:
+        return None
+
+    def save(self, request: HttpRequest, form: VPSCreateForm, obj: None) -> VPS:
+        data = form.cleaned_data
+        vps, self.operation = services.create_vps(
+            request.user, customer=data["customer"], node=data.get("node"), plan=data["plan"],
+            template=data["template"], hostname=data["hostname"], start=data["start"])
+        return vps
+
+    def success_url(self, request: HttpRequest, obj: VPS) -> str:
+        return vps_url(obj, self.operation)
+
+    def get_extra_context(self, request: HttpRequest, obj: VPS | None = None, **kwargs: Any) -> dict[str, Any]:
+        return {"title": "New VPS"}
+
+
+class DestroyView(generic.PanelView):
+    """Confirm, then destroy (an operation; the VPS page follows it to the end)."""
+
+    queryset = VPS.objects.select_related("node")
+
+    def get(self, request: HttpRequest, ctid: int) -> HttpResponse:
+        vps = self.get_object(request, CHANGE, ctid=ctid)
+        return render(request, "vps/destroy.html", {"object": vps, "title": f"Destroy {vps.hostname}"})
+
+    def post(self, request: HttpRequest, ctid: int) -> HttpResponse:
+        vps = self.get_object(request, CHANGE, ctid=ctid)
+        if request.POST.get("confirm", "").strip() != vps.hostname:
+            messages.error(request, "Type the VPS's host name to confirm.")
+            return render(request, "vps/destroy.html", {"object": vps, "title": f"Destroy {vps.hostname}"},
+                          status=400)
+        try:
+            operation = services.destroy(request.user, vps)
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+            return HttpResponseRedirect(vps_url(vps))
+        messages.info(request, f"Destroying {vps.hostname}…")
+        return HttpResponseRedirect(vps_url(vps, operation))
