@@ -232,4 +232,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "NodeStateEnum": "panel.nodes.choices.NodeState",
+        "VpsStateEnum": "panel.vps.choices.VpsState",
+        "DesiredStateEnum": "panel.vps.choices.DesiredState",
+    },
 }
