@@ -202,7 +202,7 @@ class VPSViewSet(RestrictedViewSetMixin, mixins.ListModelMixin, mixins.RetrieveM
                    description="Set root's password: the panel sends only a SHA-512 crypt hash to the node.")
     @action(detail=True, methods=["post"])
     def password(self, request, ctid=None):
-        return self._act(services.set_root_password, serializers.PasswordSerializer, password="password")
+        return self._act(services.set_root_password, serializers.PasswordSerializer, password="password")  # noqa: S106 (field name)
 
     @extend_schema(request=serializers.SshKeysSerializer, responses=_ACCEPTED,
                    description="Replace root's authorized SSH keys (OpenSSH public key lines).")

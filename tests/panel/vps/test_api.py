@@ -63,7 +63,7 @@ def visible(viewer, vps: VPS) -> bool:
 
 @pytest.mark.parametrize("viewer_name", ["admin", "admin2", "reseller1", "reseller2", "customer1", "customer2"])
 def test_every_vps_is_visible_and_actionable_exactly_to_whom_it_should_be(world, viewer_name):
-    t, plan, vpss = world
+    t, _plan, vpss = world
     viewer = getattr(t, viewer_name)
     c = client_for(viewer)
     listed = {row["ctid"] for row in c.get("/api/vps/vps/", {"limit": 1000}).json()["results"]}
@@ -83,7 +83,7 @@ def test_every_vps_is_visible_and_actionable_exactly_to_whom_it_should_be(world,
 
 
 def test_list_filters_pages_and_shows_addresses(world):
-    t, plan, vpss = world
+    t, _plan, vpss = world
     c = client_for(t.admin)
     page = c.get("/api/vps/vps/", {"limit": 2, "offset": 1, "ordering": "ctid"}).json()
     assert page["count"] == 4 and [r["ctid"] for r in page["results"]] == sorted(v.ctid for v in vpss.values())[1:3]
@@ -96,7 +96,7 @@ def test_list_filters_pages_and_shows_addresses(world):
 
 
 def test_customer_creates_with_placement_budget_and_idempotency_key(world):
-    t, plan, vpss = world
+    t, plan, _vpss = world
     budgets.grant(t.reseller1, t.customer1, vps_count=2, ram=4 * GIB, **UNLIMITED)
     c = client_for(t.customer1)
     body = {"plan": plan.pk, "template": "busybox", "hostname": "new1", "ssh_keys": [ssh_key()]}
@@ -120,7 +120,7 @@ def test_customer_creates_with_placement_budget_and_idempotency_key(world):
 
 
 def test_create_refusals(world):
-    t, plan, vpss = world
+    t, plan, _vpss = world
     c = client_for(t.customer1)
     body = {"plan": plan.pk, "template": "busybox", "hostname": "x"}
     assert c.post("/api/vps/vps/", {**body, "node": "n1"}, content_type=JSON).status_code == 403
@@ -134,7 +134,7 @@ def test_create_refusals(world):
 
 
 def test_actions_answer_202_with_the_operation(world):
-    t, plan, vpss = world
+    t, _plan, vpss = world
     vps = vpss["customer1"]
     c = client_for(t.customer1)
     url = f"/api/vps/vps/{vps.ctid}/"
@@ -157,7 +157,7 @@ def test_actions_answer_202_with_the_operation(world):
 
 
 def test_plan_change_reserves_the_budget_again(world):
-    t, plan, vpss = world
+    t, _plan, vpss = world
     vps = vpss["customer1"]
     bigger = plans.create_plan(t.reseller1, name="big", ram=3 * GIB, ipv4_count=2)
     c = client_for(t.customer1)
@@ -174,7 +174,7 @@ def test_plan_change_reserves_the_budget_again(world):
 
 
 def test_suspension_by_the_reseller_locks_out_the_customer(world):
-    t, plan, vpss = world
+    t, _plan, vpss = world
     vps = vpss["customer1"]
     url = f"/api/vps/vps/{vps.ctid}/"
     customer, reseller = client_for(t.customer1), client_for(t.reseller1)
