@@ -174,6 +174,23 @@ def spawn_in(
     return attached
 
 
+def set_uts_name(pidfd: int, hostname: str) -> None:
+    """sethostname() in the VPS's UTS namespace, from a non-dumpable child that joined it."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        code = 1
+        try:
+            sc.prctl(sc.PR_SET_DUMPABLE, 0)
+            sc.setns(pidfd, sc.CLONE_NEWUSER | sc.CLONE_NEWUTS)
+            sc.sethostname(hostname)
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise KernelError(f"could not set the hostname {hostname!r} in the VPS")
+
+
 def run_in(
     pidfd: int,
     cgroup_procs: Sequence[str],

@@ -259,7 +259,7 @@ class Runtime:
             self.registry.remove(ctid)
 
     def set_hostname(self, ctid: int, hostname: str) -> Record:
-        """Record and write the hostname (the running VPS sees the files; UTS on next start)."""
+        """Record and write the hostname; a running VPS's UTS name changes at once too."""
         vpsfiles.check_hostname(hostname)
         with self.lock(ctid):
             record = replace(self.registry.get(ctid), hostname=hostname)
@@ -267,6 +267,9 @@ class Runtime:
                 vpsfiles.write_hostname(root, hostname)
                 vpsfiles.write_hosts(root, hostname)
             self.registry.put(record)
+            if self._running_pid(ctid):
+                with self._init_pidfd(ctid) as pidfd:
+                    enter.set_uts_name(pidfd, hostname)
             return record
 
     # -- status ------------------------------------------------------------------------------

@@ -35,12 +35,13 @@ def alive(pid: int) -> bool:
 
 
 def test_create_start_exec_stop_destroy(runtime, make_vps):
-    ctid = make_vps(start=False, hostname="web1.example.com")
+    ctid = make_vps(start=False, hostname="before.example.com")
     assert runtime.status(ctid).vzctl_line() == f"CTID {ctid} exist unmounted down"
     status = runtime.start(ctid)
     assert status.running and status.init_pid
     assert runtime.status(ctid).vzctl_line() == f"CTID {ctid} exist mounted running"
     assert runtime.start(ctid).init_pid == status.init_pid  # ensure: already running
+    runtime.set_hostname(ctid, "web1.example.com")  # live: UTS name and files
     code, out = sh(runtime, ctid, "hostname; cat /etc/hostname; echo $$; ps -o pid,comm")
     assert code == 0
     lines = out.split()
