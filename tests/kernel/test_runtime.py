@@ -314,3 +314,45 @@ def test_reconcile_removes_leftovers_and_keeps_running_vpss(runtime, make_vps):
         assert runtime.reconcile() == []
     finally:
         leftovers.force_remove(runtime, orphan)
+
+
+CRASHING_WORKER = """
+import json, sys, time
+from kernel.config import NodeConfig
+from kernel.runtime import Runtime
+
+def hang(ctx):
+    print("in-limits", ctx.init_pid, flush=True)
+    time.sleep(600)
+
+Runtime(NodeConfig(**json.loads(sys.argv[1])), hooks={"limits": [hang]}).start(int(sys.argv[2]))
+"""
+
+
+def test_a_worker_killed_mid_start_leaves_nothing_that_reconcile_cannot_clear(runtime, make_vps):
+    ctid = make_vps(start=False)
+    id_start = runtime.registry.get(ctid).id_start
+    worker = subprocess.Popen(
+        [sys.executable, "-c", CRASHING_WORKER, json.dumps(dataclasses.asdict(runtime.config)), str(ctid)],
+        stdout=subprocess.PIPE,
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    )
+    try:
+        assert worker.stdout is not None
+        line = worker.stdout.readline().split()
+        assert line[0] == b"in-limits"
+        waiting_init = int(line[1])
+    finally:
+        worker.kill()
+        worker.wait()
+    # The waiting init sees its parent's socket close and exits; pytest, the subreaper here (the
+    # supervisor on a node), collects it.
+    deadline = time.monotonic() + 10
+    while os.waitpid(waiting_init, os.WNOHANG)[0] != waiting_init:
+        assert time.monotonic() < deadline, "the waiting init did not exit"
+        time.sleep(0.02)
+    assert leftovers.processes(id_start) == []
+    assert not runtime.status(ctid).running
+    assert f"CT {ctid}: removed stale cgroups" in runtime.reconcile()
+    assert leftovers.of(runtime, ctid) == ["registry entry", "id range", "volume"]
+    assert runtime.start(ctid).running
