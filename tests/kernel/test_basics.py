@@ -110,3 +110,16 @@ def test_state_files_are_atomic_and_locks_exclusive(tmp_path):
         pass
     statefile.remove(path)
     statefile.remove(path)
+
+
+@pytest.mark.unit
+def test_exit_reasons_and_status_line():
+    from kernel.runtime import Status, exit_reason
+
+    assert exit_reason(None) == "unknown"
+    assert exit_reason(signal.SIGHUP) == "reboot"  # a wait status: killed by SIGHUP
+    assert exit_reason(signal.SIGINT) == "poweroff"
+    assert exit_reason(signal.SIGKILL) == "killed"
+    assert exit_reason(3 << 8) == "exited"
+    assert Status(101, True, True, True).vzctl_line() == "CTID 101 exist mounted running"
+    assert Status(101, False, False, False).vzctl_line() == "CTID 101 deleted unmounted down"
