@@ -131,23 +131,28 @@ def test_v2_enables_controllers_and_delegates_inner_only():
 # -- the real hierarchies of this host ----------------------------------------------------------
 
 
-def _drivers(prefix: str) -> list[cgroups.CgroupDriver]:
-    found: list[cgroups.CgroupDriver] = [cgroups.detect(prefix)]
+def _drivers(prefix: str) -> dict[str, cgroups.CgroupDriver]:
+    """v1 (as detected, cgroup.kill through the hybrid cgroup2), pure-v1 (freezer kill), v2."""
     with open("/proc/self/mountinfo") as fh:
-        pure, _, hybrid = cgroups.parse_mounts(fh.read())
+        pure, v1, hybrid = cgroups.parse_mounts(fh.read())
+    found: dict[str, cgroups.CgroupDriver] = {}
+    if pure:
+        found["2"] = cgroups.V2Driver(prefix, pure)
+    if v1:
+        found["1"] = cgroups.V1Driver(prefix, v1, hybrid)
+        found["1-freezer"] = cgroups.V1Driver(prefix, v1, None)
     if hybrid and not pure:
-        found.append(cgroups.V2Driver(prefix, hybrid))
+        found["2"] = cgroups.V2Driver(prefix, hybrid)
     return found
 
 
 @pytest.mark.kernel
-@pytest.mark.parametrize("version", [1, 2])
-def test_real_driver_verbs(version, tmp_path):
-    prefix = f"ctpanel-test-{os.getpid()}-cg{version}"
-    drivers = [d for d in _drivers(prefix) if d.version == version]
-    if not drivers:
-        pytest.skip(f"no cgroup v{version} hierarchy on this host")
-    driver = drivers[0]
+@pytest.mark.parametrize("kind", ["1", "1-freezer", "2"])
+def test_real_driver_verbs(kind, tmp_path):
+    prefix = f"ctpanel-test-{os.getpid()}-cg{kind}"
+    driver = _drivers(prefix).get(kind)
+    if driver is None:
+        pytest.skip(f"no cgroup {kind} hierarchy on this host")
     procs: list[subprocess.Popen[bytes]] = []
     try:
         driver.ensure(101)
