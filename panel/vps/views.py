@@ -62,6 +62,20 @@ def vps_url(vps: VPS, operation: Operation | None = None) -> str:
     return f"{url}?op={operation.pk}" if operation is not None else url
 
 
+ACTION_LABELS = {
+    protocol.TASK_VPS_CREATE: "Create", protocol.TASK_VPS_START: "Start", protocol.TASK_VPS_STOP: "Stop",
+    protocol.TASK_VPS_RESTART: "Restart", protocol.TASK_VPS_SET: "Change", protocol.TASK_VPS_PAUSE: "Pause",
+    protocol.TASK_VPS_RESUME: "Resume", protocol.TASK_VPS_DESTROY: "Destroy",
+}
+
+
+def action_label(operation: Operation) -> str:
+    """A VPS operation in words ("Power off" is a fast stop)."""
+    if operation.action == protocol.TASK_VPS_STOP and operation.payload.get("fast"):
+        return "Power off"
+    return ACTION_LABELS.get(operation.action, operation.action)
+
+
 def operation_url(vps: VPS, operation: Operation) -> str:
     return reverse("vps:operation", args=[vps.ctid, operation.pk])
 
@@ -142,10 +156,14 @@ class VPSView(generic.ObjectView):
         if current is None:
             current = operations.exclude(status__in=OperationStatus.terminal()).first()
         can_change = self.can(request, CHANGE, obj)
+        history = list(operations[:10])
+        for operation in history:
+            operation.label = action_label(operation)
         return {
             "title": obj.hostname, "current": current, "error_help": error_help(current) if current else "",
             "progress_url": operation_url(obj, current) if current else "",
-            "history": operations[:10], "actions": power_actions(obj) if can_change else [],
+            "progress_title": action_label(current) if current else "",
+            "history": history, "actions": power_actions(obj) if can_change else [],
             "hostname_form": HostnameForm(initial={"hostname": obj.hostname}, user=request.user),
             "state_poll": STATE_POLL, "node_up": obj.node.state == NodeState.UP,
         }
@@ -181,8 +199,8 @@ class VPSOperationView(generic.ObjectView):
         return False
 
     def get_extra_context(self, request: HttpRequest, obj: Operation | None = None, **kwargs: Any) -> dict[str, Any]:
-        return {"vps": self.vps, "error_help": error_help(obj), "title": obj.action,
-                "progress_url": operation_url(self.vps, obj)}
+        return {"vps": self.vps, "error_help": error_help(obj), "title": action_label(obj),
+                "progress_url": operation_url(self.vps, obj), "progress_title": action_label(obj)}
 
     def partial_status(self, obj: Operation) -> int:
         return generic.HTMX_STOP_POLLING if obj.is_terminal else 200
