@@ -590,6 +590,11 @@ class Runtime:
             self.cgroups.thaw(ctid)
 
     # -- exec ----------------------------------------------------------------------------------------
+    def _refuse_frozen(self, ctid: int) -> None:
+        """A process joining a frozen cgroup freezes too: exec would hang until thaw."""
+        if "freeze" in self.cgroups.capabilities and self.cgroups.frozen(ctid):
+            raise Busy(f"CT {ctid} is paused")
+
     @contextlib.contextmanager
     def _init_pidfd(self, ctid: int) -> Iterator[int]:
         pid = self._running_pid(ctid)
@@ -624,6 +629,7 @@ class Runtime:
         if not use_seccomp:
             Defences(seccomp=False).check()
         with self._init_pidfd(ctid) as pidfd:
+            self._refuse_frozen(ctid)
             return enter.spawn_in(
                 pidfd, self._inner_procs(ctid), argv, env=env, cwd=cwd, tty=tty, use_seccomp=use_seccomp
             )
@@ -642,6 +648,7 @@ class Runtime:
         if not use_seccomp:
             Defences(seccomp=False).check()
         with self._init_pidfd(ctid) as pidfd:
+            self._refuse_frozen(ctid)
             return enter.run_in(
                 pidfd,
                 self._inner_procs(ctid),

@@ -113,6 +113,8 @@ def test_freeze_and_thaw(runtime, make_vps):
     ctid = make_vps()
     runtime.freeze(ctid)
     assert runtime.status(ctid).frozen
+    with pytest.raises(Busy):
+        runtime.exec(ctid, ["true"])  # it would freeze with the VPS
     runtime.thaw(ctid)
     assert not runtime.status(ctid).frozen
     assert sh(runtime, ctid, "echo alive") == (0, "alive\n")
@@ -348,7 +350,12 @@ def test_a_worker_killed_mid_start_leaves_nothing_that_reconcile_cannot_clear(ru
     # The waiting init sees its parent's socket close and exits; pytest, the subreaper here (the
     # supervisor on a node), collects it.
     deadline = time.monotonic() + 10
-    while os.waitpid(waiting_init, os.WNOHANG)[0] != waiting_init:
+    while True:
+        try:
+            if os.waitpid(waiting_init, os.WNOHANG)[0] == waiting_init:
+                break
+        except ChildProcessError:
+            pass  # not reparented to us yet: its own parent is still exiting
         assert time.monotonic() < deadline, "the waiting init did not exit"
         time.sleep(0.02)
     assert leftovers.processes(id_start) == []
