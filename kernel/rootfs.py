@@ -15,6 +15,7 @@ unmasked procfs beside it.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import struct
@@ -38,6 +39,8 @@ PROC_MASKED_FILES = (
 PROC_MASKED_DIRS = ("acpi", "scsi")
 PROC_READONLY = ("sys", "sysrq-trigger", "bus", "fs", "irq")
 PROC_WRITABLE_UNDER_READONLY = ("sys/net",)
+#: /proc files lxcfs serves per cgroup (what `free`, `top` and `uptime` read inside a VPS)
+LXCFS_PROC = ("cpuinfo", "diskstats", "loadavg", "meminfo", "slabinfo", "stat", "swaps", "uptime")
 SYS_MASKED_DIRS = (
     "firmware",
     "kernel/debug",
@@ -140,10 +143,17 @@ def _mask_file(dirfd: int, path: str, null_fd: int) -> None:
         os.close(target)
 
 
-def mount_proc(root_fd: int, options: RootfsOptions, null_fd: int) -> None:
+def mount_proc(
+    root_fd: int, options: RootfsOptions, null_fd: int, lxcfs: dict[str, int] | None = None
+) -> None:
+    """procfs with SECURITY.md's read-only paths and masks; `lxcfs` maps a /proc file name to
+    an O_PATH fd of lxcfs's version of it, bound over the real one."""
     _attach_at(sc.new_mount("proc", {}, _NOSUID_NODEV_NOEXEC), root_fd, "proc")
     proc = lookup(root_fd, "proc")
     try:
+        for name, source in (lxcfs or {}).items():
+            with contextlib.suppress(NotFound):
+                _attach_at(_clone(source, recursive=False), proc, name, directory=False)
         if not options.masks:
             return
         writable = {p: _clone_path(proc, p) for p in PROC_WRITABLE_UNDER_READONLY}

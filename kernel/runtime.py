@@ -43,6 +43,7 @@ from kernel.rootfs import RootfsOptions
 from kernel.templates import TemplateCache
 
 STAGES = ("volume", "network", "files", "limits", "started")
+DEFAULT_LXCFS = "/var/lib/lxcfs"
 UNSAFE_ENV = "CTPANEL_UNSAFE_TESTING"
 
 
@@ -163,8 +164,11 @@ class Runtime:
         *,
         cgroup_driver: cgroups.CgroupDriver | None = None,
         hooks: Mapping[str, Sequence[Hook]] | None = None,
+        lxcfs: str | None = DEFAULT_LXCFS,
     ) -> None:
+        """`lxcfs`: where lxcfs is mounted; used only while an lxcfs is actually mounted there."""
         self.config = config
+        self.lxcfs = lxcfs
         self.cgroups = cgroup_driver or cgroups.detect(config.cgroup_prefix)
         self.registry = Registry(config)
         self.ids = IdAllocator(config)
@@ -473,6 +477,7 @@ class Runtime:
                 ),
                 seccomp=options.defences.seccomp,
                 console=options.console,
+                lxcfs=self.lxcfs if self.lxcfs and _is_lxcfs(self.lxcfs) else None,
                 timeout=options.timeout,
             )
             starting = spawn.Starting(spec)
@@ -658,6 +663,15 @@ class Runtime:
                 timeout=timeout,
                 use_seccomp=use_seccomp,
             )
+
+
+def _is_lxcfs(path: str) -> bool:
+    with open("/proc/self/mountinfo", encoding="utf-8") as fh:
+        for line in fh:
+            left, _, right = line.partition(" - ")
+            if left.split()[4] == path and right.split()[0] == "fuse.lxcfs":
+                return True
+    return False
 
 
 def _rmdir(path: str) -> None:

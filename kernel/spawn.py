@@ -55,6 +55,7 @@ class InitSpec:
     rootfs: rootfs.RootfsOptions = field(default_factory=rootfs.RootfsOptions)
     seccomp: bool = True  # False only for the negative-control tests
     console: str | None = None  # None: /dev/null; "pty": a pty of the VPS's devpts; else a host tty
+    lxcfs: str | None = None  # a running lxcfs mount: its /proc files replace the real ones
     env: tuple[tuple[str, str], ...] = (("container", "ctpanel"), ("PATH", INIT_PATH), ("HOME", "/"))
     timeout: float = 10.0
 
@@ -305,11 +306,17 @@ def _stage2(spec: InitSpec, sock: socket.socket, mount_fd: int, program: bytes) 
         nodes = {n: os.open(f"/dev/{n}", os.O_PATH | os.O_CLOEXEC) for n in rootfs.DEV_NODES}
         if spec.console != "pty":
             nodes["console"] = os.open(spec.console or "/dev/null", os.O_PATH | os.O_CLOEXEC)
+        lxcfs = {}
+        for name in rootfs.LXCFS_PROC if spec.lxcfs else ():
+            with contextlib.suppress(FileNotFoundError):
+                lxcfs[name] = os.open(f"{spec.lxcfs}/proc/{name}", os.O_PATH | os.O_CLOEXEC)
         sc.sethostname(spec.hostname)
         os.setresgid(0, 0, 0)
         os.setgroups([])
         os.setresuid(0, 0, 0)
-        rootfs.mount_proc(root_fd, spec.rootfs, nodes["null"])
+        rootfs.mount_proc(root_fd, spec.rootfs, nodes["null"], lxcfs)
+        for fd in lxcfs.values():
+            os.close(fd)
         rootfs.mount_sys(root_fd, spec.rootfs)
         rootfs.mount_dev(root_fd, spec.rootfs, nodes)
         for fd in nodes.values():

@@ -72,7 +72,7 @@ def subreaper() -> None:
 
 @pytest.fixture(scope="session")
 def runtime(node_config: NodeConfig, subreaper: None) -> Runtime:
-    rt = Runtime(node_config)
+    rt = Runtime(node_config, lxcfs=None)  # deterministic /proc whether or not the node runs lxcfs
     rt.templates.ensure_busybox()
     return rt
 
