@@ -313,6 +313,7 @@ cmd_up() {
   run_env "$penv" "$PY" "$TOP/manage.py" ensure_admin
   run_env "$penv" "$PY" "$TOP/manage.py" register_node "$NODE_NAME"
   run_env "$nenv" "$PY" -m worker.setup sysctl "$TOP/deploy/sysctl/90-ctpanel-node.conf"
+  run_env "$nenv" "$PY" -m worker.setup templates
 
   install -d -m 0750 -o "$PANEL_USER" -g "$PANEL_USER" "$HOME_DIR/beat"
   spawn web "$PANEL_USER" "$penv" "$VENV/bin/uvicorn" panel.asgi:application \

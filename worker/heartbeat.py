@@ -14,7 +14,8 @@ from typing import Any
 from celery import bootsteps
 
 from kernel import host
-from worker import protocol
+from worker import protocol, vps
+from worker.config import NodeConfig
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +24,12 @@ def interval() -> int:
     return int(os.environ.get("CTPANEL_HEARTBEAT_SECONDS", protocol.HEARTBEAT_SECONDS))
 
 
-def build(node: str) -> protocol.Heartbeat:
-    return protocol.Heartbeat(
-        node=node, sent_at=time.time(), interval=interval(),
-        facts=host.facts(), capacity=host.capacity().to_dict(),
-    )
+def build(config: NodeConfig) -> protocol.Heartbeat:
+    rt = vps.runtime(config)
+    facts = {**host.facts(), "cgroup_version": rt.cgroups.version, "templates": rt.templates.names()}
+    capacity = {**host.capacity().to_dict(), "vps_count": len(rt.registry.ctids())}
+    return protocol.Heartbeat(node=config.name, sent_at=time.time(), interval=interval(), facts=facts,
+                              capacity=capacity)
 
 
 class HeartbeatStep(bootsteps.StartStopStep):
@@ -50,7 +52,7 @@ class HeartbeatStep(bootsteps.StartStopStep):
         from worker.celery_app import config
 
         try:
-            consumer.app.send_task(protocol.TASK_NODE_HEARTBEAT, args=[build(config.name).to_dict()],
+            consumer.app.send_task(protocol.TASK_NODE_HEARTBEAT, args=[build(config).to_dict()],
                                    queue=config.panel_queue)
         except Exception:
             log.exception("heartbeat not sent")

@@ -27,6 +27,7 @@ NODE_QUEUE_PREFIX = "node."
 
 # Task names: the only ones a node or the panel worker executes.
 TASK_PING = "node.ping"
+TASK_INVENTORY = "node.inventory"
 # VPS operations: every one carries the VPS's whole desired state (VpsRequest).
 TASK_VPS_CREATE = "node.vps.create"
 TASK_VPS_START = "node.vps.start"
@@ -222,6 +223,14 @@ class PingRequest(Request):
     def __post_init__(self) -> None:
         if isinstance(self.delay_ms, bool) or not isinstance(self.delay_ms, int) or not 0 <= self.delay_ms <= 60000:
             raise ProtocolError(f"PingRequest.delay_ms: expected 0-60000, got {self.delay_ms!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class InventoryRequest(Request):
+    """List the node's VPSs and orphans; with `clean`, remove the orphans (never a registered VPS)."""
+
+    task: str = TASK_INVENTORY
+    clean: bool = False
 
 
 CTID_MIN, CTID_MAX = 100, 2**31 - 1

@@ -1,6 +1,7 @@
 """Node set-up steps run by `./ctl up` (as root).
 
     python -m worker.setup sysctl PROFILE   raise the node's sysctls to PROFILE
+    python -m worker.setup templates        build the busybox OS template (node env exported)
 """
 
 from __future__ import annotations
@@ -27,12 +28,32 @@ def apply_sysctl(profile_path: Path) -> int:
     return 0
 
 
+def build_templates() -> int:
+    from worker.config import ConfigError, NodeConfig
+    from worker.vps import BUSYBOX, ensure_template, runtime
+
+    try:
+        config = NodeConfig.from_env()
+    except ConfigError as exc:
+        print(f"templates: {exc}", file=sys.stderr)
+        return 1
+    try:
+        ensure_template(runtime(config), BUSYBOX)
+    except KernelError as exc:
+        print(f"templates: cannot build {BUSYBOX}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m worker.setup")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("sysctl", help="raise sysctls to the node profile (never lowers)")
     p.add_argument("profile", type=Path)
+    sub.add_parser("templates", help="build the busybox OS template")
     args = parser.parse_args(argv)
+    if args.command == "templates":
+        return build_templates()
     return apply_sysctl(args.profile)
 
 

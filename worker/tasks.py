@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from celery.signals import worker_ready
+
 from kernel import host
-from worker import protocol, vps
+from worker import protocol, reconcile, vps
 from worker.celery_app import app, config
 from worker.execution import OperationContext, execute
 from worker.journal import Journal
+
+log = logging.getLogger(__name__)
 
 
 def send_report(report: protocol.Report) -> None:
@@ -41,6 +46,26 @@ def _ping(context: OperationContext) -> dict[str, Any]:
 @app.task(name=protocol.TASK_PING, bind=True, acks_late=True)
 def ping(self: Any, body: Any) -> None:
     run(self, protocol.PingRequest, body, _ping)
+
+
+def _inventory(context: OperationContext) -> dict[str, Any]:
+    rt = vps.runtime(config)
+    found = reconcile.inventory(rt)
+    return {**found, "cleaned": reconcile.clean_orphans(rt) if context.request.clean else []}
+
+
+@app.task(name=protocol.TASK_INVENTORY, bind=True, acks_late=True)
+def inventory(self: Any, body: Any) -> None:
+    run(self, protocol.InventoryRequest, body, _inventory)
+
+
+@worker_ready.connect
+def _recover_at_start(**kwargs: Any) -> None:
+    """Clean up after operations a previous worker left half-done (worker/reconcile.py)."""
+    try:
+        reconcile.recover(vps.runtime(config), journal())
+    except Exception:
+        log.exception("recovery at start failed; the next reconcile will retry")
 
 
 def _vps_task(name: str) -> Any:

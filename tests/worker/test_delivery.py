@@ -3,6 +3,7 @@
 import os
 import signal
 import sqlite3
+import subprocess
 import time
 from pathlib import Path
 
@@ -110,3 +111,36 @@ def test_queued_operations_survive_a_redis_crash(own_node, stack):
     for op in ops:
         wait_for(lambda op=op: refreshed(op).is_terminal, 60, f"operation {op.id}")
         assert op.status == "succeeded"
+
+
+def test_a_create_interrupted_by_a_crash_is_cleaned_up_and_finished_at_restart(own_node):
+    """What a kill -9 mid-create leaves (a volume and an id range, no registry entry) is removed at start."""
+    from kernel.config import NodeConfig as KernelNodeConfig
+    from kernel.runtime import Runtime
+    from worker.journal import Journal, owner_id
+
+    name, state_root, start = own_node
+    rt = Runtime(KernelNodeConfig(node=name, state_root=state_root, cgroup_prefix=f"ctpanel-test-{name}"))
+    ctid = 950_000 + os.getpid() % 10_000
+    op = create_operation(action=protocol.TASK_VPS_CREATE, node_name=name, target_type="vps", target_id=str(ctid))
+    body = protocol.VpsRequest(task=protocol.TASK_VPS_CREATE, node=name, operation_id=str(op.id), ctid=ctid,
+                               template="busybox", hostname="crashed").to_dict()
+    crashed = subprocess.Popen(["sleep", "60"])
+    owner = owner_id(crashed.pid)
+    crashed.kill()
+    crashed.wait()
+    Journal(Path(state_root, "journal.sqlite")).begin(str(op.id), protocol.TASK_VPS_CREATE, body=body, owner=owner)
+    rt.ids.allocate(ctid)
+    os.makedirs(rt.volume_path(ctid))
+    Path(rt.volume_path(ctid), "half-unpacked").write_text("x")
+
+    panel_app.send_task(protocol.TASK_VPS_CREATE, args=[body], task_id=str(op.id), queue=protocol.node_queue(name))
+    start(CTPANEL_CGROUP_PREFIX=f"ctpanel-test-{name}")
+    op = wait_for(lambda: refreshed(op).is_terminal and op, 60, "the create to finish")
+    try:
+        assert op.status == "succeeded", op.error_message
+        assert op.result["state"] == "stopped" and op.log[-1].startswith("delivery 2")
+        assert not os.path.exists(Path(rt.volume_path(ctid), "half-unpacked"))
+        assert rt.registry.get(ctid).hostname == "crashed"
+    finally:
+        rt.destroy(ctid)
