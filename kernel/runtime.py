@@ -44,6 +44,7 @@ from kernel.templates import TemplateCache
 
 STAGES = ("volume", "network", "files", "limits", "started")
 DEFAULT_LXCFS = "/var/lib/lxcfs"
+MOUNT_POINTS = ("/proc", "/sys", "/dev")
 UNSAFE_ENV = "CTPANEL_UNSAFE_TESTING"
 
 
@@ -451,6 +452,9 @@ class Runtime:
             self._run_hooks("volume", ctx)
             if not os.path.isdir(ctx.volume):
                 raise NotFound(f"CT {ctid}: volume is missing", path=ctx.volume)
+            with vpsfiles.VpsRoot(ctx.volume) as root:
+                for point in MOUNT_POINTS:  # a customer may have removed one; a symlink fails later
+                    root.makedirs(point)
             self.cgroups.kill(ctid)  # leftovers of a crash; no-op normally
             ctx.cgroup_paths = self.cgroups.ensure(ctid)
             revert.add(lambda: self._remove_cgroups(ctid), "remove cgroups")

@@ -178,6 +178,15 @@ def test_a_failing_step_leaves_nothing_half_made(node_config, subreaper, make_vp
     assert runtime.start(ctid).running  # and it starts fine afterwards
 
 
+def test_missing_mount_points_are_made_again(runtime, make_vps):
+    ctid = make_vps(start=False)
+    volume = runtime.volume_path(ctid)
+    for name in ("proc", "sys"):
+        os.rmdir(os.path.join(volume, name))
+    assert runtime.start(ctid).running
+    assert sh(runtime, ctid, "test -f /proc/1/status && test -d /sys/class")[0] == 0
+
+
 def test_a_planted_mount_point_symlink_fails_the_start_safely(runtime, make_vps, tmp_path):
     ctid = make_vps(start=False)
     volume = runtime.volume_path(ctid)
