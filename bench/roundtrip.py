@@ -1,0 +1,101 @@
+"""Panel service call → VPS running (exec-ready), through Celery, real workers and the real kernel.
+
+    ./ctl test bench/roundtrip.py -p tests.services -o python_functions=run -s
+
+uses the test profile's PostgreSQL and Redis and starts its own workers
+(BENCH_SEQUENTIAL and BENCH_CONCURRENT change the counts: 50 and 20).
+
+Prints p50/p95 for sequential and concurrent starts. Target (issue 8): p95 ≤ 1 s.
+Not a test: it is collected only when named, and asserts nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+import time
+
+import pytest
+
+from kernel.config import NodeConfig as KernelNodeConfig
+from kernel.runtime import Runtime
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _wait_running(op, rt: Runtime, ctid: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        op.refresh_from_db()
+        if op.is_terminal:
+            if op.status != "succeeded":
+                raise RuntimeError(f"{op.action}: {op.error_message}")
+            if rt.exec(ctid, ["true"], timeout=10).returncode == 0:
+                return
+        time.sleep(0.005)
+    raise TimeoutError(f"CT {ctid} not running after {timeout:g} s")
+
+
+@pytest.mark.django_db(transaction=True)
+def run(stack) -> None:
+    sequential = int(os.environ.get("BENCH_SEQUENTIAL", "50"))
+    concurrent = int(os.environ.get("BENCH_CONCURRENT", "20"))
+    from django.db import connection
+
+    from panel.accounts.choices import Role
+    from panel.accounts.models import User
+    from panel.nodes import services as nodes
+    from panel.vps import services
+
+    env = stack.node_env
+    rt = Runtime(KernelNodeConfig(node=env["CTPANEL_NODE_NAME"], state_root=env["CTPANEL_STATE_ROOT"],
+                                  cgroup_prefix=env["CTPANEL_CGROUP_PREFIX"]))
+    admin = User.objects.create_user("bench-admin", role=Role.ADMIN)
+    customer = User.objects.create_user("bench-customer", role=Role.CUSTOMER)
+    node, _ = nodes.register_node(stack.node_name)
+    vpss = []
+    for n in range(max(sequential, concurrent)):
+        vps, op = services.create_vps(admin, customer=customer, node=node, template="busybox",
+                                      hostname=f"bench{n}", start=False)
+        _wait_running_or_created(op)
+        vpss.append(vps)
+
+    def start_one(vps, results: list[float]) -> None:
+        started = time.monotonic()
+        op = services.start(admin, vps)
+        _wait_running(op, rt, vps.ctid)
+        results.append(time.monotonic() - started)
+        connection.close()
+
+    seq: list[float] = []
+    for vps in vpss[:sequential]:
+        start_one(vps, seq)
+        rt.stop(vps.ctid, fast=True)
+    conc: list[float] = []
+    threads = [threading.Thread(target=start_one, args=(vps, conc)) for vps in vpss[:concurrent]]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print(f"\n{'starts':<22}{'n':>5}{'p50 ms':>10}{'p95 ms':>10}{'max ms':>10}")
+    for label, values in (("sequential", seq), ("concurrent", conc)):
+        print(f"{label:<22}{len(values):>5}{statistics.median(values) * 1000:>10.0f}"
+              f"{percentile(values, 0.95) * 1000:>10.0f}{max(values) * 1000:>10.0f}")
+    for vps in vpss:
+        rt.stop(vps.ctid, fast=True)
+        rt.destroy(vps.ctid)
+
+
+def _wait_running_or_created(op, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        op.refresh_from_db()
+        if op.is_terminal:
+            return
+        time.sleep(0.01)
+    raise TimeoutError(op.action)
+
