@@ -89,7 +89,12 @@ def test_seccomp_refuses_calls_from_init_and_from_exec(runtime, make_vps):
             time.sleep(0.05)
         boot = dict(line.split() for line in root.read_text("/probes/boot").splitlines())
     assert boot == {name: str(ENOSYS) for name in (*DENIED, "int80")}  # init's descendants
-    assert run_probes(runtime, ctid) == {name: ENOSYS for name in (*DENIED, "int80")}  # exec
+    assert_refused(run_probes(runtime, ctid))  # exec
+
+
+def assert_refused(results: dict[str, int]) -> None:
+    """Every probe was refused by the filter (ENOSYS), the 32-bit `int 0x80` one included."""
+    assert results == {name: ENOSYS for name in (*DENIED, "int80")}
 
 
 def test_negative_control_without_seccomp(runtime, make_vps, unsafe_testing):
@@ -98,6 +103,8 @@ def test_negative_control_without_seccomp(runtime, make_vps, unsafe_testing):
     runtime.start(ctid, StartOptions(defences=Defences(seccomp=False)))
     assert proc_status(runtime.status(ctid).init_pid)["Seccomp"].strip() == "0"
     results = run_probes(runtime, ctid, use_seccomp=False)
+    with pytest.raises(AssertionError):  # the same check as with the filter fails
+        assert_refused(results)
     absent = {"init_module": "/proc/modules", "kexec_load": "/sys/kernel/kexec_loaded"}
     for name, marker in absent.items():
         if not os.path.exists(marker):  # this kernel lacks it: ENOSYS without any filter
@@ -130,9 +137,8 @@ def _host_has(path: str) -> bool:
     return os.path.exists(path)
 
 
-def test_masks_and_readonly_paths_are_in_mountinfo(runtime, make_vps):
-    ctid = make_vps()
-    points = mount_points(runtime, ctid)
+def assert_masked(points: dict[str, str]) -> None:
+    """SECURITY.md's /proc and /sys masks and read-only paths, as mountinfo shows them."""
     expected = [f"/proc/{n}" for n in (*rootfs.PROC_MASKED_FILES, *rootfs.PROC_MASKED_DIRS)]
     expected += [f"/sys/{n}" for n in rootfs.SYS_MASKED_DIRS]
     for point in expected:
@@ -143,6 +149,12 @@ def test_masks_and_readonly_paths_are_in_mountinfo(runtime, make_vps):
             assert points[point].split(",")[0] == "ro", point
     assert points["/proc/sys/net"].split(",")[0] == "rw"
     assert points["/sys/devices/virtual/net"].split(",")[0] == "rw"
+
+
+def test_masks_and_readonly_paths_are_in_mountinfo(runtime, make_vps):
+    ctid = make_vps()
+    points = mount_points(runtime, ctid)
+    assert_masked(points)
     for point in ("/proc", "/dev", "/dev/pts", "/dev/console", "/dev/null"):
         assert point in points
     assert "nosuid" in points["/proc"] and "noexec" in points["/proc"] and "nodev" in points["/proc"]
@@ -153,8 +165,11 @@ def test_masks_and_readonly_paths_are_in_mountinfo(runtime, make_vps):
 
 
 def test_negative_control_without_masks(runtime, make_vps, unsafe_testing):
+    """The same mechanism check fails when the masks are switched off."""
     ctid = make_vps(options=StartOptions(defences=Defences(masks=False)))
     points = mount_points(runtime, ctid)
+    with pytest.raises(AssertionError):
+        assert_masked(points)
     assert "/proc/kallsyms" not in points and "/proc/sys" not in points
     assert points["/sys"].split(",")[0] == "rw"
 
