@@ -198,7 +198,7 @@ _DIRS = {
 
 
 def _busybox_tarball(busybox: str, applets: list[str]) -> bytes:
-    """A deterministic gzip'ed tar of a minimal busybox root (ids 0, fixed mtime)."""
+    """A gzip'ed tar of a minimal busybox root (ids 0, one mtime for every member)."""
     mtime = int(time.time())
     buf = io.BytesIO()
 
