@@ -94,6 +94,9 @@ class ErrorCode:
     KERNEL_NOT_SUPPORTED = "kernel.not_supported"
     KERNEL_TIMEOUT = "kernel.timeout"
     KERNEL_COMMAND = "kernel.command"
+    # Raised on the panel's side.
+    PANEL_BROKER = "panel.broker"
+    PANEL_STALE = "panel.stale"
 
     MESSAGES: ClassVar[dict[str, str]] = {
         PROTOCOL_INVALID: "The node could not read the request. Update the panel and the node to the same version.",
@@ -115,6 +118,10 @@ class ErrorCode:
         KERNEL_NOT_SUPPORTED: "The node does not support this (its kernel, storage or configuration lacks it).",
         KERNEL_TIMEOUT: "The node did not finish in time.",
         KERNEL_COMMAND: "A tool the node ran failed. The operation's log has its output.",
+        PANEL_BROKER: "The panel could not hand the operation to the message broker. Nothing was done; "
+        "try again, and tell the administrator if it keeps failing.",
+        PANEL_STALE: "The node never finished this operation (no report for a long time). Check the node, "
+        "then try again.",
     }
 
 

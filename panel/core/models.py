@@ -36,6 +36,7 @@ class Operation(models.Model):
     error_message = models.TextField(blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated = models.DateTimeField(auto_now=True, help_text="Last change (a progress report, for a running one)")
     dispatched_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

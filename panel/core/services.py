@@ -1,11 +1,14 @@
 """Operations: created as rows, dispatched after commit, finished by reports."""
 
+import datetime
 import logging
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from panel.core.choices import OperationStatus
 from panel.core.middleware import current_request_id
 from panel.core.models import Operation
 from panel.core.redaction import redact
@@ -62,3 +65,20 @@ def apply_report(report: protocol.Report) -> Operation | None:
         op.save()
         operation_reported.send(sender=Operation, operation=op)
         return op
+
+
+def sweep_stale_operations(now: Any = None) -> int:
+    """Fail operations that no node has reported on for CTPANEL_OPERATION_STALE_SECONDS.
+
+    A running operation's progress reports keep it fresh; one whose node died or
+    whose message was lost would otherwise stay "sent" forever.
+    """
+    now = now or timezone.now()
+    stale_after = datetime.timedelta(seconds=settings.CTPANEL_OPERATION_STALE_SECONDS)
+    return Operation.objects.filter(
+        status__in=[OperationStatus.PENDING, OperationStatus.DISPATCHED, OperationStatus.RUNNING],
+        updated__lt=now - stale_after,
+    ).update(
+        status=OperationStatus.FAILED, finished_at=now, updated=now, error_code=protocol.ErrorCode.PANEL_STALE,
+        error_message=protocol.ErrorCode.MESSAGES[protocol.ErrorCode.PANEL_STALE],
+    )

@@ -21,3 +21,8 @@ def apply_report(body: Any) -> None:
         return
     with change_context(source=f"node:{report.node}"):
         services.apply_report(report)
+
+
+@shared_task(name="panel.sweep_operations", ignore_result=True)
+def sweep_operations() -> None:
+    services.sweep_stale_operations()

@@ -175,7 +175,10 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
+CTPANEL_OPERATION_STALE_SECONDS = int(env("CTPANEL_OPERATION_STALE_SECONDS", "3600"))
+
 CELERY_BEAT_SCHEDULE = {
+    "sweep-operations": {"task": "panel.sweep_operations", "schedule": 300.0, "options": {"expires": 300}},
     "sweep-nodes": {
         "task": "panel.sweep_nodes",
         "schedule": float(env("CTPANEL_SWEEP_SECONDS", "10")),

@@ -78,3 +78,36 @@ def test_dispatch_refuses_a_request_of_another_operation():
         from panel.core.dispatch import dispatch
 
         dispatch(op, protocol.PingRequest(node="n1", operation_id=str(uuid.uuid4())))
+
+
+def test_operations_nobody_reports_on_are_failed_after_a_while(settings):
+    import datetime
+
+    from django.utils import timezone
+
+    settings.CTPANEL_OPERATION_STALE_SECONDS = 600
+    quiet, busy, done = new_op(), new_op(), new_op()
+    services.apply_report(report(done, "succeeded"))
+    later = timezone.now() + datetime.timedelta(seconds=601)
+    Operation.objects.filter(pk=busy.pk).update(updated=later - datetime.timedelta(seconds=30))
+
+    assert services.sweep_stale_operations(later) == 1
+    quiet.refresh_from_db()
+    assert (quiet.status, quiet.error_code) == ("failed", protocol.ErrorCode.PANEL_STALE)
+    assert Operation.objects.get(pk=busy.pk).status == "pending"
+    assert Operation.objects.get(pk=done.pk).status == "succeeded"
+
+
+def test_a_broker_failure_fails_the_operation_visibly(monkeypatch, django_capture_on_commit_callbacks):
+    from panel.core import dispatch
+
+    def refuse(*args, **kwargs):
+        raise ConnectionRefusedError("broker down")
+
+    monkeypatch.setattr(dispatch.app, "send_task", refuse)
+    with django_capture_on_commit_callbacks(execute=True):
+        op = new_op()
+        dispatch.dispatch(op, protocol.PingRequest(node="n1", operation_id=str(op.id)))
+    op.refresh_from_db()
+    assert (op.status, op.error_code) == ("failed", protocol.ErrorCode.PANEL_BROKER)
+    assert "ConnectionRefusedError" in op.error_message
