@@ -17,6 +17,7 @@ urlpatterns = [
     path("api/nodes/", include("panel.nodes.api.urls")),
     path("api/plans/", include("panel.plans.api.urls")),
     path("api/vps/", include("panel.vps.api.urls")),
+    path("api/usage/", include("panel.usage.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -36,8 +36,8 @@ class PlanForm(UserFormMixin, forms.ModelForm):
         ("Plan", ["name", "description", "owner", "active"]),
         ("Memory and CPU", ["ram", "swap", "cpus", "cpulimit", "cpuunits", "numproc", "numfile"]),
         ("Disk", ["diskspace", "diskinodes", "quotaugidlimit", "iolimit", "iopslimit", "backup_slots"]),
-        ("Network", ["port_speed", "traffic", "over_quota_action", "throttle_rate", "ipv4_count", "ipv6_mode",
-                     "ipv6_count"]),
+        ("Network", ["port_speed", "traffic", "traffic_reset_day", "over_quota_action", "throttle_rate", "ipv4_count",
+                     "ipv6_mode", "ipv6_count"]),
     ]
 
     def __init__(self, *args, **kwargs):

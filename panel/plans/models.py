@@ -1,7 +1,7 @@
 from typing import Any
 
 from django.conf import settings
-from django.core.validators import MinValueValidator, RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
 
@@ -60,6 +60,9 @@ class Plan(models.Model):
     iopslimit = models.PositiveIntegerField(default=0, help_text="disk operations/s")
     port_speed = _bytes("network rate each way, bits/s")
     traffic = _bytes("monthly traffic, bytes (GB = 10^9 bytes in the UI)")
+    traffic_reset_day = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(28)],
+        help_text="Day of the month the traffic count starts again (1-28)")
     over_quota_action = models.CharField(max_length=16, choices=OverQuotaAction.choices,
                                          default=OverQuotaAction.THROTTLE)
     throttle_rate = _bytes("rate over quota when throttled, bits/s")

@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "panel.nodes",
     "panel.plans",
     "panel.vps",
+    "panel.usage",
     "rest_framework",
     "django_filters",
     "drf_spectacular",
@@ -184,6 +185,8 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(env("CTPANEL_SWEEP_SECONDS", "10")),
         "options": {"expires": 10},
     },
+    "usage-rollup": {"task": "panel.usage_rollup", "schedule": 300.0, "options": {"expires": 300}},
+    "usage-housekeeping": {"task": "panel.usage_housekeeping", "schedule": 3600.0, "options": {"expires": 3600}},
 }
 
 # Accounts (docs/DESIGN.md, "Accounts, API and audit").

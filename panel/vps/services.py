@@ -96,8 +96,11 @@ def create_vps(
 
 
 def _checked(actor: Any, vps: VPS, *, allowed: tuple[str, ...] | None = None, runs: bool = False) -> VPS:
-    """`runs`: the action would make the VPS run, which nobody may while it is suspended."""
-    if not VPS.objects.can(actor, CHANGE, vps):
+    """`runs`: the action would make the VPS run, which nobody may while it is suspended.
+
+    `actor` None is the panel itself (periodic jobs such as traffic quotas): no permission check.
+    """
+    if actor is not None and not VPS.objects.can(actor, CHANGE, vps):
         raise PermissionDenied("You may not change this VPS.")
     if vps.state == VpsState.DESTROYED:
         raise ValidationError("This VPS has been destroyed.")
@@ -160,8 +163,10 @@ def destroy(actor: Any, vps: VPS) -> Operation:
 
 
 def _is_staff_for(actor: Any, vps: VPS) -> bool:
-    """Admins, and the reseller of the VPS's customer: they suspend, and act on suspended VPSs."""
-    return is_admin(actor) or (getattr(actor, "is_reseller", False) and vps.customer.owner_id == actor.pk)
+    """Admins, the reseller of the VPS's customer and the panel itself: they suspend, and act on suspended VPSs."""
+    if actor is None or is_admin(actor):
+        return True
+    return getattr(actor, "is_reseller", False) and vps.customer.owner_id == actor.pk
 
 
 @transaction.atomic

@@ -34,7 +34,7 @@ def plan_form(**changes) -> dict:
     data = {"name": "r1-small", "description": "", "active": "on", "ram": "1 GiB", "swap": "512 MiB",
             "diskspace": "20 GB", "diskinodes": 200000, "quotaugidlimit": 0, "cpus": 1, "cpulimit": 0,
             "cpuunits": 1000, "numproc": 0, "numfile": 0, "iolimit": "0", "iopslimit": 0,
-            "port_speed": "100 Mbit/s", "traffic": "1 TB", "over_quota_action": "throttle",
+            "port_speed": "100 Mbit/s", "traffic": "1 TB", "traffic_reset_day": 1, "over_quota_action": "throttle",
             "throttle_rate": "1 Mbit/s", "ipv4_count": 1, "ipv6_mode": "prefix64", "ipv6_count": 1,
             "backup_slots": 1}
     return {**data, **changes}

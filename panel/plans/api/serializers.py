@@ -13,8 +13,8 @@ class PlanSerializer(serializers.ModelSerializer):
         model = Plan
         fields = ["id", "name", "description", "owner", "active", "ram", "swap", "diskspace", "diskinodes",
                   "quotaugidlimit", "cpus", "cpulimit", "cpuunits", "numproc", "numfile", "iolimit", "iopslimit",
-                  "port_speed", "traffic", "over_quota_action", "throttle_rate", "ipv4_count", "ipv6_mode",
-                  "ipv6_count", "backup_slots", "created", "limits"]
+                  "port_speed", "traffic", "traffic_reset_day", "over_quota_action", "throttle_rate", "ipv4_count",
+                  "ipv6_mode", "ipv6_count", "backup_slots", "created", "limits"]
         read_only_fields = ["created"]
         validators = []  # uniqueness is checked by the model's full_clean in the service
 

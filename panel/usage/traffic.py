@@ -1,0 +1,122 @@
+"""Monthly traffic per VPS from its plan's reset day, and what happens at 80 %, 100 % and over quota.
+
+Traffic is both directions on the wire as the VPS sees it (received +
+sent). A period runs from the plan's `traffic_reset_day` to the same day of
+the next month; its quota is the plan's `traffic` when the period began
+(0 = unlimited). At 80 % and at 100 % the customer gets a notice (once
+each); over 100 % the plan's `over_quota_action` happens once per period:
+`throttle` sets both network rates to the plan's `throttle_rate` (lifted
+when the period ends, by the hourly housekeeping job), `suspend` suspends
+the VPS (lifted by an admin or the reseller).
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+
+from django.db import connection
+from django.utils import timezone
+
+from panel.core.notify import services as notify
+from panel.core.notify.choices import NoticeLevel
+from panel.plans.choices import OverQuotaAction
+from panel.usage.models import TrafficPeriod
+from panel.vps import services as vps_services
+from panel.vps.choices import VpsState
+from panel.vps.models import VPS
+
+log = logging.getLogger(__name__)
+
+WARN_AT = 0.8
+GB = 10**9
+
+
+def period_bounds(reset_day: int, on: datetime.date) -> tuple[datetime.date, datetime.date]:
+    """[start, end) of the period containing `on` for a plan resetting on `reset_day` (1-28)."""
+    def shift(day: datetime.date, months: int) -> datetime.date:
+        index = day.year * 12 + day.month - 1 + months
+        return datetime.date(index // 12, index % 12 + 1, reset_day)
+
+    start = on.replace(day=reset_day) if on.day >= reset_day else shift(on.replace(day=1), -1)
+    return start, shift(start, 1)
+
+
+_ADD_TRAFFIC = (
+    'INSERT INTO usage_trafficperiod (vps_id, start, "end", rx_bytes, tx_bytes, quota, notified_80, notified_100, '
+    "over_action) VALUES {rows} ON CONFLICT (vps_id, start) DO UPDATE SET "
+    "rx_bytes = usage_trafficperiod.rx_bytes + EXCLUDED.rx_bytes, "
+    "tx_bytes = usage_trafficperiod.tx_bytes + EXCLUDED.tx_bytes RETURNING id"
+)
+
+
+def _reset_day(vps: VPS) -> int:
+    return vps.plan.traffic_reset_day if vps.plan is not None else 1
+
+
+def add(used: dict[VPS, tuple[int, int]], time: datetime.datetime) -> None:
+    """Count (received, sent) bytes for each VPS in its current period (one statement), then check quotas."""
+    if not used:
+        return
+    values, params = [], []
+    for vps, (rx, tx) in used.items():
+        start, end = period_bounds(_reset_day(vps), time.date())
+        values.append("(%s, %s, %s, %s, %s, %s, false, false, '')")
+        params += [vps.pk, start, end, rx, tx, vps.plan.traffic if vps.plan is not None else 0]
+    with connection.cursor() as cursor:
+        cursor.execute(_ADD_TRAFFIC.replace("{rows}", ", ".join(values)), params)
+        ids = [row[0] for row in cursor.fetchall()]
+    for period in TrafficPeriod.objects.filter(id__in=ids, quota__gt=0).select_related("vps__plan", "vps__customer"):
+        check_quota(period)
+
+
+def _claim(period: TrafficPeriod, flag: str, value: object, **also: object) -> bool:
+    """Set `flag` if still unset (False or ""): True for the one caller that set it, so each step happens once."""
+    unset = "" if isinstance(value, str) else False
+    return bool(TrafficPeriod.objects.filter(pk=period.pk, **{flag: unset}).update(**{flag: value}, **also))
+
+
+def check_quota(period: TrafficPeriod) -> None:
+    vps, used, quota = period.vps, period.total, period.quota
+    if quota <= 0:
+        return
+    share = f"{used / GB:.2f} GB of {quota / GB:.2f} GB"
+    if used >= WARN_AT * quota and _claim(period, "notified_80", True):
+        notify.notify(vps.customer, "usage.traffic_80", f"VPS {vps.hostname}: 80 % of its monthly traffic used",
+                      f"{share} used in the period {period.start} to {period.end}.", level=NoticeLevel.WARNING)
+    if used >= quota and _claim(period, "notified_100", True):
+        action = vps.plan.over_quota_action if vps.plan is not None else OverQuotaAction.THROTTLE
+        notify.notify(vps.customer, "usage.traffic_100", f"VPS {vps.hostname}: monthly traffic used up",
+                      f"{share} used in the period {period.start} to {period.end}. Over the quota the VPS is "
+                      f"{'throttled' if action == OverQuotaAction.THROTTLE else 'suspended'}.",
+                      level=NoticeLevel.WARNING)
+        notify.emit("vps.traffic_quota", {"ctid": vps.ctid, "used": used, "quota": quota,
+                                          "period_start": str(period.start)}, tenant=vps.customer)
+    if used > quota and vps.state != VpsState.DESTROYED:
+        action = vps.plan.over_quota_action if vps.plan is not None else OverQuotaAction.THROTTLE
+        if _claim(period, "over_action", action, over_action_at=timezone.now()):
+            over_quota(vps, action)
+
+
+def over_quota(vps: VPS, action: str) -> None:
+    if action == OverQuotaAction.SUSPEND:
+        vps_services.suspend(None, vps, "Monthly traffic quota used up")
+    else:
+        rate = vps.plan.throttle_rate if vps.plan is not None else 0
+        vps_services.set_limits(None, vps, rate_in=rate, rate_out=rate)
+    log.info("VPS %s over its traffic quota: %s", vps.ctid, action)
+
+
+def lift_throttles(today: datetime.date | None = None) -> int:
+    """Give throttled VPSs their plan's rates back once their period is over."""
+    today = today or timezone.now().date()
+    lifted = 0
+    ended = TrafficPeriod.objects.filter(over_action=OverQuotaAction.THROTTLE, end__lte=today).select_related(
+        "vps__plan")
+    for period in ended.exclude(vps__state=VpsState.DESTROYED):
+        vps = period.vps
+        if vps.plan is not None and TrafficPeriod.objects.filter(pk=period.pk, over_action=period.over_action).update(
+                over_action=f"{OverQuotaAction.THROTTLE}-lifted"):
+            vps_services.set_limits(None, vps, rate_in=vps.plan.port_speed, rate_out=vps.plan.port_speed)
+            lifted += 1
+    return lifted

@@ -1,0 +1,50 @@
+"""A signed usage batch, through the broker, ingested by the real panel worker."""
+
+from __future__ import annotations
+
+import datetime
+import time
+
+import pytest
+
+from panel.accounts.choices import Role
+from panel.accounts.models import User
+from panel.celery import app as panel_app
+from panel.nodes.models import Node
+from panel.usage.models import FailEvent, Sample, TrafficPeriod
+from panel.vps.models import VPS, next_ctid
+from tests.panel.usage.world import batch, physpages, sample
+from worker import protocol
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+def wait_for(predicate, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError("the panel worker did not ingest the batch")
+
+
+def test_panel_worker_ingests_a_signed_usage_batch(stack):
+    # A VPS row only: nothing is dispatched, so the node worker creates no VPS for this test.
+    node = Node.objects.create(name=stack.node_name)
+    customer = User.objects.create_user("usage-customer", role=Role.CUSTOMER)
+    vps = VPS.objects.create(ctid=next_ctid(), node=node, customer=customer, hostname="u1", template="busybox",
+                             state="running")
+    # Signed with the panel's key, which the panel worker trusts like a node's (a node client would
+    # re-register Celery's process-wide signing serializer under this test process's feet).
+    client = panel_app
+    queue = stack.panel_env["CTPANEL_PANEL_QUEUE"]
+    now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    for minute, (cpu_s, rx, failcnt) in enumerate(((10, 1000, 0), (40, 61000, 3))):
+        body = batch(stack.node_name, now - datetime.timedelta(minutes=2 - minute),
+                     sample(vps, cpu_s=cpu_s, rx=rx, beancounters=physpages(failcnt)))
+        client.send_task(protocol.TASK_USAGE_BATCH, args=[body], queue=queue)
+        wait_for(lambda n=minute: Sample.objects.filter(vps=vps).count() == n + 1)
+    rows = list(Sample.objects.filter(vps=vps).order_by("time"))
+    assert rows[1].cpu_percent == pytest.approx(50.0) and rows[1].rx_bps == pytest.approx(8000.0)
+    assert FailEvent.objects.get(vps=vps).count == 3
+    assert TrafficPeriod.objects.get(vps=vps).rx_bytes == 61000
