@@ -15,6 +15,7 @@ from celery import Celery
 
 from worker.config import NodeConfig
 from worker.heartbeat import HeartbeatStep
+from worker.usage import UsageStep
 
 config = NodeConfig.from_env()
 
@@ -55,3 +56,4 @@ app.conf.update(
 app.setup_security()
 app.conf.include = ["worker.tasks"]
 app.steps["consumer"].add(HeartbeatStep)
+app.steps["consumer"].add(UsageStep)
