@@ -57,3 +57,39 @@ class VPSCreateForm(UserFormMixin, forms.Form):
 class HostnameForm(UserFormMixin, forms.Form):
     hostname = forms.CharField(label="Host name", max_length=253, validators=[validate_hostname],
                                help_text="e.g. web1 or web1.example.com")
+
+
+class RootPasswordForm(UserFormMixin, forms.Form):
+    """A new root password, typed twice; only its hash goes to the node and nothing is stored."""
+
+    password = forms.CharField(label="New root password", strip=False,
+                               widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+                               help_text="8 to 128 characters")
+    again = forms.CharField(label="The same password again", strip=False,
+                            widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}))
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("password") and data.get("again") is not None and data["password"] != data["again"]:
+            self.add_error("again", "The two passwords differ.")
+        return data
+
+
+class SSHKeysForm(UserFormMixin, forms.Form):
+    ssh_keys = forms.CharField(label="SSH keys for root", required=False,
+                               widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "wrap": "off"}),
+                               help_text="OpenSSH public keys, one per line (ssh-ed25519 AAAA… you@laptop); "
+                                         "empty removes them all")
+
+    def clean_ssh_keys(self) -> list[str]:
+        return [line.strip() for line in self.cleaned_data["ssh_keys"].splitlines() if line.strip()]
+
+
+class PtrForm(UserFormMixin, forms.Form):
+    ptr = forms.CharField(label="Reverse DNS", max_length=253, required=False,
+                          help_text="e.g. web1.example.com; empty removes it")
+
+
+class SuspendForm(UserFormMixin, forms.Form):
+    reason = forms.CharField(label="Reason shown to the customer", max_length=200, required=False,
+                             help_text="e.g. unpaid invoice 2026-11")

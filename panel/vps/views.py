@@ -12,9 +12,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django import forms
 from django.contrib import messages
 from django.contrib.postgres.expressions import ArraySubquery
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
 from django.db.models import CharField, OuterRef, Value
 from django.db.models.functions import Cast, Concat
@@ -28,16 +29,18 @@ from panel.core.choices import OperationStatus
 from panel.core.models import Operation
 from panel.core.permissions import CHANGE, VIEW
 from panel.core.tables import OperationTable
+from panel.nodes import ippools
 from panel.nodes.choices import NodeState
 from panel.nodes.models import IPAddress
-from panel.vps import services
+from panel.vps import addresses, services
 from panel.vps.choices import VpsState
 from panel.vps.filtersets import VPSFilterSet
-from panel.vps.forms import HostnameForm, VPSCreateForm
+from panel.vps.forms import HostnameForm, PtrForm, RootPasswordForm, SSHKeysForm, SuspendForm, VPSCreateForm
 from panel.vps.models import VPS
 from panel.vps.tables import VPSTable
 from worker import protocol
 
+STAFF = (Role.ADMIN, Role.RESELLER)
 STATE_POLL = 2  # seconds between refreshes of a VPS's state part
 CARD_POLL = 5  # seconds between refreshes of the dashboard's VPS card
 
@@ -88,6 +91,8 @@ def error_help(operation: Operation) -> str:
 def power_actions(vps: VPS) -> list[tuple[str, str, str]]:
     """(URL name, button label, style) of the power buttons that make sense in the VPS's state."""
     state = vps.display_state
+    if vps.suspended:
+        return []
     if state == VpsState.RUNNING:
         return [("vps:stop", "Stop", ""), ("vps:restart", "Restart", ""), ("vps:pause", "Pause", ""),
                 ("vps:poweroff", "Power off", "btn-danger")]
@@ -165,6 +170,12 @@ class VPSView(generic.ObjectView):
             "progress_title": action_label(current) if current else "",
             "history": history, "actions": power_actions(obj) if can_change else [],
             "hostname_form": HostnameForm(initial={"hostname": obj.hostname}, user=request.user),
+            "password_form": RootPasswordForm(user=request.user),
+            "keys_form": SSHKeysForm(initial={"ssh_keys": "\n".join(obj.ssh_keys)}, user=request.user),
+            "addresses": addresses.of(obj), "can_suspend": can_change and not request.user.is_customer,
+            "suspend_form": SuspendForm(user=request.user),
+            "usable": can_change and obj.state != VpsState.DESTROYED and (
+                not obj.suspended or not request.user.is_customer),
             "state_poll": STATE_POLL, "node_up": obj.node.state == NodeState.UP,
         }
 
@@ -248,7 +259,7 @@ class VPSPowerView(generic.ObjectActionView):
             messages.error(request, " ".join(exc.messages))
             return HttpResponseRedirect(vps_url(vps))
         messages.info(request, f"{self.verb} {vps.hostname}…")
-        return HttpResponseRedirect(vps_url(vps, operation))
+        return HttpResponseRedirect(vps_url(vps, operation))  # unsuspend without a start: no operation
 
 
 class StartView(VPSPowerView):
@@ -275,25 +286,115 @@ class ResumeView(VPSPowerView):
     service, verb = services.resume, "Resuming"
 
 
-class HostnameView(generic.ObjectEditView):
-    """The host name, changed on the node too (an operation the VPS page follows)."""
+class VPSFormView(generic.ObjectEditView):
+    """A form about one VPS whose service call returns an operation; the VPS page then follows it."""
 
-    queryset = VPS.objects.select_related("node")
-    form = HostnameForm
-    success_message = "Changing the host name…"
+    queryset = VPS.objects.select_related("node", "customer")
+    heading = ""
 
-    def get_initial(self, request: HttpRequest, obj: VPS | None) -> dict[str, Any]:
-        return {"hostname": obj.hostname}
+    def perform(self, request: HttpRequest, vps: VPS, data: dict[str, Any]) -> Operation | None:
+        raise NotImplementedError
 
-    def save(self, request: HttpRequest, form: HostnameForm, obj: VPS) -> VPS:
-        self.operation = services.set_hostname(request.user, obj, form.cleaned_data["hostname"])
+    def save(self, request: HttpRequest, form: forms.BaseForm, obj: VPS) -> VPS:
+        self.operation = self.perform(request, obj, form.cleaned_data)
         return obj
 
     def success_url(self, request: HttpRequest, obj: VPS) -> str:
         return vps_url(obj, self.operation)
 
     def get_extra_context(self, request: HttpRequest, obj: VPS | None = None, **kwargs: Any) -> dict[str, Any]:
-        return {"title": f"Host name of VPS {obj.ctid}"}
+        return {"title": f"{self.heading} of {obj.hostname}"}
+
+
+class HostnameView(VPSFormView):
+    """The host name, changed on the node too."""
+
+    form = HostnameForm
+    heading = "Host name"
+    success_message = "Changing the host name…"
+
+    def get_initial(self, request: HttpRequest, obj: VPS | None) -> dict[str, Any]:
+        return {"hostname": obj.hostname}
+
+    def perform(self, request, vps, data):
+        return services.set_hostname(request.user, vps, data["hostname"])
+
+
+class RootPasswordView(VPSFormView):
+    form = RootPasswordForm
+    heading = "Root password"
+    success_message = "Setting the root password…"
+
+    def perform(self, request, vps, data):
+        return services.set_root_password(request.user, vps, data["password"])
+
+
+class SSHKeysView(VPSFormView):
+    form = SSHKeysForm
+    heading = "SSH keys"
+    success_message = "Setting root's SSH keys…"
+
+    def get_initial(self, request: HttpRequest, obj: VPS | None) -> dict[str, Any]:
+        return {"ssh_keys": "\n".join(obj.ssh_keys)}
+
+    def perform(self, request, vps, data):
+        return services.set_ssh_keys(request.user, vps, data["ssh_keys"])
+
+
+class SuspendView(VPSFormView):
+    """Admins and the customer's reseller: stop the VPS and lock it against its customer."""
+
+    roles = STAFF
+    form = SuspendForm
+    heading = "Suspend"
+    success_message = "Suspending…"
+
+    def perform(self, request, vps, data):
+        return services.suspend(request.user, vps, data["reason"])
+
+
+class UnsuspendView(VPSPowerView):
+    roles = STAFF
+    service, verb = services.unsuspend, "Lifting the suspension of"
+
+
+class PtrView(generic.PanelView):
+    """Reverse DNS of one of the VPS's addresses, by whoever holds it (the address's own permission)."""
+
+    queryset = VPS.objects.all()
+    http_method_names = ["get", "post"]
+
+    def _address(self, request: HttpRequest, ctid: int, pk: int) -> tuple[VPS, IPAddress]:
+        vps = self.get_object(request, CHANGE, ctid=ctid)
+        address = addresses.of(vps).filter(pk=pk).first()
+        if address is None:
+            raise Http404("No such address on this VPS.")
+        if not IPAddress.objects.restrict(request.user, CHANGE).filter(pk=address.pk).exists():
+            raise PermissionDenied("You may not change this address.")
+        return vps, address
+
+    def get(self, request: HttpRequest, ctid: int, pk: int) -> HttpResponse:
+        vps, address = self._address(request, ctid, pk)
+        form = PtrForm(initial={"ptr": address.ptr}, user=request.user)
+        return self._render(request, vps, address, form)
+
+    def post(self, request: HttpRequest, ctid: int, pk: int) -> HttpResponse:
+        vps, address = self._address(request, ctid, pk)
+        form = PtrForm(request.POST, user=request.user)
+        if form.is_valid():
+            try:
+                ippools.set_ptr(address, form.cleaned_data["ptr"])
+            except ValidationError as exc:
+                generic.add_service_error(form, exc)
+            else:
+                messages.success(request, f"Reverse DNS of {address.address} saved.")
+                return HttpResponseRedirect(vps_url(vps))
+        return self._render(request, vps, address, form, status=400)
+
+    def _render(self, request: HttpRequest, vps: VPS, address: IPAddress, form: PtrForm,
+                status: int = 200) -> HttpResponse:
+        return render(request, "core/object_edit.html",
+                      {"form": form, "object": vps, "title": f"Reverse DNS of {address.address}"}, status=status)
 
 
 class VPSCreateView(generic.ObjectEditView):

@@ -7,16 +7,19 @@ these tests run inside a transaction that never commits. The browser tier
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
+import struct
 
 import pytest
 from django.utils import timezone
 
 from panel.core.choices import OperationStatus
 from panel.core.models import Operation
+from panel.nodes import ippools
 from panel.nodes.choices import NodeState
-from panel.nodes.models import Node
+from panel.nodes.models import IPAddress, Node
 from panel.plans import budgets
 from panel.plans import services as plans
 from panel.plans.models import Allocation
@@ -86,10 +89,16 @@ def test_vps_pages_answer_by_tenant(t, vpss, viewer_name):
         op = Operation.objects.create(action=protocol.TASK_VPS_START, node_name="n1", target_type="vps",
                                       target_id=str(vps.ctid), user=getattr(t, owner_name))
         for url in (f"/vps/{vps.ctid}/", f"/vps/{vps.ctid}/hostname/", f"/vps/{vps.ctid}/destroy/",
+                    f"/vps/{vps.ctid}/password/", f"/vps/{vps.ctid}/ssh-keys/",
                     f"/vps/{vps.ctid}/operations/", f"/vps/{vps.ctid}/operations/{op.pk}/"):
             status = client.get(url).status_code
             if status != (200 if ok else 404):
                 wrong.append(f"GET {url}: {status}")
+        # Suspending is for staff: customers 403 (the page is not for their role), other tenants 404.
+        status = client.get(f"/vps/{vps.ctid}/suspend/").status_code
+        expected = 403 if getattr(t, viewer_name).is_customer else 200 if ok else 404
+        if status != expected:
+            wrong.append(f"GET suspend of {owner_name}'s: {status}")
         # The POST goes to the service: a Stop is dispatched (after a commit that never comes here).
         status = client.post(f"/vps/{vps.ctid}/stop/").status_code
         if status != (302 if ok else 404):
@@ -353,3 +362,86 @@ def test_node_page_counts_its_vpss(t, vpss, node):
     VPS.objects.filter(pk=vpss["customer2"].pk).update(state=VpsState.DESTROYED)
     page = client_for(t.admin).get(f"/nodes/{node.name}/").content.decode()
     assert f'href="/vps/?node={node.pk}">2 VPSs</a>' in page
+
+
+# --- root password, SSH keys, reverse DNS, suspension --------------------------------------------
+
+def ed25519_key(seed: int, comment: str = "me@laptop") -> str:
+    blob = struct.pack(">I", 11) + b"ssh-ed25519" + struct.pack(">I", 32) + bytes([seed]) * 32
+    return f"ssh-ed25519 {base64.b64encode(blob).decode()} {comment}"
+
+
+def test_root_password_is_checked_and_never_kept(t, vpss):
+    vps = vpss["customer1"]
+    client = client_for(t.customer1)
+    differ = client.post(f"/vps/{vps.ctid}/password/", {"password": "s3cret-horse", "again": "s3cret-house"})
+    assert differ.status_code == 400 and "The two passwords differ." in differ.content.decode()
+    short = client.post(f"/vps/{vps.ctid}/password/", {"password": "short", "again": "short"})
+    assert short.status_code == 400 and "Use 8 to 128 characters." in short.content.decode()
+    assert not Operation.objects.exists()
+    response = client.post(f"/vps/{vps.ctid}/password/", {"password": "s3cret-horse", "again": "s3cret-horse"})
+    op = Operation.objects.get()
+    assert op.action == protocol.TASK_VPS_SET and response["Location"] == f"/vps/{vps.ctid}/?op={op.pk}"
+    assert "$6$" not in str(op.payload) and "s3cret-horse" not in str(op.payload)
+    assert "s3cret-horse" not in client.get(response["Location"]).content.decode()
+
+
+def test_ssh_keys_one_per_line(t, vpss):
+    vps = vpss["customer1"]
+    client = client_for(t.customer1)
+    bad = client.post(f"/vps/{vps.ctid}/ssh-keys/", {"ssh_keys": f"{ed25519_key(1)}\nssh-rsa nonsense"})
+    assert bad.status_code == 400 and "Key 2:" in bad.content.decode()
+    assert not Operation.objects.exists()
+    client.post(f"/vps/{vps.ctid}/ssh-keys/", {"ssh_keys": f"{ed25519_key(1)}\r\n\n{ed25519_key(2, 'work')}\n"})
+    vps.refresh_from_db()
+    assert vps.ssh_keys == [ed25519_key(1), ed25519_key(2, "work")]
+    assert Operation.objects.get().action == protocol.TASK_VPS_SET
+    assert ed25519_key(2, "work") in client.get(f"/vps/{vps.ctid}/").content.decode()
+
+
+def test_reverse_dns_of_the_vps_addresses_only(t, vpss, node):
+    pool = ippools.create_pool(name="v4", family=4, network="198.51.100.0/28", node=node)
+    mine = ippools.allocate(pool, owner=t.customer1, assigned_to=vpss["customer1"].budget_holder)
+    theirs = ippools.allocate(pool, owner=t.customer2, assigned_to=vpss["customer2"].budget_holder)
+    client = client_for(t.customer1)
+    page = client.get(f"/vps/{vpss['customer1'].ctid}/").content.decode()
+    assert mine.address in page and theirs.address not in page
+    url = f"/vps/{vpss['customer1'].ctid}/addresses/{mine.pk}/ptr/"
+    assert client.post(url, {"ptr": "not a name"}).status_code == 400
+    assert client.post(url, {"ptr": "web1.example.com."})["Location"] == f"/vps/{vpss['customer1'].ctid}/"
+    assert IPAddress.objects.get(pk=mine.pk).ptr == "web1.example.com"
+    # another VPS's address through my VPS, or another tenant's VPS: not found
+    assert client.post(f"/vps/{vpss['customer1'].ctid}/addresses/{theirs.pk}/ptr/", {"ptr": "x.example.com"}
+                       ).status_code == 404
+    assert client.post(f"/vps/{vpss['customer2'].ctid}/addresses/{theirs.pk}/ptr/", {"ptr": "x.example.com"}
+                       ).status_code == 404
+    assert IPAddress.objects.get(pk=theirs.pk).ptr == ""
+
+
+def test_suspension_by_the_reseller_locks_the_customer_out(t, vpss):
+    vps = vpss["customer1"]
+    customer, reseller = client_for(t.customer1), client_for(t.reseller1)
+    assert customer.post(f"/vps/{vps.ctid}/suspend/", {"reason": "mine"}).status_code == 403
+    assert client_for(t.reseller2).post(f"/vps/{vps.ctid}/suspend/", {"reason": "x"}).status_code == 404
+    assert not Operation.objects.exists()
+
+    response = reseller.post(f"/vps/{vps.ctid}/suspend/", {"reason": "unpaid invoice 2026-11"})
+    op = Operation.objects.get()
+    assert op.action == protocol.TASK_VPS_STOP and response["Location"] == f"/vps/{vps.ctid}/?op={op.pk}"
+    vps.refresh_from_db()
+    assert vps.suspended and vps.suspend_reason == "unpaid invoice 2026-11"
+
+    page = customer.get(f"/vps/{vps.ctid}/").content.decode()
+    assert "This VPS is suspended" in page and "unpaid invoice 2026-11" in page
+    assert "/start/" not in page and "/hostname/" not in page and "/destroy/" not in page
+    assert "Suspended" in customer.get("/vps/").content.decode()
+    for action in ("start", "stop", "restart"):
+        assert customer.post(f"/vps/{vps.ctid}/{action}/").status_code == 403, action
+    assert customer.post(f"/vps/{vps.ctid}/hostname/", {"hostname": "x1"}).status_code == 403
+    assert Operation.objects.count() == 1
+
+    reseller.post(f"/vps/{vps.ctid}/unsuspend/")
+    vps.refresh_from_db()
+    assert not vps.suspended
+    assert Operation.objects.first().action == protocol.TASK_VPS_START
+    assert "This VPS is suspended" not in customer.get(f"/vps/{vps.ctid}/").content.decode()
