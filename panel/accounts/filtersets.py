@@ -1,6 +1,7 @@
 import django_filters
 
 from panel.accounts.models import ApiToken, AuthEvent, User
+from panel.core.filtersets import UtcDateTimeFilter
 
 
 class UserFilterSet(django_filters.FilterSet):
@@ -18,7 +19,7 @@ class ApiTokenFilterSet(django_filters.FilterSet):
 
 
 class AuthEventFilterSet(django_filters.FilterSet):
-    time_after = django_filters.IsoDateTimeFilter(field_name="time", lookup_expr="gte")
+    time_after = UtcDateTimeFilter(field_name="time", lookup_expr="gte")
 
     class Meta:
         model = AuthEvent

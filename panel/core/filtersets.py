@@ -1,8 +1,17 @@
+import datetime
+
 import django_filters
 
 from panel.core.audit.models import JournalEntry, ObjectChange
 from panel.core.models import Operation
 from panel.core.notify.models import Notice, Webhook, WebhookDelivery
+
+
+class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
+    """An ISO 8601 date-time, compared in UTC: PostgreSQL refuses offsets beyond ±15:59 (a 500 otherwise)."""
+
+    def filter(self, qs, value):
+        return super().filter(qs, value.astimezone(datetime.UTC) if value else value)
 
 
 class ContentObjectFilterSet(django_filters.FilterSet):
@@ -16,8 +25,8 @@ class ContentObjectFilterSet(django_filters.FilterSet):
 
 
 class ObjectChangeFilterSet(ContentObjectFilterSet):
-    time_after = django_filters.IsoDateTimeFilter(field_name="time", lookup_expr="gte")
-    time_before = django_filters.IsoDateTimeFilter(field_name="time", lookup_expr="lt")
+    time_after = UtcDateTimeFilter(field_name="time", lookup_expr="gte")
+    time_before = UtcDateTimeFilter(field_name="time", lookup_expr="lt")
 
     class Meta:
         model = ObjectChange

@@ -1,5 +1,6 @@
 import django_filters
 
+from panel.core.filtersets import UtcDateTimeFilter
 from panel.usage.models import Beancounter, FailEvent, TrafficPeriod
 
 
@@ -13,8 +14,8 @@ class BeancounterFilterSet(django_filters.FilterSet):
 
 class FailEventFilterSet(django_filters.FilterSet):
     ctid = django_filters.NumberFilter(field_name="vps__ctid")
-    since = django_filters.IsoDateTimeFilter(field_name="time", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="time", lookup_expr="lt")
+    since = UtcDateTimeFilter(field_name="time", lookup_expr="gte")
+    until = UtcDateTimeFilter(field_name="time", lookup_expr="lt")
 
     class Meta:
         model = FailEvent
