@@ -26,7 +26,7 @@ from kernel.statefile import ensure_dir, flocked, read_json, write_json
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 TARBALL = "rootfs.tar.gz"
 META = "meta.json"
-BUSYBOX_REVISION = "1"
+BUSYBOX_REVISION = "2"
 
 
 @dataclass(frozen=True)
@@ -164,6 +164,7 @@ _INITTAB = """\
 # busybox init, as PID 1 of a ctpanel VPS
 ::sysinit:/etc/init.d/rcS
 ::ctrlaltdel:/sbin/reboot
+console::respawn:/etc/init.d/console
 ::shutdown:/bin/sync
 """
 
@@ -177,9 +178,18 @@ mkdir -p /run /var/log /tmp
 exit 0
 """
 
+_CONSOLE = """\
+#!/bin/sh
+# A shell on /dev/console when it is a terminal (the supervisor's pty); else stay out of the way.
+# init reopens /dev/console for each respawn, so a console pty re-bound after a supervisor restart works.
+[ -t 0 ] && exec /bin/sh -l
+kill -STOP $$
+"""
+
 _FILES = {
     "etc/inittab": (_INITTAB, 0o644),
     "etc/init.d/rcS": (_RCS, 0o755),
+    "etc/init.d/console": (_CONSOLE, 0o755),
     "etc/passwd": ("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n", 0o644),
     "etc/group": ("root:x:0:\ntty:x:5:\nnogroup:x:65534:\n", 0o644),
     "etc/shadow": ("root:*:19000:0:99999:7:::\nnobody:*:19000:0:99999:7:::\n", 0o640),
