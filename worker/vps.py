@@ -18,6 +18,7 @@ from kernel.runtime import CreateSpec, Runtime
 from worker import protocol
 from worker.config import NodeConfig
 from worker.execution import OperationContext
+from worker.supervisor.client import try_request
 
 BUSYBOX = "busybox"
 
@@ -71,18 +72,23 @@ def _create(rt: Runtime, context: OperationContext, request: protocol.VpsRequest
 def _start(rt: Runtime, context: OperationContext, request: protocol.VpsRequest) -> None:
     converge(rt, context, request)
     context.progress("start", 60)
-    rt.start(request.ctid)
+    # Through the supervisor when it runs: it parents the init and keeps the console.
+    if try_request(rt.config.state_root, "start", ctid=request.ctid) is None:
+        rt.start(request.ctid)
 
 
 def _stop(rt: Runtime, context: OperationContext, request: protocol.VpsRequest) -> None:
-    if rt.registry.find(request.ctid) is not None:
+    if rt.registry.find(request.ctid) is None:
+        return
+    if try_request(rt.config.state_root, "stop", ctid=request.ctid, fast=request.fast) is None:
         rt.stop(request.ctid, fast=request.fast)
 
 
 def _restart(rt: Runtime, context: OperationContext, request: protocol.VpsRequest) -> None:
     converge(rt, context, request)
     context.progress("restart", 50)
-    rt.restart(request.ctid)
+    if try_request(rt.config.state_root, "restart", ctid=request.ctid) is None:
+        rt.restart(request.ctid)
 
 
 def _set(rt: Runtime, context: OperationContext, request: protocol.VpsRequest) -> None:
