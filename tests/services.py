@@ -95,6 +95,14 @@ class Stack:
         self.processes[name] = proc
         return proc
 
+    def start_supervisor(self, log_dir: Path, name: str = "supervisor") -> Process:
+        """The node supervisor on the node's env (its socket: <state root>/run/supervisor.sock)."""
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("CTPANEL_", "DJANGO_"))}
+        proc = start_process(name, [sys.executable, "-m", "worker.supervisor"], {**base, **self.node_env}, log_dir)
+        proc.wait_for_log(" ready on ")
+        self.processes[name] = proc
+        return proc
+
     def start_panel_worker(self, log_dir: Path, name: str = "panel-worker") -> Process:
         env = {**os.environ, **self.panel_env}
         argv = [str(BIN / "celery"), "-A", "panel.celery", "worker",
