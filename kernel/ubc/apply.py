@@ -181,10 +181,23 @@ def _set_ioprio(pids: Sequence[int], level: int) -> None:
         run.run(["ionice", "-c", "2", "-n", str(level), "-p", *map(str, pids)], check=False)
 
 
+def _ns_root(map_path: str) -> int:
+    """The host id that id 0 of a user namespace maps to."""
+    with open(map_path, encoding="ascii") as fh:
+        for line in fh:
+            inside, outside, _ = line.split()
+            if inside == "0":
+                return int(outside)
+    raise NotSupported(f"{map_path}: no mapping for root")
+
+
 def set_ipc_limits(init_pid: int, shm_bytes: int) -> None:
     """kernel.shmmax/shmall in the VPS's IPC namespace (a default: the VPS root may change them)."""
     if not shm_bytes:
         return
+    # The IPC sysctls of a namespace are writable by its user namespace's root (or with
+    # CAP_SYS_RESOURCE, which root lacks on some hosts): the child writes as the VPS's root uid.
+    uid, gid = (_ns_root(f"/proc/{init_pid}/{m}_map") for m in ("uid", "gid"))
     fd = os.open(f"/proc/{init_pid}/ns/ipc", os.O_RDONLY | os.O_CLOEXEC)
     try:
         child = os.fork()
@@ -192,6 +205,9 @@ def set_ipc_limits(init_pid: int, shm_bytes: int) -> None:
             code = 1
             try:
                 sc.setns(fd, CLONE_NEWIPC)
+                os.setgroups([])
+                os.setresgid(gid, gid, gid)
+                os.setresuid(uid, uid, uid)
                 for name, value in (("shmmax", shm_bytes), ("shmall", shm_bytes // PAGE)):
                     with open(f"/proc/sys/kernel/{name}", "w", encoding="ascii") as fh:
                         fh.write(f"{value}\n")

@@ -7,7 +7,8 @@ so `maxheld` there can miss a short spike; `Sample.kept` names those rows.
 `failcnt` is the kernel's own event counter only (DESIGN.md,
 "Beancounters"): physpages = v1 memory.failcnt / v2 memory.events `max`,
 with `oom_kill` beside it; swappages = memsw.failcnt / swap.events `max`;
-numproc = pids.events `max`; kmemsize (v1) = kmem.failcnt.
+numproc = pids.events `max`; kmemsize (v1) = kmem.failcnt. On v1 the OOM-kill and
+fork-failure counters sit in the victim's own cgroup, so the inner one is added.
 
 Kernel counters restart when a VPS's cgroup is re-created (each start). The
 `Ledger` keeps monotonic totals across that: per VPS it remembers the
@@ -211,10 +212,18 @@ class FastReader:
             events["kmemsize.failcnt"] = _num(f(mem, "memory.kmem.failcnt"))
         stat = _keyed(f(mem, "memory.stat"))
         raw["shmpages"] = (stat.get("shmem", 0), None, UNLIMITED, UNLIMITED)
+        # v1 counts an OOM kill in the victim's own memcg only (the inner one), not its parents.
         oom = _keyed(f(mem, "memory.oom_control")).get("oom_kill", 0)
+        with contextlib.suppress(KernelError):
+            inner = d.controller_dir(ctid, "memory", inner=True)
+            oom += _keyed(f(inner, "memory.oom_control")).get("oom_kill", 0)
         nproc, pmax = _num(f(pids, "pids.current")), _limit(f(pids, "pids.max"))
         raw["numproc"] = (nproc, self._peak(pids, "pids.peak"), pmax, pmax)
+        # v1 counts a refused fork in the cgroup of the forking task (the inner one), v2 hierarchically.
         events["numproc.failcnt"] = _keyed(f(pids, "pids.events")).get("max", 0)
+        with contextlib.suppress(KernelError):
+            inner = d.controller_dir(ctid, "pids", inner=True)
+            events["numproc.failcnt"] += _keyed(f(inner, "pids.events")).get("max", 0)
         extra = {"oom_kill": oom, "cpu_ns": _num(f(acct, "cpuacct.usage"))}
         sample = self._finish(ctid, _ident(mem), raw, events, extra)
         sample.gauges = {"ram_bytes": usage, "swap_bytes": swap, "processes": nproc}
