@@ -164,15 +164,21 @@ def stack(test_db_env, tmp_path_factory) -> Iterator[Stack]:
                         CTPANEL_CGROUP_PREFIX=f"ctpanel-test-{run}")
     # The node's VPSs, journal and registry live in this session's own state root.
     node_env["CTPANEL_STATE_ROOT"] = str(tmp_path_factory.mktemp("node-state"))
+    # The host side of the nodes' VPS networks (veths, routes, nft, forwarding) is a namespace of
+    # this session, never the machine's own.
+    netns = node_env["CTPANEL_NET_HOST_NETNS"] = f"ctpstack{os.getpid()}"
     stack = Stack(node_env=node_env, panel_env=test_db_env)
     purge_queues(node_env["CTPANEL_BROKER_URL"], f"node.{stack.node_name}", test_db_env["CTPANEL_PANEL_QUEUE"])
     log_dir = tmp_path_factory.mktemp("workers")
+    subprocess.run(["ip", "netns", "add", netns], check=True)
     try:
+        subprocess.run(["ip", "-n", netns, "link", "set", "lo", "up"], check=True)
         stack.start_node_worker(log_dir)
         stack.start_panel_worker(log_dir)
         yield stack
     finally:
         stack.stop_all()
+        subprocess.run(["ip", "netns", "del", netns], check=False)
 
 
 @pytest.fixture(scope="session")
@@ -200,8 +206,14 @@ def children(pid: int) -> list[int]:
 
 def restart_redis_hard(home: str) -> int:
     """kill -9 the test profile's Redis and start it again the way ./ctl does; return the new pid."""
+    import redis
+
     run = Path(home, "run")
-    old = int((run / "redis.pid").read_text())
+    client = redis.Redis.from_url(read_env_file(Path(home, "etc", "panel.env"))["CTPANEL_BROKER_URL"])
+    try:
+        old = int(client.info("server")["process_id"])  # the pid file may be another run's
+    finally:
+        client.close()
     os.kill(old, signal.SIGKILL)
     deadline = time.monotonic() + 10
     while Path(f"/proc/{old}").exists() and time.monotonic() < deadline:
