@@ -17,7 +17,7 @@ from django.contrib import messages
 from django.contrib.postgres.expressions import ArraySubquery
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
-from django.db.models import CharField, OuterRef, Value
+from django.db.models import Case, CharField, Func, OuterRef, Value, When
 from django.db.models.functions import Cast, Concat
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
@@ -28,7 +28,6 @@ from panel.core import views as generic
 from panel.core.choices import OperationStatus
 from panel.core.models import Operation
 from panel.core.permissions import CHANGE, VIEW
-from panel.core.tables import OperationTable
 from panel.nodes import ippools
 from panel.nodes.choices import NodeState
 from panel.nodes.models import IPAddress
@@ -37,7 +36,7 @@ from panel.vps.choices import VpsState
 from panel.vps.filtersets import VPSFilterSet
 from panel.vps.forms import HostnameForm, PtrForm, RootPasswordForm, SSHKeysForm, SuspendForm, VPSCreateForm
 from panel.vps.models import VPS
-from panel.vps.tables import VPSTable
+from panel.vps.tables import VPSOperationTable, VPSTable
 from worker import protocol
 
 STAFF = (Role.ADMIN, Role.RESELLER)
@@ -48,8 +47,10 @@ CARD_POLL = 5  # seconds between refreshes of the dashboard's VPS card
 def with_addresses(queryset: models.QuerySet) -> models.QuerySet:
     """Each VPS with `address_list`: the addresses assigned to it (IPAddress.assigned_to is "vps:<ctid>")."""
     holder = Concat(Value("vps:"), Cast(OuterRef("ctid"), CharField()))
+    address = Func("address", function="HOST", output_field=CharField())  # inet as text, without "/32"
+    shown = Concat(address, Case(When(prefix_length=64, then=Value("/64")), default=Value("")))
     return queryset.annotate(address_list=ArraySubquery(
-        IPAddress.objects.filter(assigned_to=holder).order_by("pool__family", "address").values("address")))
+        IPAddress.objects.filter(assigned_to=holder).order_by("pool__family", "address").values(text=shown)))
 
 
 def vps_queryset() -> models.QuerySet:
@@ -221,7 +222,7 @@ class VPSOperationListView(generic.ObjectListView):
     """This VPS's operation history."""
 
     queryset = Operation.objects.all()
-    table = OperationTable
+    table = VPSOperationTable
     template_name = "vps/operations.html"
 
     def get_queryset(self, request: HttpRequest) -> models.QuerySet:

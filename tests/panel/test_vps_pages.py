@@ -406,6 +406,7 @@ def test_reverse_dns_of_the_vps_addresses_only(t, vpss, node):
     client = client_for(t.customer1)
     page = client.get(f"/vps/{vpss['customer1'].ctid}/").content.decode()
     assert mine.address in page and theirs.address not in page
+    assert f"<code>{mine.address}</code>" in client.get("/vps/").content.decode()  # no "/32"
     url = f"/vps/{vpss['customer1'].ctid}/addresses/{mine.pk}/ptr/"
     assert client.post(url, {"ptr": "not a name"}).status_code == 400
     assert client.post(url, {"ptr": "web1.example.com."})["Location"] == f"/vps/{vpss['customer1'].ctid}/"
