@@ -100,14 +100,32 @@ class Supervisor:
                 with self.state:
                     calls, self.pending = self.pending, []
                 for call in calls:
-                    call()
+                    self._guarded(call)
                 if time.monotonic() - last >= TICK:
                     last = time.monotonic()
-                    self.sync()
+                    self._guarded(self.sync)
         finally:
             listener.close()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
+
+    @staticmethod
+    def _guarded(fn: Callable[[], None]) -> None:
+        """A bug in one step must not end the process that holds every console."""
+        try:
+            fn()
+        except Exception:
+            log.exception("supervisor step failed")
+
+    def drop_console(self, ctid: int) -> None:
+        """The VPS stopped: detach its clients and forget its buffer. Loop thread only."""
+        console = self.consoles.pop(ctid, None)
+        if console is not None:
+            if console.master is not None:
+                self.retry.pop(console.master, None)
+                with contextlib.suppress(KeyError, ValueError):
+                    self.sel.unregister(console.master)
+            console.close()
 
     def _listen(self) -> socket.socket:
         os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
@@ -163,6 +181,7 @@ class Supervisor:
             kwargs = {"ring_size": self.ring_size} if self.ring_size else {}
             console = self.consoles[ctid] = Console(ctid, **kwargs)
         if console.master is not None:
+            self.retry.pop(console.master, None)
             with contextlib.suppress(KeyError, ValueError):
                 self.sel.unregister(console.master)
         console.set_master(master)
@@ -194,7 +213,8 @@ class Supervisor:
                 del self.retry[fd]
                 for ctid, console in self.consoles.items():
                     if console.master == fd:
-                        self.sel.register(fd, selectors.EVENT_READ, ("console", ctid))
+                        with contextlib.suppress(KeyError, ValueError):
+                            self.sel.register(fd, selectors.EVENT_READ, ("console", ctid))
         known = set()
         for ctid in self.rt.registry.ctids():
             known.add(ctid)
@@ -261,13 +281,18 @@ class Supervisor:
 
         self.call_soon(forget)
         done.wait()
-        if result is None:
-            return  # stopped or restarted by a client; sync() adopts a new init
+        if result is None:  # stopped or restarted by a client; sync() adopts a new init
+            self.call_soon(lambda: None if ctid in self.inits else self.drop_console(ctid))
+            return
         reason = result.reason if result.reason != "unknown" else exit_reason(zombie) if zombie else "unknown"
         log.info("CT %s: init exited (%s)", ctid, reason)
         if reason in ("reboot", "unknown"):  # unknown: adopted, nobody stopped it, so it is meant to run
-            with contextlib.suppress(KernelError):
-                self.start(ctid)
+            try:
+                self.start(ctid)  # the console (and its attached clients) carries on with the new init
+                return
+            except KernelError as exc:
+                log.warning("CT %s: restart after %s failed: %s", ctid, reason, exc)
+        self.call_soon(lambda: self.drop_console(ctid))
 
     # -- verbs ------------------------------------------------------------------------------------------
     def _starting(self, ctid: int, begin: Callable[[], Status]) -> dict[str, Any]:

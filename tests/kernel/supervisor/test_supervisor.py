@@ -43,13 +43,16 @@ def test_start_makes_the_supervisor_the_parent_of_init(supervisor: SupervisorPro
 
 
 def test_reboot_inside_starts_a_new_init(supervisor: SupervisorProcess, make_vps, runtime: Runtime) -> None:
-    ctid = make_vps(start=False)
+    ctid = make_vps(start=False, hostname="boot.example.com")
     first = supervisor.client.start(ctid)["init_pid"]
-    runtime.exec(ctid, ["reboot"], timeout=30)
-    status = wait_for(lambda: (s := supervisor.client.status(ctid))["running"] and s["init_pid"] != first and s,
-                      "a new init")
-    assert ppid(status["init_pid"]) == supervisor.proc.pid
-    assert runtime.exec(ctid, ["true"], timeout=30).returncode == 0
+    with supervisor.client.console(ctid) as console:  # stays attached across the reboot
+        runtime.exec(ctid, ["reboot"], timeout=30)
+        status = wait_for(lambda: (s := supervisor.client.status(ctid))["running"] and s["init_pid"] != first and s,
+                          "a new init")
+        assert ppid(status["init_pid"]) == supervisor.proc.pid
+        assert runtime.exec(ctid, ["true"], timeout=30).returncode == 0
+        runtime.exec(ctid, ["sh", "-c", "echo second-boot-$((6*7)) > /dev/console"], timeout=30)
+        read_until(console, b"second-boot-42")
 
 
 def test_poweroff_inside_leaves_the_vps_stopped(supervisor: SupervisorProcess, make_vps, runtime: Runtime) -> None:
