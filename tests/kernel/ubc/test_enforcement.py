@@ -92,8 +92,10 @@ def test_fork_bomb_hits_numproc_and_the_vps_still_stops(limited_vps, runtime, tm
 
 def test_memory_hog_is_killed_inside_only(limited_vps, runtime) -> None:
     neighbour = limited_vps(Limits())
-    ctid = limited_vps(Limits(ram=256 * MB))
-    out = sh(runtime, ctid, "dd if=/dev/zero of=/dev/null bs=400M count=1 2>/dev/null; echo rc=$?")
+    # The hog must outgrow everything else charged to the VPS (the exec helper is ~90 MiB) so the
+    # OOM killer picks it.
+    ctid = limited_vps(Limits(ram=512 * MB))
+    out = sh(runtime, ctid, "dd if=/dev/zero of=/dev/null bs=1G count=1 2>/dev/null; echo rc=$?")
     assert out == "rc=137\n"  # SIGKILL from the OOM killer, inside this VPS
     sample = read(runtime, ctid)
     assert sample.rows["physpages"].failcnt > 0
@@ -119,7 +121,7 @@ def test_cpulimit_25_caps_a_cpu_hog(limited_vps, runtime) -> None:
     sh(runtime, ctid, f"(while :; do :; done) {BACKGROUND}")
     time.sleep(1.0)  # warm-up
     share = _cpu_share(runtime, ctid)
-    if share > 0.30:  # one retry: the host is shared with other work
+    if not 0.05 < share <= 0.30:  # one retry: the host is shared with other work
         share = _cpu_share(runtime, ctid)
     assert 0.05 < share <= 0.30
 
