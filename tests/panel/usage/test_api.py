@@ -77,3 +77,17 @@ def test_series_and_filters(w):
     assert c.get("/api/usage/report/", {"group": "reseller"}).status_code == 403
     admin = client_for(w.t.admin).get("/api/usage/report/", {"group": "reseller", **window}).json()
     assert {r["username"]: r["rx_bytes"] for r in admin} == {"reseller1": 3000, "reseller2": 3000, "": 4000}
+
+
+def test_anonymous_gets_401_and_odd_time_zones_are_no_server_error(w):
+    from django.test import Client
+
+    anonymous = Client()
+    for path in ("/api/usage/beancounters/", "/api/usage/fail-events/", "/api/usage/traffic/",
+                 "/api/usage/report/", f"/api/usage/series/{w.vpss['customer1'].ctid}/", "/api/vps/vps/",
+                 f"/api/vps/vps/{w.vpss['customer1'].ctid}/"):
+        assert anonymous.get(path).status_code == 401, path
+    c = client_for(w.t.customer1)
+    # PostgreSQL refuses offsets beyond +-15:59; the filter compares in UTC instead of answering 500
+    response = c.get("/api/usage/fail-events/", {"since": "2026-11-27T00:00:00+19:08"})
+    assert response.status_code == 200 and response.json()["count"] == 1
