@@ -3,8 +3,9 @@
     python -m tests.browser.screenshots      # with the test profile's environment (what ./ctl test exports)
 
 It runs the browser tier's fixtures — the ASGI server against a fresh test
-database, real node and panel workers — fills the panel with a small,
-believable installation through its services and its pages, and saves
+database, real node and panel workers (the VPSs shown really run) — fills
+the panel with a small, believable installation through its services and
+its pages, and saves
 one PNG per page (laptop 1280x800, plus a few at phone size).
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import re
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -27,7 +29,10 @@ from panel.nodes import services as nodes
 from panel.plans import budgets
 from panel.plans import services as plans
 from panel.plans.models import Plan
+from panel.vps import services as vps_services
+from panel.vps.models import VPS
 from tests.browser.test_login import PASSWORD, log_in
+from tests.browser.test_vps_pages import node_ready, node_runtime
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -73,9 +78,7 @@ def populate(node_name: str) -> dict[str, User]:
     customers["erin"].is_active = False
     customers["erin"].save()
     budgets.grant(acme, customers["carol"], vps_count=3, ram=8 * GB, disk=200 * GB, cpus=4, ipv4=3,
-                  ipv6_prefixes=3, traffic=3000 * GB)
-    budgets.reserve(customers["carol"], "vps:101", budgets.Demand(ram=2 * GB, disk=40 * GB, cpus=2, ipv4=1,
-                                                                   ipv6_prefixes=1, traffic=1000 * GB))
+                  ipv6_prefixes=3, traffic=5000 * GB)
     plans.create_plan(acme, name="acme-start", description="Small web sites", ram=2**30, swap=2**29,
                       diskspace=20 * GB, cpus=1, traffic=1000 * GB, port_speed=10**8)
     plans.create_plan(acme, name="acme-pro", description="Shops and databases", ram=4 * 2**30, swap=2**30,
@@ -85,14 +88,40 @@ def populate(node_name: str) -> dict[str, User]:
     pool = ippools.create_pool(name="public-v4", family=4, network="198.51.100.0/24", gateway="198.51.100.1",
                                node=node)
     ippools.create_pool(name="public-v6", family=6, network="2001:db8:100::/48", unit_prefix=64, node=node)
-    ippools.allocate(pool, owner=customers["carol"], assigned_to="vps:101")
-    ippools.allocate(pool, owner=customers["frank"], assigned_to="vps:102")
-    notify.notify(customers["carol"], "traffic.80_percent", "80 % of this month's traffic used on vps 101",
+    ippools.allocate(pool, owner=customers["frank"], assigned_to="")
+    notify.notify(customers["carol"], "traffic.80_percent", "80 % of this month's traffic used on shop",
                   "800 GB of 1 TB. Over the quota the port is throttled to 1 Mbit/s.", level="warning", email=False)
     notify.notify(customers["carol"], "account.welcome", "Welcome to ctpanel", email=False)
     notify.create_webhook(acme, name="crm", url="https://crm.acme.example.com/hooks/ctpanel",
                           events=["vps.*", "traffic.*"])
     return {"admin": admin, "acme": acme, **customers}
+
+
+def running_vpss(stack, users: dict[str, User]) -> dict[str, VPS]:
+    """Carol's VPSs, really created on the test node (the shop running, the blog stopped)."""
+    node_runtime(stack).templates.ensure_busybox()
+    node = node_ready(stack.node_name)
+    start, pro = Plan.objects.get(name="acme-start"), Plan.objects.get(name="acme-pro")
+    carol, frank = users["carol"], users["frank"]
+    made = {}
+    for name, hostname, plan, on in (("shop", "shop.carol.example", pro, True),
+                                     ("blog", "blog.carol.example", start, False)):
+        made[name], op = vps_services.create_vps(carol, customer=carol, plan=plan, template="busybox",
+                                                  hostname=hostname, start=on)
+        operation_done(op, "succeeded")
+    # A create that fails on the node: the page says why in plain words.
+    made["broken"], op = vps_services.create_vps(users["admin"], customer=frank, node=node, template="centos-7",
+                                                  hostname="legacy.frank.example", limits={"ram": 2**30})
+    operation_done(op, "failed")
+    return made
+
+
+def operation_done(op, status: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not op.is_terminal and time.monotonic() < deadline:
+        time.sleep(0.2)
+        op.refresh_from_db()
+    assert op.status == status, f"{op.action}: {op.status} {op.error_code} {op.error_message}"
 
 
 def test_screenshots(browser: Browser, live_panel: str, stack) -> None:
@@ -139,8 +168,6 @@ def test_screenshots(browser: Browser, live_panel: str, stack) -> None:
     row.get_by_role("button", name="Ping").click()
     expect(row).to_contain_text("Succeeded", timeout=30000)
     shoot(admin, "admin-nodes")
-    admin.goto(f"{base}/nodes/{stack.node_name}/")
-    shoot(admin, "admin-node")
     admin.goto(f"{base}/operations/")
     shoot(admin, "admin-operations")
     admin.get_by_role("row", name=re.compile("node.ping")).first.get_by_role("link").first.click()
@@ -157,9 +184,42 @@ def test_screenshots(browser: Browser, live_panel: str, stack) -> None:
     admin.get_by_role("link", name="grace", exact=True).first.click()
     shoot(admin, "admin-audit-change")
 
-    # The customer's own pages.
+    # VPSs: the customer's, the reseller's and the admin's views.
+    vpss = running_vpss(stack, users)
     carol = signed_in(browser, base, "carol")
     shoot(carol, "customer-dashboard")
+    carol.goto(f"{base}/vps/")
+    shoot(carol, "customer-vpss")
+    carol.goto(f"{base}/vps/{vpss['shop'].ctid}/")
+    expect(carol.locator("#vps-state")).to_contain_text("Running")
+    shoot(carol, "customer-vps")
+    carol.locator("#vps-state").get_by_role("button", name="Restart").click()
+    expect(carol.locator("#operation-progress")).to_contain_text("Succeeded", timeout=60000)
+    expect(carol.locator("#vps-state")).to_contain_text("Running", timeout=60000)
+    shoot(carol, "customer-vps-restarted")
+    carol.goto(f"{base}/vps/add/")
+    carol.get_by_role("textbox", name="Host name").fill("mail.carol.example")
+    shoot(carol, "customer-vps-create")
+    acme.goto(f"{base}/vps/{vpss['blog'].ctid}/")
+    acme.get_by_label("Reason shown to the customer").fill("Invoice 2026-11 is unpaid")
+    acme.once("dialog", lambda dialog: dialog.accept())
+    acme.get_by_role("button", name="Suspend").click()
+    expect(acme.locator("#operation-progress")).to_contain_text("Succeeded", timeout=60000)
+    acme.goto(f"{base}/vps/")
+    shoot(acme, "reseller-vpss")
+    carol.goto(f"{base}/vps/{vpss['blog'].ctid}/")
+    shoot(carol, "customer-vps-suspended")
+    admin.goto(f"{base}/vps/")
+    shoot(admin, "admin-vpss")
+    admin.goto(f"{base}/vps/{vpss['broken'].ctid}/operations/")
+    admin.get_by_role("row", name=re.compile("node.vps.start")).get_by_role("link").first.click()
+    expect(admin.locator("#operation-progress")).to_contain_text("Failed")
+    shoot(admin, "admin-vps-operation-failed")
+    admin.goto(f"{base}/nodes/{stack.node_name}/")
+    shoot(admin, "admin-node")
+    phone_carol = signed_in(browser, base, "carol", viewport=PHONE)
+    phone_carol.goto(f"{base}/vps/{vpss['shop'].ctid}/")
+    shoot(phone_carol, "phone-vps")
     for path, name in (("/notices/", "customer-notices"), ("/account/", "account"), ("/account/2fa/", "two-factor"),
                        ("/account/tokens/", "api-tokens"), ("/plans/", "customer-plans")):
         carol.goto(base + path)
