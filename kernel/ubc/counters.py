@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kernel import statefile
-from kernel.cgroups import CgroupDriver
+from kernel.cgroups import INNER, CgroupDriver
 from kernel.errors import KernelError, NotFound
 from kernel.ubc.values import LONG_MAX
 
@@ -84,6 +84,15 @@ def _keyed(text: str) -> dict[str, int]:
         if value.strip().lstrip("-").isdigit():
             out[key] = int(value)
     return out
+
+
+def _stat(text: str, key: str) -> int:
+    """One key of a memory.stat text (without parsing the other ~40 lines)."""
+    at = text.find(f"\n{key} ") + 1 if not text.startswith(f"{key} ") else 0
+    if at == 0 and not text.startswith(f"{key} "):
+        return 0
+    end = text.find("\n", at)
+    return int(text[at + len(key) + 1:end if end >= 0 else None])
 
 
 class Ledger:
@@ -155,6 +164,13 @@ class FastReader:
         self.driver = driver
         self.ledger = ledger or Ledger(None)
         self.read_one = self._read_v1 if driver.version == 1 else self._read_v2
+        self._tops: dict[str, str] = {}  # controller → prefix cgroup (string joins: this is the hot path)
+
+    def _dir(self, ctid: int, controller: str, inner: bool = False) -> str:
+        top = self._tops.get(controller)
+        if top is None:
+            top = self._tops[controller] = self.driver.top_dir(controller)
+        return f"{top}/{ctid}/{INNER}" if inner else f"{top}/{ctid}"
 
     def read_all(self, ctids: list[int] | None = None) -> dict[int, Sample]:
         """Every VPS with cgroups under the prefix (or just `ctids`); a VPS gone mid-read is left out."""
@@ -166,7 +182,7 @@ class FastReader:
         return out
 
     def _file(self, directory: str, name: str) -> str:
-        return self.driver.fs.read(os.path.join(directory, name))
+        return self.driver.fs.read(f"{directory}/{name}")
 
     def _peak(self, directory: str, name: str) -> int | None:
         """A kernel peak file, or None where this kernel has none."""
@@ -190,8 +206,7 @@ class FastReader:
         return sample
 
     def _read_v1(self, ctid: int) -> Sample:
-        d = self.driver
-        mem, pids, acct = (d.controller_dir(ctid, c) for c in ("memory", "pids", "cpuacct"))
+        mem, pids, acct = (self._dir(ctid, c) for c in ("memory", "pids", "cpuacct"))
         f = self._file
         usage, memlimit = _num(f(mem, "memory.usage_in_bytes")), _limit(f(mem, "memory.limit_in_bytes"))
         raw = {"physpages": (usage, _num(f(mem, "memory.max_usage_in_bytes")), memlimit, memlimit)}
@@ -204,25 +219,22 @@ class FastReader:
             swlimit = swlimit if swlimit == UNLIMITED or memlimit == UNLIMITED else max(0, swlimit - memlimit)
             raw["swappages"] = (swap, None, swlimit, swlimit)
             events["swappages.failcnt"] = _num(f(mem, "memory.memsw.failcnt"))
-        with contextlib.suppress(KernelError):
+        with contextlib.suppress(KernelError):  # kmem has no limit on current kernels: failcnt stays 0
             raw["kmemsize"] = (_num(f(mem, "memory.kmem.usage_in_bytes")),
                                _num(f(mem, "memory.kmem.max_usage_in_bytes")), UNLIMITED, UNLIMITED)
-            raw["tcpsndbuf"] = (_num(f(mem, "memory.kmem.tcp.usage_in_bytes")),
-                                _num(f(mem, "memory.kmem.tcp.max_usage_in_bytes")), UNLIMITED, UNLIMITED)
-            events["kmemsize.failcnt"] = _num(f(mem, "memory.kmem.failcnt"))
-        stat = _keyed(f(mem, "memory.stat"))
-        raw["shmpages"] = (stat.get("shmem", 0), None, UNLIMITED, UNLIMITED)
+            raw["tcpsndbuf"] = (_num(f(mem, "memory.kmem.tcp.usage_in_bytes")), None, UNLIMITED, UNLIMITED)
+        raw["shmpages"] = (_stat(f(mem, "memory.stat"), "shmem"), None, UNLIMITED, UNLIMITED)
         # v1 counts an OOM kill in the victim's own memcg only (the inner one), not its parents.
         oom = _keyed(f(mem, "memory.oom_control")).get("oom_kill", 0)
         with contextlib.suppress(KernelError):
-            inner = d.controller_dir(ctid, "memory", inner=True)
+            inner = self._dir(ctid, "memory", inner=True)
             oom += _keyed(f(inner, "memory.oom_control")).get("oom_kill", 0)
         nproc, pmax = _num(f(pids, "pids.current")), _limit(f(pids, "pids.max"))
         raw["numproc"] = (nproc, self._peak(pids, "pids.peak"), pmax, pmax)
         # v1 counts a refused fork in the cgroup of the forking task (the inner one), v2 hierarchically.
         events["numproc.failcnt"] = _keyed(f(pids, "pids.events")).get("max", 0)
         with contextlib.suppress(KernelError):
-            inner = d.controller_dir(ctid, "pids", inner=True)
+            inner = self._dir(ctid, "pids", inner=True)
             events["numproc.failcnt"] += _keyed(f(inner, "pids.events")).get("max", 0)
         extra = {"oom_kill": oom, "cpu_ns": _num(f(acct, "cpuacct.usage"))}
         sample = self._finish(ctid, _ident(mem), raw, events, extra)
@@ -230,7 +242,7 @@ class FastReader:
         return sample
 
     def _read_v2(self, ctid: int) -> Sample:
-        cg = self.driver.controller_dir(ctid, "memory")
+        cg = self._dir(ctid, "memory")
         f = self._file
         usage, memlimit = _num(f(cg, "memory.current")), _limit(f(cg, "memory.max"))
         memev = _keyed(f(cg, "memory.events"))
@@ -241,10 +253,10 @@ class FastReader:
             swap, swlimit = _num(f(cg, "memory.swap.current")), _limit(f(cg, "memory.swap.max"))
             raw["swappages"] = (swap, self._peak(cg, "memory.swap.peak"), swlimit, swlimit)
             events["swappages.failcnt"] = _keyed(f(cg, "memory.swap.events")).get("max", 0)
-        stat = _keyed(f(cg, "memory.stat"))
-        raw["kmemsize"] = (stat.get("kernel", 0), None, UNLIMITED, UNLIMITED)
-        raw["tcpsndbuf"] = (stat.get("sock", 0), None, UNLIMITED, UNLIMITED)
-        raw["shmpages"] = (stat.get("shmem", 0), None, UNLIMITED, UNLIMITED)
+        stat = f(cg, "memory.stat")
+        raw["kmemsize"] = (_stat(stat, "kernel"), None, UNLIMITED, UNLIMITED)
+        raw["tcpsndbuf"] = (_stat(stat, "sock"), None, UNLIMITED, UNLIMITED)
+        raw["shmpages"] = (_stat(stat, "shmem"), None, UNLIMITED, UNLIMITED)
         nproc, pmax = _num(f(cg, "pids.current")), _limit(f(cg, "pids.max"))
         raw["numproc"] = (nproc, self._peak(cg, "pids.peak"), pmax, pmax)
         events["numproc.failcnt"] = _keyed(f(cg, "pids.events")).get("max", 0)

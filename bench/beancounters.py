@@ -1,0 +1,95 @@
+"""Beancounter reader benchmark: the fast tier and the accounting tier for N cgroups. Prints a table.
+
+    .venv/bin/python -m bench.beancounters [--vps 200] [--runs 20]
+
+Run as root. Stands in for N running VPSs with N bare VPS cgroups (outer and
+inner, in every hierarchy, made by the real cgroup driver) holding one sleeping
+process each: the fast tier reads exactly the same files for a full VPS, and
+this takes seconds instead of starting N VPSs. The accounting tier's numbers
+are therefore a floor (one process, three descriptors per VPS). Everything is
+removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import statistics
+import time
+
+from kernel import cgroups
+from kernel.ubc import FastReader, Ledger, Limits, account
+
+TARGET_MS = 50.0
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--vps", type=int, default=200)
+    parser.add_argument("--runs", type=int, default=20)
+    args = parser.parse_args()
+    driver = cgroups.detect(f"ctpanel-bench-{os.getpid()}")
+    ctids = list(range(1000, 1000 + args.vps))
+    pids: list[int] = []
+    try:
+        for ctid in ctids:
+            driver.ensure(ctid)
+            pid = os.fork()
+            if pid == 0:  # the stand-in VPS process
+                signal.pause()
+                os._exit(0)
+            pids.append(pid)
+            driver.attach(ctid, pid)
+        reader = FastReader(driver, Ledger(None))
+        fast: list[float] = []
+        for _ in range(args.runs):
+            start = time.perf_counter()
+            table = reader.read_all()
+            fast.append((time.perf_counter() - start) * 1000)
+        assert len(table) == len(ctids), f"read {len(table)} of {len(ctids)} VPSs"
+        limits = dict.fromkeys(ctids, Limits())
+        slow: list[float] = []
+        for _ in range(max(3, args.runs // 5)):
+            start = time.perf_counter()
+            account(driver, limits, nft=False)
+            slow.append((time.perf_counter() - start) * 1000)
+        cpu0 = time.process_time()
+        reader.read_all()
+        one_table_cpu = (time.process_time() - cpu0) * 1000
+        rows = [
+            ("fast tier, whole table (ms)", statistics.median(fast), _pct(fast, 0.95)),
+            ("fast tier, whole table, best run (ms)", min(fast), min(fast)),
+            ("fast tier, per VPS (ms)", statistics.median(fast) / len(ctids), _pct(fast, 0.95) / len(ctids)),
+            ("accounting tier w/o nft, whole table (ms)", statistics.median(slow), _pct(slow, 0.95)),
+            ("fast tier CPU per table (ms CPU)", one_table_cpu, one_table_cpu),
+        ]
+        load = os.getloadavg()[0]
+        print(f"cgroup v{driver.version}, {len(ctids)} VPS cgroups with one process each, {args.runs} runs, "
+              f"load average {load:.1f} on {os.cpu_count()} CPUs")
+        print(f"{'measure':<44} {'median':>10} {'p95':>10}")
+        for name, median, p95 in rows:
+            print(f"{name:<44} {median:>10.3f} {p95:>10.3f}")
+        verdict = "meets" if statistics.median(fast) <= TARGET_MS else "MISSES"
+        print(f"target: whole table <= {TARGET_MS} ms: {verdict}")
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        for ctid in ctids:
+            with contextlib.suppress(Exception):
+                driver.remove(ctid)
+        for mount in driver.hierarchies().values():
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.join(mount, driver.prefix))
+
+
+if __name__ == "__main__":
+    main()
