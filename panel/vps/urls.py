@@ -21,6 +21,7 @@ urlpatterns = [
     path("vps/<int:ctid>/suspend/", views.SuspendView.as_view(), name="suspend"),
     path("vps/<int:ctid>/unsuspend/", views.UnsuspendView.as_view(), name="unsuspend"),
     path("vps/<int:ctid>/destroy/", views.DestroyView.as_view(), name="destroy"),
+    path("vps/<int:ctid>/history/", views.VPSHistoryView.as_view(), name="history"),
     path("vps/<int:ctid>/operations/", views.VPSOperationListView.as_view(), name="operations"),
     path("vps/<int:ctid>/operations/<uuid:pk>/", views.VPSOperationView.as_view(), name="operation"),
 ]

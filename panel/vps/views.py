@@ -162,14 +162,11 @@ class VPSView(generic.ObjectView):
         if current is None:
             current = operations.exclude(status__in=OperationStatus.terminal()).first()
         can_change = self.can(request, CHANGE, obj)
-        history = list(operations[:10])
-        for operation in history:
-            operation.label = action_label(operation)
         return {
             "title": obj.hostname, "current": current, "error_help": error_help(current) if current else "",
             "progress_url": operation_url(obj, current) if current else "",
             "progress_title": action_label(current) if current else "",
-            "history": history, "actions": power_actions(obj) if can_change else [],
+            "history": labelled_history(obj), "actions": power_actions(obj) if can_change else [],
             "hostname_form": HostnameForm(initial={"hostname": obj.hostname}, user=request.user),
             "password_form": RootPasswordForm(user=request.user),
             "keys_form": SSHKeysForm(initial={"ssh_keys": "\n".join(obj.ssh_keys)}, user=request.user),
@@ -182,6 +179,27 @@ class VPSView(generic.ObjectView):
 
     def partial_status(self, obj: VPS) -> int:
         return generic.HTMX_STOP_POLLING if obj.state == VpsState.DESTROYED else 200
+
+
+def labelled_history(vps: VPS, limit: int = 10) -> list[Operation]:
+    history = list(vps_operations(vps)[:limit])
+    for operation in history:
+        operation.label = action_label(operation)
+    return history
+
+
+class VPSHistoryView(generic.ObjectView):
+    """The VPS page's latest operations; the part polls itself (stops once the VPS is destroyed and idle)."""
+
+    queryset = VPS.objects.all()
+    template_name = partial_template = "vps/history.html"
+
+    def get_extra_context(self, request: HttpRequest, obj: VPS | None = None, **kwargs: Any) -> dict[str, Any]:
+        return {"history": labelled_history(obj)}
+
+    def partial_status(self, obj: VPS) -> int:
+        busy = vps_operations(obj).exclude(status__in=OperationStatus.terminal()).exists()
+        return generic.HTMX_STOP_POLLING if obj.state == VpsState.DESTROYED and not busy else 200
 
 
 def _is_uuid(text: str) -> bool:

@@ -222,6 +222,19 @@ def test_progress_polls_until_the_operation_ends_and_says_why_it_failed(t, vpss)
     assert protocol.ErrorCode.MESSAGES[protocol.ErrorCode.KERNEL_BUSY] in page
 
 
+def test_history_part_refreshes_until_the_vps_is_gone(t, vpss):
+    vps = vpss["customer1"]
+    client = client_for(t.customer1)
+    client.post(f"/vps/{vps.ctid}/restart/")
+    part = client.get(f"/vps/{vps.ctid}/history/", HTTP_HX_REQUEST="true")
+    assert part.status_code == 200 and "Restart" in part.content.decode() and "Pending" in part.content.decode()
+    assert client_for(t.customer2).get(f"/vps/{vps.ctid}/history/", HTTP_HX_REQUEST="true").status_code == 404
+    Operation.objects.update(status=OperationStatus.SUCCEEDED)
+    VPS.objects.filter(pk=vps.pk).update(state=VpsState.DESTROYED)
+    part = client.get(f"/vps/{vps.ctid}/history/", HTTP_HX_REQUEST="true")
+    assert part.status_code == 286 and "Succeeded" in part.content.decode()
+
+
 def test_history_lists_this_vps_operations_only(t, vpss):
     mine, other = vpss["customer1"], vpss["customer2"]
     client_for(t.customer1).post(f"/vps/{mine.ctid}/stop/")
