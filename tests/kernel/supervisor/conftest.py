@@ -22,10 +22,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.a
 class SupervisorProcess:
     """Starts, kills and restarts the supervisor; `client` talks to the current one."""
 
-    def __init__(self, config: NodeConfig, ring_size: int = 0) -> None:
+    def __init__(self, config: NodeConfig, ring_size: int = 0, path: str = "") -> None:
         self.config = config
         self.ring_size = ring_size
-        self.path = protocol.socket_path(config.state_root)
+        self.path = path or protocol.socket_path(config.state_root)
         self.proc: subprocess.Popen[bytes] | None = None
         self.client = Client(self.path, timeout=60)
 
@@ -35,6 +35,8 @@ class SupervisorProcess:
                 "--idmap-registry", self.config.idmap_registry, "--id-base", str(self.config.id_base)]
         if self.ring_size:
             argv += ["--ring-size", str(self.ring_size)]
+        if self.path != protocol.socket_path(self.config.state_root):
+            argv += ["--socket", self.path]
         env = {k: v for k, v in os.environ.items() if not k.startswith("CTPANEL_")}
         self.proc = subprocess.Popen(argv, cwd=ROOT, env=env)
         deadline = time.monotonic() + 30

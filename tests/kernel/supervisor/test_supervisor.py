@@ -4,6 +4,7 @@ re-adoption after kill -9, onboot, the root-only socket."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import tempfile
 import time
@@ -129,38 +130,41 @@ def test_console_buffer_is_bounded(supervisor: SupervisorProcess, make_vps, runt
         assert set(got[:64 * 1024]) <= {ord("x")}
 
 
-def test_a_non_root_client_is_refused(supervisor: SupervisorProcess) -> None:
-    # The socket sits in a 0700 directory with mode 0600; open both up deliberately so the
-    # peer-credential check itself is what refuses (a hard link in a searchable dir on /tmp).
-    door = tempfile.mkdtemp(dir=os.path.dirname(os.path.dirname(supervisor.config.state_root)))
+def test_a_non_root_client_is_refused(node_config, subreaper) -> None:
+    # The real socket sits in a 0700 directory with mode 0600. Here it is deliberately opened
+    # up (a world-searchable directory, mode 0666) so the peer-credential check itself refuses.
+    door = tempfile.mkdtemp(dir="/dev/shm")
     os.chmod(door, 0o755)  # noqa: S103
-    link = os.path.join(door, "sock")
-    os.link(supervisor.path, link)
-    os.chmod(link, 0o666)  # noqa: S103
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: nobody
-        try:
-            os.close(read_fd)
-            os.setgroups([])
-            os.setgid(65534)
-            os.setuid(65534)
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.connect(link)
-            sock.sendall(protocol.encode({"v": protocol.VERSION, "op": "list"}))
-            os.write(write_fd, protocol.read_line(sock))
-        finally:
-            os._exit(0)
-    os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as fh:
-        reply = fh.read()
-    os.waitpid(pid, 0)
-    os.unlink(link)
-    os.chmod(supervisor.path, 0o600)
-    os.rmdir(door)
-    message = protocol.decode(reply)
-    assert not message["ok"] and message["error"] == PermissionDenied.__name__
-    assert supervisor.client.list() == []  # root is served
+    sup = SupervisorProcess(node_config, path=os.path.join(door, "sock"))
+    sup.start()
+    try:
+        os.chmod(sup.path, 0o666)  # noqa: S103
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: nobody
+            try:
+                os.close(read_fd)
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.connect(sup.path)
+                sock.sendall(protocol.encode({"v": protocol.VERSION, "op": "list"}))
+                os.write(write_fd, protocol.read_line(sock))
+            except BaseException as exc:
+                os.write(write_fd, repr(exc).encode())
+            finally:
+                os._exit(0)
+        os.close(write_fd)
+        with os.fdopen(read_fd, "rb") as fh:
+            reply = fh.read()
+        os.waitpid(pid, 0)
+        message = protocol.decode(reply)
+        assert not message["ok"] and message["error"] == PermissionDenied.__name__, reply
+        assert sup.client.list() == []  # root is served
+    finally:
+        sup.stop()
+        shutil.rmtree(door, ignore_errors=True)
 
 
 def test_onboot_vpss_start_with_the_supervisor(node_config, make_vps, runtime: Runtime, subreaper) -> None:
