@@ -79,7 +79,9 @@ def count(pids: list[int], locks: str, *, nft: bool = True) -> dict[str, int]:
             elif target.startswith("/dev/pts/") and target[9:].isdigit():
                 seen_pts.add(target)
     ptys = len(seen_pts)
-    tcp_by_ns = {ns: _tcp_inodes(pid) for ns, pid in netns.items()}
+    # Reading a tcp table walks the namespace's whole socket hash: only where sockets are open.
+    with_sockets = {ns for ns, _ in sockets}
+    tcp_by_ns = {ns: _tcp_inodes(pid) for ns, pid in netns.items() if ns in with_sockets}
     for ns, inode in sockets:
         if inode in tcp_by_ns[ns]:
             tcp += 1

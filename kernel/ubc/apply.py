@@ -91,9 +91,11 @@ def plan(version: int, limits: Limits, *, cpus: Sequence[int], host_cpus: Sequen
             Write("cpuset", "cpuset.cpus", cpulist),
         ]
         if device:
+            # v1 blk-throttle is not hierarchical: the limit goes where the VPS's tasks are (the
+            # inner cgroup; nothing of v1 is delegated, so the VPS still cannot write it).
             for op in ("read", "write"):
-                writes.append(Write("blkio", f"blkio.throttle.{op}_bps_device", f"{device} {limits.iolimit}"))
-                writes.append(Write("blkio", f"blkio.throttle.{op}_iops_device", f"{device} {limits.iopslimit}"))
+                for kind, value in (("bps", limits.iolimit), ("iops", limits.iopslimit)):
+                    writes.append(Write("blkio", f"blkio.throttle.{op}_{kind}_device", f"{device} {value}", inner=True))
         return writes
     writes = [
         Write("memory", "memory.max", str(limits.ram or "max")),

@@ -184,6 +184,13 @@ class FastReader:
     def _file(self, directory: str, name: str) -> str:
         return self.driver.fs.read(f"{directory}/{name}")
 
+    def _has(self, directory: str, name: str) -> bool:
+        try:
+            self._file(directory, name)
+        except NotFound:
+            return False
+        return True
+
     def _peak(self, directory: str, name: str) -> int | None:
         """A kernel peak file, or None where this kernel has none."""
         try:
@@ -260,6 +267,10 @@ class FastReader:
         nproc, pmax = _num(f(cg, "pids.current")), _limit(f(cg, "pids.max"))
         raw["numproc"] = (nproc, self._peak(cg, "pids.peak"), pmax, pmax)
         events["numproc.failcnt"] = _keyed(f(cg, "pids.events")).get("max", 0)
+        if not self._has(cg, "pids.events.local"):
+            # Before Linux 6.13 a refused fork was counted in the forking task's cgroup only.
+            with contextlib.suppress(KernelError):
+                events["numproc.failcnt"] += _keyed(f(self._dir(ctid, "pids", inner=True), "pids.events")).get("max", 0)
         cpu = _keyed(f(cg, "cpu.stat")).get("usage_usec", 0) * 1000
         sample = self._finish(ctid, _ident(cg), raw, events, {"oom_kill": memev.get("oom_kill", 0), "cpu_ns": cpu})
         sample.gauges = {"ram_bytes": usage, "swap_bytes": swap, "processes": nproc}

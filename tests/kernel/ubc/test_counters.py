@@ -99,3 +99,12 @@ def test_v1_swap_is_memsw_minus_memory() -> None:
     assert sample.rows["physpages"].failcnt == 5 and sample.totals["oom_kill"] == 2
     assert (sample.rows["numproc"].held, sample.rows["numproc"].maxheld, sample.rows["numproc"].limit) == (3, 8, 100)
     assert "kmemsize" not in sample.rows  # kmem files absent: the row is left out, not zeroed
+
+
+@pytest.mark.parametrize(("local", "expected"), [(False, 12), (True, 7)])
+def test_v2_refused_forks_before_and_after_hierarchical_events(local: bool, expected: int) -> None:
+    fs = _v2()
+    fs.files[f"{CG}/vps/pids.events"] = "max 5\n"
+    if local:
+        fs.files[f"{CG}/pids.events.local"] = "max 0\n"
+    assert FastReader(V2Driver("pre", "/cg", fs=fs)).read_all()[101].rows["numproc"].failcnt == expected

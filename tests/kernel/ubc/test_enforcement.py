@@ -152,6 +152,7 @@ def test_numfile_applies_to_running_processes(limited_vps, runtime) -> None:
 
 def test_accounting_counts_descriptors_and_sockets(limited_vps, runtime) -> None:
     ctid = limited_vps(Limits())
+    _settled(runtime, ctid)
     before = account(runtime.cgroups, {ctid: Limits()})[ctid]
     sh(runtime, ctid, f"sleep 1000 3</dev/null 4</dev/null 5</dev/null {BACKGROUND}")
     sh(runtime, ctid, f"nc -l -p 5555 {BACKGROUND}")
@@ -164,3 +165,14 @@ def test_accounting_counts_descriptors_and_sockets(limited_vps, runtime) -> None
 def test_ipc_defaults_follow_ram(limited_vps, runtime) -> None:
     ctid = limited_vps(Limits(ram=128 * MB))
     assert sh(runtime, ctid, "cat /proc/sys/kernel/shmmax /proc/sys/kernel/shmall") == f"{128 * MB}\n{32768}\n"
+
+
+def test_iolimit_caps_a_direct_io_writer(limited_vps, runtime) -> None:
+    ctid = limited_vps(Limits(iolimit=5 * MB))
+    assert runtime.cgroups.fs.read(
+        runtime.cgroups.controller_dir(ctid, "blkio", inner=True) + "/blkio.throttle.write_bps_device"
+    ).split()[1:] == [str(5 * MB)]
+    start = time.monotonic()
+    sh(runtime, ctid, "dd if=/dev/zero of=/io-test bs=1M count=24 oflag=direct 2>/dev/null; rm /io-test")
+    rate = 24 * MB / (time.monotonic() - start)
+    assert rate <= 6_000_000  # an upper bound: load on the host only makes the writer slower

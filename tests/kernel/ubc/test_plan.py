@@ -48,6 +48,7 @@ def test_v1_cpuset_widens_before_narrowing_and_io() -> None:
     assert _values(writes, "cpu.cfs_quota_us") == ["25000"]
     assert _values(writes, "blkio.throttle.write_bps_device") == [f"7:3 {5 * MB}"]
     assert _values(writes, "blkio.throttle.read_iops_device") == ["7:3 0"]
+    assert all(w.inner for w in writes if w.controller == "blkio")  # v1 throttling is not hierarchical
 
 
 def test_cpu_choice_and_weights() -> None:
