@@ -1,13 +1,18 @@
 """The dashboard: one page per role, drawing on every app (so it sits above the app layers).
 
-Only real numbers: what is not collected yet (usage) is not shown.
+Only real numbers: usage appears where a node has reported some.
 """
 
 from __future__ import annotations
 
+import datetime
+from typing import Any
+
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.db.models import OuterRef, Subquery
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils import timezone
 
 from panel.accounts.choices import Role
 from panel.accounts.models import User
@@ -21,9 +26,55 @@ from panel.nodes.models import IPPool, Node
 from panel.plans import budgets
 from panel.plans.models import Budget, Plan
 from panel.plans.views import budget_rows
+from panel.usage.models import Beancounter, FailEvent, Sample, TrafficPeriod
 from panel.vps.choices import VpsState
 from panel.vps.models import VPS
-from panel.vps.views import card_context
+from panel.vps.views import vps_queryset
+
+CARD_POLL = 5  # seconds between refreshes of the VPS card
+USAGE_POLL = 60  # seconds: the node samples once a minute
+NEAR_LIMIT = 0.9  # a beancounter row this full is highlighted
+
+
+def _current_traffic(on: datetime.date) -> dict[str, Subquery]:
+    periods = TrafficPeriod.objects.filter(vps=OuterRef("pk"), start__lte=on, end__gt=on)
+    return {f"traffic_{name}": Subquery(periods.values(name)[:1]) for name in ("rx_bytes", "tx_bytes", "quota")}
+
+
+def vps_card_context(request: HttpRequest, limit: int = 10) -> dict[str, Any]:
+    """The user's VPSs with live state, addresses, plan, and usage where the node has reported some."""
+    latest = Sample.objects.filter(vps=OuterRef("pk")).order_by("-time")
+    vpss = vps_queryset().restrict(request.user, VIEW).alive()
+    shown = list(vpss.annotate(**_current_traffic(timezone.localdate()),
+                               ram_used=Subquery(latest.values("ram_bytes")[:1]))[:limit])
+    for vps in shown:
+        vps.traffic = None if vps.traffic_rx_bytes is None else vps.traffic_rx_bytes + vps.traffic_tx_bytes
+    has_usage = any(v.traffic is not None or v.ram_used is not None for v in shown)
+    return {"vpss": shown, "vps_total": vpss.count(), "card_poll": CARD_POLL, "has_usage": has_usage}
+
+
+@login_required
+def vps_card(request: HttpRequest) -> HttpResponse:
+    """The dashboard's VPS card; it polls this view to stay live."""
+    return render(request, "vps/card.html", vps_card_context(request))
+
+
+@login_required
+def vps_usage(request: HttpRequest, ctid: int) -> HttpResponse:
+    """A VPS's usage part, loaded into its page (the vps app sits below usage, so it does not import it)."""
+    vps = VPS.objects.restrict(request.user, VIEW).filter(ctid=ctid).first()
+    if vps is None:
+        raise Http404("No such VPS.")
+    today = timezone.localdate()
+    rows = list(Beancounter.objects.filter(vps=vps).order_by("resource"))
+    for row in rows:
+        row.level = "bad" if row.failcnt else "warn" if row.limit and row.held >= NEAR_LIMIT * row.limit else ""
+    context = {
+        "vps": vps, "sample": Sample.objects.filter(vps=vps).order_by("-time").first(),
+        "traffic": TrafficPeriod.objects.filter(vps=vps, start__lte=today, end__gt=today).first(),
+        "beancounters": rows, "fail_events": FailEvent.objects.filter(vps=vps)[:10], "usage_poll": USAGE_POLL,
+    }
+    return render(request, "usage/vps_usage.html", context)
 
 
 @login_required
@@ -34,7 +85,7 @@ def home(request: HttpRequest) -> HttpResponse:
         "notices": Notice.objects.restrict(user, CHANGE).filter(read_at__isnull=True)[:5],
         "operations": Operation.objects.filter(tenant_q(user, "user")).select_related("user")[:8],
         "plans": Plan.objects.restrict(user, VIEW).count(),
-        **card_context(request),
+        **vps_card_context(request),
     }
     if user.is_admin:
         nodes = Node.objects.all()

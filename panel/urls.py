@@ -6,6 +6,8 @@ from panel import dashboard
 
 urlpatterns = [
     path("", dashboard.home, name="home"),
+    path("dashboard/vpss/", dashboard.vps_card, name="vps-card"),
+    path("vps/<int:ctid>/usage/", dashboard.vps_usage, name="vps-usage"),
     path("", include("panel.accounts.urls")),
     path("", include("panel.nodes.urls")),
     path("", include("panel.plans.urls")),

@@ -6,7 +6,6 @@ app_name = "vps"
 urlpatterns = [
     path("vps/", views.VPSListView.as_view(), name="list"),
     path("vps/add/", views.VPSCreateView.as_view(), name="add"),
-    path("vps/card/", views.VPSCardView.as_view(), name="card"),
     path("vps/<int:ctid>/", views.VPSView.as_view(), name="vps"),
     path("vps/<int:ctid>/start/", views.StartView.as_view(), name="start"),
     path("vps/<int:ctid>/stop/", views.StopView.as_view(), name="stop"),

@@ -1,8 +1,8 @@
-"""VPS pages: the list (customers' dashboard card, the admin's filtered list), one page per VPS
+"""VPS pages: the list (with the admin's filters and CSV), one page per VPS
 (SolusVM style: state, power, host name, operations), create, destroy.
 
 Live state is htmx polling (docs/DESIGN.md, "Live state in the browser"):
-the state part of a VPS page and the VPS card refresh themselves, and an
+the state part and the history of a VPS page refresh themselves, and an
 operation's progress polls until it is terminal (then HTTP 286 stops it).
 Every action goes through panel.vps.services.
 """
@@ -41,7 +41,6 @@ from worker import protocol
 
 STAFF = (Role.ADMIN, Role.RESELLER)
 STATE_POLL = 2  # seconds between refreshes of a VPS's state part
-CARD_POLL = 5  # seconds between refreshes of the dashboard's VPS card
 
 
 def with_addresses(queryset: models.QuerySet) -> models.QuerySet:
@@ -129,18 +128,6 @@ class VPSListView(generic.ObjectListView):
 
     def csv_name(self) -> str:
         return "vpss"
-
-
-class VPSCardView(generic.PanelView):
-    """The dashboard's card of VPSs (it polls this view to stay live)."""
-
-    def get(self, request: HttpRequest) -> HttpResponse:
-        return render(request, "vps/card.html", card_context(request))
-
-
-def card_context(request: HttpRequest, limit: int = 10) -> dict[str, Any]:
-    vpss = vps_queryset().restrict(request.user, VIEW).alive()
-    return {"vpss": vpss[:limit], "vps_total": vpss.count(), "card_poll": CARD_POLL}
 
 
 class VPSView(generic.ObjectView):

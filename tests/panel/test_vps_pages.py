@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import datetime
 import io
 import struct
 
@@ -23,6 +24,7 @@ from panel.nodes.models import IPAddress, Node
 from panel.plans import budgets
 from panel.plans import services as plans
 from panel.plans.models import Allocation
+from panel.usage.models import Beancounter, FailEvent, Sample, TrafficPeriod
 from panel.vps.choices import VpsState
 from panel.vps.models import VPS, next_ctid
 from tests.panel.tenants import Tenants, client_for, make_tenants
@@ -110,7 +112,7 @@ def test_vps_pages_answer_by_tenant(t, vpss, viewer_name):
 def test_lists_dashboard_and_csv_show_only_what_the_viewer_may_view(t, vpss, viewer_name):
     client = client_for(getattr(t, viewer_name))
     shown = {"list": client.get("/vps/").content.decode(), "dashboard": client.get("/").content.decode(),
-             "card": client.get("/vps/card/").content.decode(),
+             "card": client.get("/dashboard/vpss/").content.decode(),
              "csv": client.get("/vps/?export=csv").content.decode()}
     for owner_name, vps in vpss.items():
         for where, text in shown.items():
@@ -131,7 +133,7 @@ def test_unknown_vps_and_operation_of_another_vps_are_404(t, vpss):
 
 def test_pages_need_a_login(client, vpss):
     ctid = vpss["customer1"].ctid
-    for url in ("/vps/", "/vps/add/", "/vps/card/", f"/vps/{ctid}/", f"/vps/{ctid}/hostname/"):
+    for url in ("/vps/", "/vps/add/", "/dashboard/vpss/", f"/vps/{ctid}/", f"/vps/{ctid}/hostname/"):
         response = client.get(url)
         assert response.status_code == 302 and response["Location"].startswith("/login/"), url
     response = client.post(f"/vps/{ctid}/stop/")
@@ -459,3 +461,40 @@ def test_suspension_by_the_reseller_locks_the_customer_out(t, vpss):
     assert not vps.suspended
     assert Operation.objects.first().action == protocol.TASK_VPS_START
     assert "This VPS is suspended" not in customer.get(f"/vps/{vps.ctid}/").content.decode()
+
+
+# --- usage (only what the node reported) ----------------------------------------------------------
+
+def test_usage_part_shows_what_the_node_reported_and_nothing_else(t, vpss):
+    vps = vpss["customer1"]
+    client = client_for(t.customer1)
+    empty = client.get(f"/vps/{vps.ctid}/usage/").content.decode()
+    assert "has not reported usage" in empty and "Resource counters" not in empty
+    assert "RAM in use" not in client.get("/").content.decode()
+
+    now = timezone.now()
+    Sample.objects.create(vps=vps, time=now, epoch="e1", ram_bytes=2**29, disk_bytes=3 * GB, cpu_percent=12.5,
+                          processes=17)
+    today = timezone.localdate()
+    TrafficPeriod.objects.create(vps=vps, start=today - datetime.timedelta(days=3),
+                                 end=today + datetime.timedelta(days=27), rx_bytes=600 * GB, tx_bytes=200 * GB,
+                                 quota=1000 * GB)
+    for resource, held, limit, failcnt in (("numproc", 17, 128, 0), ("numfile", 950, 1000, 0),
+                                           ("physpages", 131072, 262144, 4)):
+        Beancounter.objects.create(vps=vps, resource=resource, held=held, maxheld=held, barrier=limit, limit=limit,
+                                   failcnt=failcnt, updated=now)
+    FailEvent.objects.create(vps=vps, time=now, resource="physpages", count=4, held=262144, limit=262144)
+
+    part = client.get(f"/vps/{vps.ctid}/usage/").content.decode()
+    assert "536.87 MB" in part and "12.5 % of one CPU" in part and "17 processes" in part
+    assert "800 GB" in part and "of 1 TB" in part and 'aria-label="Traffic this period: 80 %"' in part
+    assert '<tr class="row-warn"><th scope="row"><code>numfile</code>' in part
+    assert '<tr class="row-bad"><th scope="row"><code>physpages</code>' in part
+    assert "<tr><th scope=\"row\"><code>numproc</code>" in part
+    assert "refused 4 requests at its limit (262144 of 262144 held)" in part
+
+    card = client.get("/dashboard/vpss/").content.decode()
+    assert "RAM in use" in card and 'aria-label="Traffic this month: 80 %"' in card
+    for viewer in (t.customer2, t.reseller2):
+        assert client_for(viewer).get(f"/vps/{vps.ctid}/usage/").status_code == 404
+    assert client_for(t.reseller1).get(f"/vps/{vps.ctid}/usage/").status_code == 200
