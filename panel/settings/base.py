@@ -187,6 +187,8 @@ CELERY_BEAT_SCHEDULE = {
     },
     "usage-rollup": {"task": "panel.usage_rollup", "schedule": 300.0, "options": {"expires": 300}},
     "usage-housekeeping": {"task": "panel.usage_housekeeping", "schedule": 3600.0, "options": {"expires": 3600}},
+    "vps-idempotency-keys": {"task": "panel.vps_expire_idempotency_keys", "schedule": 3600.0,
+                             "options": {"expires": 3600}},
 }
 
 # Accounts (docs/DESIGN.md, "Accounts, API and audit").

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime
 import struct
 
 import pytest
@@ -17,7 +18,7 @@ from panel.nodes.models import IPAddress, Node
 from panel.plans import budgets
 from panel.plans import services as plans
 from panel.plans.models import Allocation
-from panel.vps import services
+from panel.vps import services, tasks
 from panel.vps.models import VPS
 from tests.panel.tenants import client_for, make_tenants
 
@@ -117,6 +118,12 @@ def test_customer_creates_with_placement_budget_and_idempotency_key(world):
     budgets.grant(t.reseller1, t.customer1b, vps_count=3, ram=None, **UNLIMITED)
     assert client_for(t.customer1b).post("/api/vps/vps/", body, content_type=JSON,
                                          HTTP_IDEMPOTENCY_KEY="k-1").status_code == 201
+    # keys are kept 24 hours; then the same key names a new create
+    assert tasks.expire_idempotency_keys(timezone.now() + datetime.timedelta(hours=23)) == 0
+    assert tasks.expire_idempotency_keys(timezone.now() + datetime.timedelta(hours=25)) == 2
+    budgets.grant(t.reseller1, t.customer1, vps_count=3, ram=4 * GIB, **UNLIMITED)
+    renewed = c.post("/api/vps/vps/", {**body, "hostname": "new4"}, content_type=JSON, HTTP_IDEMPOTENCY_KEY="k-1")
+    assert renewed.status_code == 201 and renewed.json()["ctid"] != data["ctid"]
 
 
 def test_create_refusals(world):
