@@ -230,7 +230,8 @@ class FastReader:
             raw["kmemsize"] = (_num(f(mem, "memory.kmem.usage_in_bytes")),
                                _num(f(mem, "memory.kmem.max_usage_in_bytes")), UNLIMITED, UNLIMITED)
             raw["tcpsndbuf"] = (_num(f(mem, "memory.kmem.tcp.usage_in_bytes")), None, UNLIMITED, UNLIMITED)
-        raw["shmpages"] = (_stat(f(mem, "memory.stat"), "shmem"), None, UNLIMITED, UNLIMITED)
+        # v1 memory.stat: plain keys are this cgroup's own pages, total_* include its children.
+        raw["shmpages"] = (_stat(f(mem, "memory.stat"), "total_shmem"), None, UNLIMITED, UNLIMITED)
         # v1 counts an OOM kill in the victim's own memcg only (the inner one), not its parents.
         oom = _keyed(f(mem, "memory.oom_control")).get("oom_kill", 0)
         with contextlib.suppress(KernelError):

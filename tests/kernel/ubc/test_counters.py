@@ -85,7 +85,7 @@ def test_v1_swap_is_memsw_minus_memory() -> None:
         f"{mem}/memory.usage_in_bytes": "1000\n", f"{mem}/memory.max_usage_in_bytes": "2000\n",
         f"{mem}/memory.limit_in_bytes": "4096\n", f"{mem}/memory.failcnt": "5\n",
         f"{mem}/memory.memsw.usage_in_bytes": "1500\n", f"{mem}/memory.memsw.limit_in_bytes": "6144\n",
-        f"{mem}/memory.memsw.failcnt": "1\n", f"{mem}/memory.stat": "cache 0\nshmem 0\n",
+        f"{mem}/memory.memsw.failcnt": "1\n", f"{mem}/memory.stat": "cache 0\nshmem 0\ntotal_cache 0\ntotal_shmem 8192\n",
         f"{mem}/memory.oom_control": "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
         "/cg/pids/pre/101/pids.current": "3\n", "/cg/pids/pre/101/pids.peak": "8\n",
         "/cg/pids/pre/101/pids.max": "100\n", "/cg/pids/pre/101/pids.events": "max 0\n",
@@ -99,6 +99,7 @@ def test_v1_swap_is_memsw_minus_memory() -> None:
     assert sample.rows["physpages"].failcnt == 5 and sample.totals["oom_kill"] == 2
     assert (sample.rows["numproc"].held, sample.rows["numproc"].maxheld, sample.rows["numproc"].limit) == (3, 8, 100)
     assert "kmemsize" not in sample.rows  # kmem files absent: the row is left out, not zeroed
+    assert sample.rows["shmpages"].held == 8192  # hierarchical total_shmem, not the outer's own
 
 
 @pytest.mark.parametrize(("local", "expected"), [(False, 12), (True, 7)])

@@ -176,3 +176,16 @@ def test_iolimit_caps_a_direct_io_writer(limited_vps, runtime) -> None:
     sh(runtime, ctid, "dd if=/dev/zero of=/io-test bs=1M count=24 oflag=direct 2>/dev/null; rm /io-test")
     rate = 24 * MB / (time.monotonic() - start)
     assert rate <= 6_000_000  # an upper bound: load on the host only makes the writer slower
+
+
+def test_dev_shm_fill_is_capped_and_counted_as_shmpages(limited_vps, runtime) -> None:
+    ctid = limited_vps(Limits(ram=256 * MB))
+    before = read(runtime, ctid).rows
+    out = sh(runtime, ctid, "dd if=/dev/zero of=/dev/shm/fill bs=1M count=100 2>/dev/null; echo rc=$?; "
+                            "du -k /dev/shm/fill")
+    assert out.splitlines()[0] == "rc=1"  # ENOSPC at the tmpfs size= of the VPS's /dev/shm
+    filled = int(out.splitlines()[1].split()[0]) * 1024
+    assert 32 * MB <= filled < 100 * MB
+    rows = read(runtime, ctid).rows
+    assert rows["shmpages"].held - before["shmpages"].held >= filled - MB
+    assert rows["physpages"].held - before["physpages"].held >= filled - 4 * MB
