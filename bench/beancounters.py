@@ -1,6 +1,6 @@
 """Beancounter reader benchmark: the fast tier and the accounting tier for N cgroups. Prints a table.
 
-    .venv/bin/python -m bench.beancounters [--vps 200] [--runs 20]
+    .venv/bin/python -m bench.beancounters [--vps 200] [--runs 20] [--dos]
 
 Run as root. Stands in for N running VPSs with N bare VPS cgroups (outer and
 inner, in every hierarchy, made by the real cgroup driver) holding one sleeping
@@ -8,6 +8,11 @@ process each: the fast tier reads exactly the same files for a full VPS, and
 this takes seconds instead of starting N VPSs. The accounting tier's numbers
 are therefore a floor (one process, three descriptors per VPS). Everything is
 removed at the end.
+
+`--dos` also starts two real busybox VPSs on a private node and measures
+VPS B's probe (an exec of `true` inside B every 100 ms: a process spawn and an
+exec) while idle and while VPS A (numproc 30) runs a fork bomb, then a CPU hog
+under cpulimit 25. SECURITY.md's target: B's median within 1.5x of idle.
 """
 
 from __future__ import annotations
@@ -15,12 +20,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import signal
 import statistics
+import tempfile
 import time
 
 from kernel import cgroups
-from kernel.ubc import FastReader, Ledger, Limits, account
+from kernel import syscalls as sc
+from kernel.config import NodeConfig
+from kernel.errors import KernelError
+from kernel.runtime import CreateSpec, Runtime
+from kernel.ubc import FastReader, Ledger, Limits, account, limits_hook
 
 TARGET_MS = 50.0
 
@@ -30,11 +41,66 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def _probe(runtime: Runtime, ctid: int, samples: int = 20) -> float:
+    """Median ms of `true` executed inside `ctid`, one every 100 ms."""
+    times = []
+    for _ in range(samples):
+        start = time.perf_counter()
+        runtime.exec(ctid, ["true"], timeout=60)
+        times.append((time.perf_counter() - start) * 1000)
+        time.sleep(0.1)
+    return statistics.median(times)
+
+
+def dos() -> None:
+    top = tempfile.mkdtemp(prefix="ctpanel-bench-")
+    config = NodeConfig(node=f"bench{os.getpid()}", state_root=os.path.join(top, "state"),
+                        cgroup_prefix=f"ctpanel-bench-{os.getpid()}",
+                        idmap_registry=os.path.join(top, "idmap", "ranges.json"),
+                        id_base=(1 << 30) + 700 * 64 * 65536 + (os.getpid() % 64) * 65536 * 4)
+    sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+    wanted = {101: Limits(numproc=30, cpulimit=25), 102: Limits()}
+    driver = cgroups.detect(config.cgroup_prefix)
+    runtime = Runtime(config, cgroup_driver=driver, hooks={"limits": [limits_hook(driver, wanted.__getitem__)]})
+    runtime.templates.ensure_busybox()
+    try:
+        for ctid in wanted:
+            runtime.create(CreateSpec(ctid=ctid, template="busybox"))
+            runtime.start(ctid)
+        _probe(runtime, 102, 5)  # warm-up
+        idle = _probe(runtime, 102)
+        rows = [("idle", idle)]
+        for name, script in (("fork bomb in A (numproc 30)", "b() { b & b; }; b"),
+                             ("CPU hog in A (cpulimit 25)", "while :; do :; done")):
+            runtime.exec(101, ["sh", "-c", f"({script}) >/dev/null 2>&1 </dev/null &"], timeout=60)
+            time.sleep(1.0)
+            rows.append((name, _probe(runtime, 102)))
+            runtime.stop(101, fast=True)
+            runtime.start(101)
+        print(f"neighbour probe (exec of true in B), load average {os.getloadavg()[0]:.1f}")
+        print(f"{'A is running':<32} {'B median ms':>12} {'x idle':>8}")
+        for name, median in rows:
+            print(f"{name:<32} {median:>12.2f} {median / idle:>8.2f}")
+    finally:
+        for ctid in wanted:
+            with contextlib.suppress(KernelError):
+                runtime.stop(ctid, fast=True)
+            with contextlib.suppress(KernelError):
+                runtime.destroy(ctid)
+        for mount in driver.hierarchies().values():
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.join(mount, driver.prefix))
+        shutil.rmtree(top, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--vps", type=int, default=200)
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--dos", action="store_true")
     args = parser.parse_args()
+    if args.dos:
+        dos()
     driver = cgroups.detect(f"ctpanel-bench-{os.getpid()}")
     ctids = list(range(1000, 1000 + args.vps))
     pids: list[int] = []
