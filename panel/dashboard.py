@@ -18,6 +18,7 @@ from panel.accounts.choices import Role
 from panel.accounts.models import User
 from panel.core.audit.models import ObjectChange
 from panel.core.choices import OperationStatus
+from panel.core.formats import bytes_si
 from panel.core.models import Operation
 from panel.core.notify.models import Notice
 from panel.core.permissions import CHANGE, VIEW, tenant_q
@@ -34,6 +35,16 @@ from panel.vps.views import vps_queryset
 CARD_POLL = 5  # seconds between refreshes of the VPS card
 USAGE_POLL = 60  # seconds: the node samples once a minute
 NEAR_LIMIT = 0.9  # a beancounter row this full is highlighted
+UNLIMITED = 2**63 - 1  # vzubc's LONG_MAX: how nodes report "no limit" (kernel/ubc/counters.py)
+
+
+def _beancounter_cells(row: Beancounter) -> list[str]:
+    """held, maxheld, barrier, limit as text: byte rows with units (the num* rows are counts), "unlimited"."""
+    def text(value: int) -> str:
+        if value >= UNLIMITED:
+            return "unlimited"
+        return str(value) if row.resource.startswith("num") else bytes_si(value)
+    return [text(v) for v in (row.held, row.maxheld, row.barrier, row.limit)]
 
 
 def _current_traffic(on: datetime.date) -> dict[str, Subquery]:
@@ -68,7 +79,9 @@ def vps_usage(request: HttpRequest, ctid: int) -> HttpResponse:
     today = timezone.localdate()
     rows = list(Beancounter.objects.filter(vps=vps).order_by("resource"))
     for row in rows:
-        row.level = "bad" if row.failcnt else "warn" if row.limit and row.held >= NEAR_LIMIT * row.limit else ""
+        limited = 0 < row.limit < UNLIMITED
+        row.level = "bad" if row.failcnt else "warn" if limited and row.held >= NEAR_LIMIT * row.limit else ""
+        row.cells = _beancounter_cells(row)
     context = {
         "vps": vps, "sample": Sample.objects.filter(vps=vps).order_by("-time").first(),
         "traffic": TrafficPeriod.objects.filter(vps=vps, start__lte=today, end__gt=today).first(),

@@ -29,6 +29,7 @@ from panel.nodes import services as nodes
 from panel.plans import budgets
 from panel.plans import services as plans
 from panel.plans.models import Plan
+from panel.usage.models import Sample
 from panel.vps import services as vps_services
 from panel.vps.models import VPS
 from tests.browser.test_login import PASSWORD, log_in
@@ -116,6 +117,14 @@ def running_vpss(stack, users: dict[str, User]) -> dict[str, VPS]:
     return made
 
 
+def usage_reported(vps: VPS, timeout: float = 150) -> None:
+    """The node samples once a minute: wait for the first sample of `vps` so its usage shows."""
+    deadline = time.monotonic() + timeout
+    while not Sample.objects.filter(vps=vps).exists():
+        assert time.monotonic() < deadline, f"no usage sample for VPS {vps.ctid} within {timeout:g} s"
+        time.sleep(1)
+
+
 def operation_done(op, status: str, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not op.is_terminal and time.monotonic() < deadline:
@@ -186,6 +195,7 @@ def test_screenshots(browser: Browser, live_panel: str, stack) -> None:
 
     # VPSs: the customer's, the reseller's and the admin's views.
     vpss = running_vpss(stack, users)
+    usage_reported(vpss["shop"])
     carol = signed_in(browser, base, "carol")
     shoot(carol, "customer-dashboard")
     carol.goto(f"{base}/vps/")

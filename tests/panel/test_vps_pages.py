@@ -480,10 +480,10 @@ def test_usage_part_shows_what_the_node_reported_and_nothing_else(t, vpss):
                                  end=today + datetime.timedelta(days=27), rx_bytes=600 * GB, tx_bytes=200 * GB,
                                  quota=1000 * GB)
     for resource, held, limit, failcnt in (("numproc", 17, 128, 0), ("numfile", 950, 1000, 0),
-                                           ("physpages", 131072, 262144, 4)):
+                                           ("physpages", 2**28, 2**28, 4), ("kmemsize", 10**9, 2**63 - 1, 0)):
         Beancounter.objects.create(vps=vps, resource=resource, held=held, maxheld=held, barrier=limit, limit=limit,
                                    failcnt=failcnt, updated=now)
-    FailEvent.objects.create(vps=vps, time=now, resource="physpages", count=4, held=262144, limit=262144)
+    FailEvent.objects.create(vps=vps, time=now, resource="numproc", count=4, held=128, limit=128)
 
     part = client.get(f"/vps/{vps.ctid}/usage/").content.decode()
     assert "536.87 MB" in part and "12.5 % of one CPU" in part and "17 processes" in part
@@ -491,7 +491,10 @@ def test_usage_part_shows_what_the_node_reported_and_nothing_else(t, vpss):
     assert '<tr class="row-warn"><th scope="row"><code>numfile</code>' in part
     assert '<tr class="row-bad"><th scope="row"><code>physpages</code>' in part
     assert "<tr><th scope=\"row\"><code>numproc</code>" in part
-    assert "refused 4 requests at its limit (262144 of 262144 held)" in part
+    assert "refused 4 requests at its limit (128 of 128 held)" in part
+    kmem = part[part.index("<code>kmemsize</code>"):].split("</tr>")[0]
+    assert "1 GB" in kmem and kmem.count("unlimited") == 2  # bytes with units; LONG_MAX is no limit
+    assert "<td class=\"nowrap\">128</td>" in part  # counts stay counts
 
     card = client.get("/dashboard/vpss/").content.decode()
     assert "RAM in use" in card and 'aria-label="Traffic this month: 80 %"' in card
