@@ -35,10 +35,11 @@ _OUT = struct.Struct("<IiQ")
 _ATTR = struct.Struct("<QQQQQQIIIIIIIIII")
 _READ_IN = struct.Struct("<QQIIQII")
 _LOOKUP, _FORGET, _GETATTR, _OPEN, _READ, _STATFS, _RELEASE = 1, 2, 3, 14, 15, 17, 18
-_FLUSH, _INIT, _OPENDIR, _READDIR, _RELEASEDIR, _INTERRUPT, _DESTROY, _BATCH_FORGET = 25, 26, 27, 28, 29, 36, 38, 42
+_INIT, _OPENDIR, _READDIR, _RELEASEDIR, _INTERRUPT, _DESTROY, _BATCH_FORGET = 26, 27, 28, 29, 36, 38, 42
 _NO_REPLY = {_FORGET, _BATCH_FORGET, _INTERRUPT}
 _FOPEN_DIRECT_IO = 1
 _BUFSIZE = (1 << 17) + 4096
+_VALID = 86400  # seconds the kernel may cache names and attributes: they never change
 
 
 def ctid_of(pid: int, prefix: str) -> int | None:
@@ -124,10 +125,10 @@ class BeancounterFS:
             return struct.pack("<IIIIHHIIHHI7I", 7, min(minor, 31), 0, 0, 1, 1, 4096, 1, 1, 0, 0, *[0] * 7)
         if opcode == _LOOKUP:
             if node == ROOT and arg.rstrip(b"\0") == FILE_NAME.encode():
-                return struct.pack("<QQQQII", FILE, 0, 1, 1, 0, 0) + _attr(FILE)
+                return struct.pack("<QQQQII", FILE, 0, _VALID, _VALID, 0, 0) + _attr(FILE)
             raise OSError(errno.ENOENT, "no such file")
         if opcode == _GETATTR:
-            return struct.pack("<QII", 1, 0, 0) + _attr(node)
+            return struct.pack("<QII", _VALID, 0, 0) + _attr(node)
         if opcode in (_OPEN, _OPENDIR):
             fh = self._next_fh
             self._next_fh += 1
@@ -152,20 +153,27 @@ class BeancounterFS:
         if opcode in (_RELEASE, _RELEASEDIR):
             self._open.pop(struct.unpack_from("<Q", arg)[0], None)
             return b""
-        if opcode in (_FLUSH, _DESTROY):
+        if opcode == _DESTROY:
             return b""
         if opcode == _STATFS:
             return struct.pack("<QQQQQIIII6I", 0, 0, 0, 1, 0, 4096, 255, 4096, 0, *[0] * 6)
-        raise OSError(errno.ENOSYS, "not implemented")
+        raise OSError(errno.ENOSYS, "not implemented")  # FLUSH too: the kernel then stops sending it
 
 
 def node_text(prefix: str, tables: Callable[[int], dict[str, Row] | None]) -> Callable[[int], str]:
     """`text_for` over a per-CTID table source (e.g. a cached `FastReader` result)."""
 
+    made: dict[int | None, tuple[object, str]] = {}
+
     def text_for(pid: int) -> str:
         ctid = ctid_of(pid, prefix)
         rows = tables(ctid) if ctid is not None else None
-        return user_beancounters({ctid: rows} if ctid is not None and rows else {})
+        cached = made.get(ctid)
+        if cached is not None and cached[0] is rows:
+            return cached[1]  # the same table as last time: format it once
+        text = user_beancounters({ctid: rows} if ctid is not None and rows else {})
+        made[ctid] = (rows, text)
+        return text
 
     return text_for
 
