@@ -46,9 +46,13 @@ def ctid_of(pid: int, prefix: str) -> int | None:
     """The CTID whose cgroups hold `pid` (from /proc/PID/cgroup), or None."""
     try:
         with open(f"/proc/{pid}/cgroup", encoding="ascii", errors="replace") as fh:
-            text = fh.read()
+            return ctid_in(fh.read(), prefix)
     except OSError:
         return None
+
+
+def ctid_in(text: str, prefix: str) -> int | None:
+    """The CTID named by a /proc/PID/cgroup text (`N:ctrl:/<prefix>/<ctid>/...`), or None."""
     for line in text.splitlines():
         path = line.split(":", 2)[-1]
         parts = path.split("/")

@@ -189,3 +189,16 @@ def test_dev_shm_fill_is_capped_and_counted_as_shmpages(limited_vps, runtime) ->
     rows = read(runtime, ctid).rows
     assert rows["shmpages"].held - before["shmpages"].held >= filled - MB
     assert rows["physpages"].held - before["physpages"].held >= filled - 4 * MB
+
+
+def test_numfile_raise_on_a_running_vps_is_reported(limited_vps, runtime) -> None:
+    ctid = limited_vps(Limits(numfile=500))
+    done = apply(runtime.cgroups, ctid, Limits(numfile=1000), init_pid=runtime.status(ctid).init_pid,
+                 previous=Limits(numfile=500))
+    with open(f"/proc/{runtime.status(ctid).init_pid}/limits", encoding="ascii") as fh:
+        line = next(x for x in fh if x.startswith("Max open files")).split()
+    # Raising a hard limit needs CAP_SYS_RESOURCE: without it the change waits for a restart.
+    if "numfile" in done.restart:
+        assert line[3:5] == ["500", "500"] and "numfile" not in done.live
+    else:
+        assert line[3:5] == ["1000", "1000"] and "numfile" in done.live
