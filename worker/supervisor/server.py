@@ -352,8 +352,14 @@ class Supervisor:
             creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
             _pid, uid, _gid = struct.unpack("3i", creds)
             if uid != 0:
-                conn.sendall(protocol.encode({"v": protocol.VERSION, "ok": False, "error": "PermissionDenied",
-                                              "message": "the supervisor serves root only"}))
+                # Take the request off the socket first: closing one with unread data resets it
+                # before the client has read the refusal.
+                conn.settimeout(5)
+                with contextlib.suppress(OSError, KernelError):
+                    protocol.read_line(conn)
+                with contextlib.suppress(OSError):
+                    conn.sendall(protocol.encode({"v": protocol.VERSION, "ok": False, "error": "PermissionDenied",
+                                                  "message": "the supervisor serves root only"}))
                 return
             try:
                 request = protocol.decode(protocol.read_line(conn))

@@ -150,9 +150,9 @@ def test_a_non_root_client_is_refused(node_config, subreaper) -> None:
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 sock.connect(sup.path)
                 sock.sendall(protocol.encode({"v": protocol.VERSION, "op": "list"}))
-                os.write(write_fd, protocol.read_line(sock))
+                os.write(write_fd, protocol.read_line(sock) or b"(connection closed without a reply)")
             except BaseException as exc:
-                os.write(write_fd, repr(exc).encode())
+                os.write(write_fd, f"child: {exc!r}".encode())
             finally:
                 os._exit(0)
         os.close(write_fd)
