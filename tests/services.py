@@ -98,8 +98,14 @@ class Stack:
     def start_supervisor(self, log_dir: Path, name: str = "supervisor") -> Process:
         """The node supervisor on the node's env (its socket: <state root>/run/supervisor.sock)."""
         base = {k: v for k, v in os.environ.items() if not k.startswith(("CTPANEL_", "DJANGO_"))}
+        log = log_dir / f"{name}.log"
+        before = log.read_text().count(" ready on ") if log.exists() else 0  # a restart appends
         proc = start_process(name, [sys.executable, "-m", "worker.supervisor"], {**base, **self.node_env}, log_dir)
-        proc.wait_for_log(" ready on ")
+        deadline = time.monotonic() + 30
+        while proc.log().count(" ready on ") <= before:
+            if proc.popen.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not come up:\n{proc.log()[-4000:]}")
+            time.sleep(0.05)
         self.processes[name] = proc
         return proc
 

@@ -62,7 +62,7 @@ def test_a_vps_started_through_the_supervisor_survives_kill_9_of_worker_and_supe
         assert rt.exec(vps.ctid, ["hostname"], timeout=10).stdout.decode().strip() == "sup1"
 
         supervisor = stack.start_supervisor(tmp_path)
-        stack.start_node_worker(tmp_path)
+        stack.start_node_worker(tmp_path)  # its log: a new file in tmp_path
         assert client.status(vps.ctid)["init_pid"] == pid
         vps.refresh_from_db()
         finished(services.stop(customer, vps))
