@@ -93,3 +93,10 @@ class PtrForm(UserFormMixin, forms.Form):
 class SuspendForm(UserFormMixin, forms.Form):
     reason = forms.CharField(label="Reason shown to the customer", max_length=200, required=False,
                              help_text="e.g. unpaid invoice 2026-11")
+
+
+class ChangePlanForm(UserFormMixin, forms.Form):
+    """Another plan for a running VPS (resized live; the budget must have room for the new plan)."""
+
+    plan = PlanChoiceField(queryset=Plan.objects.filter(active=True).select_related("owner"), label="New plan",
+                           help_text="Plans the VPS's customer may use; its budget must have room for it")

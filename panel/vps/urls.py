@@ -14,6 +14,7 @@ urlpatterns = [
     path("vps/<int:ctid>/pause/", views.PauseView.as_view(), name="pause"),
     path("vps/<int:ctid>/resume/", views.ResumeView.as_view(), name="resume"),
     path("vps/<int:ctid>/hostname/", views.HostnameView.as_view(), name="hostname"),
+    path("vps/<int:ctid>/plan/", views.ChangePlanView.as_view(), name="plan"),
     path("vps/<int:ctid>/password/", views.RootPasswordView.as_view(), name="password"),
     path("vps/<int:ctid>/ssh-keys/", views.SSHKeysView.as_view(), name="ssh-keys"),
     path("vps/<int:ctid>/addresses/<int:pk>/ptr/", views.PtrView.as_view(), name="ptr"),

@@ -31,10 +31,19 @@ from panel.core.permissions import CHANGE, VIEW
 from panel.nodes import ippools
 from panel.nodes.choices import NodeState
 from panel.nodes.models import IPAddress
+from panel.plans.models import Plan
 from panel.vps import addresses, services
 from panel.vps.choices import VpsState
 from panel.vps.filtersets import VPSFilterSet
-from panel.vps.forms import HostnameForm, PtrForm, RootPasswordForm, SSHKeysForm, SuspendForm, VPSCreateForm
+from panel.vps.forms import (
+    ChangePlanForm,
+    HostnameForm,
+    PtrForm,
+    RootPasswordForm,
+    SSHKeysForm,
+    SuspendForm,
+    VPSCreateForm,
+)
 from panel.vps.models import VPS
 from panel.vps.tables import VPSOperationTable, VPSTable
 from worker import protocol
@@ -155,7 +164,7 @@ class VPSView(generic.ObjectView):
             "progress_title": action_label(current) if current else "",
             "history": labelled_history(obj), "actions": power_actions(obj) if can_change else [],
             "hostname_form": HostnameForm(initial={"hostname": obj.hostname}, user=request.user),
-            "password_form": RootPasswordForm(user=request.user),
+            "password_form": RootPasswordForm(user=request.user), "plan_form": plan_form(request, obj),
             "keys_form": SSHKeysForm(initial={"ssh_keys": "\n".join(obj.ssh_keys)}, user=request.user),
             "addresses": addresses.of(obj), "can_suspend": can_change and not request.user.is_customer,
             "suspend_form": SuspendForm(user=request.user),
@@ -324,6 +333,29 @@ class HostnameView(VPSFormView):
 
     def perform(self, request, vps, data):
         return services.set_hostname(request.user, vps, data["hostname"])
+
+
+class ChangePlanView(VPSFormView):
+    """Another plan: only plans the VPS's customer may use are offered (the service checks it again)."""
+
+    form = ChangePlanForm
+    heading = "Plan"
+    success_message = "Changing the plan…"
+
+    def get_form(self, request: HttpRequest, obj: VPS | None) -> forms.BaseForm:
+        return plan_form(request, obj, request.POST if request.method == "POST" else None)
+
+    def perform(self, request, vps, data):
+        return services.change_plan(request.user, vps, data["plan"])
+
+
+def plan_form(request: HttpRequest, vps: VPS, data: Any = None) -> ChangePlanForm:
+    """Offered: active plans both the user may view and the VPS's customer may use."""
+    form = ChangePlanForm(data, initial={"plan": vps.plan_id}, user=request.user)
+    generic.restrict_choices(form, request.user)
+    form.fields["plan"].queryset = form.fields["plan"].queryset.filter(
+        pk__in=Plan.objects.restrict(vps.customer).filter(active=True).values("pk"))
+    return form
 
 
 class RootPasswordView(VPSFormView):

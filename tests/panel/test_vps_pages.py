@@ -74,8 +74,8 @@ def granted(t: Tenants, reseller, customer, **limits):
 
 
 def small_plan(owner, name: str = "small", **fields):
-    return plans.create_plan(owner, name=name, ram=2**30, diskspace=10 * GB, cpus=1, ipv4_count=0, ipv6_count=0,
-                             **fields)
+    return plans.create_plan(owner, name=name, **{"ram": 2**30, "diskspace": 10 * GB, "cpus": 1, "ipv4_count": 0,
+                                                  "ipv6_count": 0, **fields})
 
 
 # --- who may open what ------------------------------------------------------------------------------
@@ -432,6 +432,27 @@ def test_reverse_dns_of_the_vps_addresses_only(t, vpss, node):
     assert client.post(f"/vps/{vpss['customer2'].ctid}/addresses/{theirs.pk}/ptr/", {"ptr": "x.example.com"}
                        ).status_code == 404
     assert IPAddress.objects.get(pk=theirs.pk).ptr == ""
+
+
+def test_plan_change_offers_the_customers_plans_and_reserves_the_budget(t, node):
+    granted(t, t.reseller1, t.customer1, ram=3 * 2**30)
+    small, big = small_plan(t.reseller1), small_plan(t.reseller1, name="big", ram=2 * 2**30)
+    huge = small_plan(t.reseller1, name="huge", ram=4 * 2**30)
+    foreign = small_plan(t.reseller2, name="foreign")
+    client = client_for(t.customer1)
+    client.post("/vps/add/", {"plan": small.pk, "template": "busybox", "hostname": "web1"})
+    vps = VPS.objects.get()
+    page = client.get(f"/vps/{vps.ctid}/").content.decode()
+    assert ">big<" in page and "foreign" not in page
+    assert client.post(f"/vps/{vps.ctid}/plan/", {"plan": foreign.pk}).status_code == 400
+    over = client.post(f"/vps/{vps.ctid}/plan/", {"plan": huge.pk})
+    assert over.status_code == 400 and "budget" in over.content.decode()
+    response = client.post(f"/vps/{vps.ctid}/plan/", {"plan": big.pk})
+    vps.refresh_from_db()
+    op = Operation.objects.first()
+    assert (vps.plan, vps.limits["ram"], op.action) == (big, 2 * 2**30, protocol.TASK_VPS_SET)
+    assert response["Location"] == f"/vps/{vps.ctid}/?op={op.pk}"
+    assert Allocation.objects.get(holder=vps.budget_holder).ram == 2 * 2**30
 
 
 def test_suspension_by_the_reseller_locks_the_customer_out(t, vpss):
