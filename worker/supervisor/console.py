@@ -7,6 +7,7 @@ import os
 import queue
 import socket
 import threading
+import time
 
 RING_SIZE = 64 * 1024
 CLIENT_BACKLOG = 256  # chunks queued per attached client before it is dropped as too slow
@@ -89,7 +90,7 @@ class Console:
             try:
                 view = view[os.write(master, view):]
             except BlockingIOError:
-                threading.Event().wait(0.01)
+                time.sleep(0.01)
             except OSError:
                 return
 
