@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
 import pytest
 
@@ -12,24 +11,13 @@ from kernel.config import NodeConfig as KernelNodeConfig
 from kernel.runtime import Runtime
 from panel.accounts.choices import Role
 from panel.accounts.models import User
-from panel.core.models import Operation
 from panel.nodes import services as nodes
 from panel.vps import services
+from tests.panel.vps.test_lifecycle import finished
 from worker.supervisor import protocol
 from worker.supervisor.client import Client
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-def finished(op: Operation, timeout: float = 60) -> Operation:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        op.refresh_from_db()
-        if op.is_terminal:
-            assert op.status == "succeeded", f"{op.action}: {op.error_code}: {op.error_message}"
-            return op
-        time.sleep(0.1)
-    raise AssertionError(f"{op.action} still {op.status} after {timeout:g} s")
 
 
 def ppid(pid: int) -> int:
