@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
+from kernel.run import run
 from kernel.runtime import Runtime
 from kernel.ubc import FastReader, Ledger, Limits, Sample, account, apply
 
@@ -202,3 +203,11 @@ def test_numfile_raise_on_a_running_vps_is_reported(limited_vps, runtime) -> Non
         assert line[3:5] == ["500", "500"] and "numfile" not in done.live
     else:
         assert line[3:5] == ["1000", "1000"] and "numfile" in done.live
+
+
+def test_ioprio_on_the_vps_processes(limited_vps, runtime) -> None:
+    ctid = limited_vps(Limits(ioprio=7))
+    init = runtime.status(ctid).init_pid
+    assert run(["ionice", "-p", str(init)]).stdout.strip() == "best-effort: prio 7"
+    apply(runtime.cgroups, ctid, Limits(ioprio=2), previous=Limits(ioprio=7))
+    assert run(["ionice", "-p", str(init)]).stdout.strip() == "best-effort: prio 2"
