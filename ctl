@@ -322,6 +322,8 @@ cmd_up() {
     -A panel.celery worker -Q "$PANEL_QUEUE" -n "panel@%h" --concurrency 2 --loglevel INFO
   spawn beat "$PANEL_USER" "$penv" "$celery" --workdir "$TOP" \
     -A panel.celery beat --schedule "$HOME_DIR/beat/schedule" --loglevel INFO
+  # The supervisor parents the VPS inits and holds their consoles; VPSs outlive it.
+  spawn supervisor root "$nenv" "$PY" -m worker.supervisor
   spawn node-worker root "$nenv" "$celery" --workdir "$TOP" \
     -A worker.celery_app worker -Q "node.$NODE_NAME" -n "node-$NODE_NAME@%h" --concurrency 2 --loglevel INFO
 
@@ -365,7 +367,8 @@ cmd_down() {
   need_root down
   profile "${1:-quickstart}"
   local bin
-  for name in web panel-worker beat node-worker redis; do stop_named "$name"; done
+  # VPSs keep running: stopping the supervisor and the node worker leaves them alone.
+  for name in web panel-worker beat node-worker supervisor redis; do stop_named "$name"; done
   bin=$(pg_bin)
   if [ -n "$bin" ] && [ -f "$HOME_DIR/pg/PG_VERSION" ]; then
     runuser -u postgres -- "$bin/pg_ctl" -D "$HOME_DIR/pg" -m fast stop >/dev/null 2>&1 || true
@@ -376,7 +379,7 @@ cmd_down() {
 
 cmd_status() {
   profile "${1:-quickstart}"
-  for name in postgres redis web panel-worker beat node-worker; do
+  for name in postgres redis web panel-worker beat supervisor node-worker; do
     if is_running "$name"; then echo "$name: running (pid $(cat "$RUN/$name.pid"))"; else echo "$name: stopped"; fi
   done
 }
