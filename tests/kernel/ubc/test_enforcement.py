@@ -211,3 +211,39 @@ def test_ioprio_on_the_vps_processes(limited_vps, runtime) -> None:
     assert run(["ionice", "-p", str(init)]).stdout.strip() == "best-effort: prio 7"
     apply(runtime.cgroups, ctid, Limits(ioprio=2), previous=Limits(ioprio=7))
     assert run(["ionice", "-p", str(init)]).stdout.strip() == "best-effort: prio 2"
+
+
+def _probe_ms(runtime: Runtime, ctid: int, samples: int = 15) -> float:
+    """Median ms of a spawn + exec (`true`) inside `ctid`, one every 100 ms."""
+    times = []
+    for _ in range(samples):
+        start = time.perf_counter()
+        assert runtime.exec(ctid, ["true"], timeout=60).returncode == 0
+        times.append((time.perf_counter() - start) * 1000)
+        time.sleep(0.1)
+    return statistics.median(times)
+
+
+@pytest.mark.parametrize(("limits", "attack", "row"), [
+    (Limits(numproc=30), "b() { b & b; }; b", "numproc"),
+    (Limits(cpulimit=25), "while :; do :; done", None),
+])
+def test_neighbour_stays_responsive(limited_vps, runtime, limits, attack, row) -> None:
+    """SECURITY.md's DoS rule: B's probe median within 1.5x of idle while A attacks (one retry).
+    Idle is measured before and after the attack window, and the larger is the baseline, so a
+    change in the host's own load is not blamed on A."""
+    neighbour = limited_vps(Limits())
+    ctid = limited_vps(limits)
+    _probe_ms(runtime, neighbour, 5)  # warm-up
+    idle_before = _probe_ms(runtime, neighbour)
+    sh(runtime, ctid, f"({attack}) {BACKGROUND}")
+    time.sleep(1.0)
+    loaded = _probe_ms(runtime, neighbour)
+    if row:
+        assert read(runtime, ctid).rows[row].failcnt > 0
+    if loaded > 1.5 * idle_before:
+        loaded = _probe_ms(runtime, neighbour)
+    runtime.stop(ctid, fast=True)
+    assert not runtime.status(ctid).running
+    idle = max(idle_before, _probe_ms(runtime, neighbour))
+    assert loaded <= 1.5 * idle, (loaded, idle)
