@@ -9,7 +9,7 @@ import datetime
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.db.models import OuterRef, Subquery
+from django.db.models import Max, OuterRef, Subquery, Sum
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -119,4 +119,15 @@ def home(request: HttpRequest) -> HttpResponse:
             context.update(customers=user.customers.count(),
                            suspended=user.customers.filter(is_active=False).count(),
                            changes=ObjectChange.objects.restrict(user, VIEW).select_related("content_type")[:8])
+    if not user.is_customer:
+        context["limit_hits"] = limit_hits(user)
     return render(request, "dashboard.html", context)
+
+
+def limit_hits(user: Any, hours: int = 24, limit: int = 8) -> list[dict[str, Any]]:
+    """VPSs whose beancounters refused requests lately (most refusals first): where to look for trouble."""
+    since = timezone.now() - datetime.timedelta(hours=hours)
+    rows = (FailEvent.objects.restrict(user, VIEW).filter(time__gte=since)
+            .values("vps__ctid", "vps__hostname", "resource").annotate(count=Sum("count"), last=Max("time"))
+            .order_by("-count", "vps__ctid")[:limit])
+    return list(rows)

@@ -522,3 +522,16 @@ def test_usage_part_shows_what_the_node_reported_and_nothing_else(t, vpss):
     for viewer in (t.customer2, t.reseller2):
         assert client_for(viewer).get(f"/vps/{vps.ctid}/usage/").status_code == 404
     assert client_for(t.reseller1).get(f"/vps/{vps.ctid}/usage/").status_code == 200
+
+
+def test_staff_dashboards_list_the_vpss_that_hit_limits_lately(t, vpss):
+    now = timezone.now()
+    FailEvent.objects.create(vps=vpss["customer1"], time=now, resource="numproc", count=3, held=128, limit=128)
+    FailEvent.objects.create(vps=vpss["customer1"], time=now, resource="numproc", count=2, held=128, limit=128)
+    FailEvent.objects.create(vps=vpss["customer2"], time=now - datetime.timedelta(days=2), resource="numfile",
+                             count=9)
+    for viewer, shown in ((t.admin, True), (t.reseller1, True), (t.reseller2, False)):
+        page = client_for(viewer).get("/").content.decode()
+        assert ("one.example.com</a>: <code>numproc</code> refused 5 requests" in page) == shown, viewer
+        assert "numfile" not in page  # older than a day
+    assert "Limits hit" not in client_for(t.customer1).get("/").content.decode()
