@@ -19,6 +19,13 @@ across all of it::
 A hook is any callable taking a `StartContext`; it registers its own undo
 with `ctx.revert.add(...)`. If any step fails, everything done so far is
 undone, newest first: no half-made cgroup, mount, namespace or process.
+
+Volumes come from `kernel.storage` (`Runtime(..., storage=)`; by default the
+node's storage.json, or one `dir` pool at the private directory): create makes
+the volume, the first `volume` step activates it, stop deactivates it, destroy
+removes it. With `network=` (a `kernel.net.network.Network`), its start and
+files hooks run first in their stages, stop/collect release the VPS's host-side
+network and destroy forgets it (docs/runtime.md, "Wiring").
 """
 
 from __future__ import annotations
@@ -31,15 +38,18 @@ import signal
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from kernel import cgroups, enter, spawn, statefile, vpsfiles
 from kernel import syscalls as sc
 from kernel.config import NodeConfig, check_ctid
-from kernel.errors import AlreadyExists, Busy, InvalidArgument, KernelError, NotFound, from_oserror
+from kernel.errors import AlreadyExists, Busy, InvalidArgument, KernelError, NotFound
 from kernel.idrange import IdAllocator, IdRange
 from kernel.registry import Record, Registry
 from kernel.reverter import Reverter
 from kernel.rootfs import RootfsOptions
+from kernel.storage.base import Limits as DiskLimits
+from kernel.storage.volumes import Storage
 from kernel.templates import TemplateCache
 
 STAGES = ("volume", "network", "files", "limits", "started")
@@ -67,6 +77,9 @@ class CreateSpec:
     hostname: str = ""
     onboot: bool = False
     panel_managed: bool = False
+    layout: str | None = None  # storage pool name; None: the node's default pool
+    limits: DiskLimits = field(default_factory=DiskLimits)
+    adopt: bool = False  # register the volume the storage already holds for this CTID (a restore made it)
 
 
 @dataclass(frozen=True)
@@ -134,6 +147,15 @@ class StartContext:
 Hook = Callable[[StartContext], None]
 
 
+class NetworkHooks(Protocol):
+    """What the runtime calls of `kernel.net.network.Network` (not imported: pyroute2 stays optional)."""
+
+    def start_hook(self, ctx: StartContext) -> None: ...
+    def files_hook(self, ctx: StartContext) -> None: ...
+    def release(self, ctid: int) -> None: ...
+    def forget(self, ctid: int) -> None: ...
+
+
 def _stat(pid: int) -> list[str] | None:
     """/proc/PID/stat fields from the state on (field 3 is [0]), or None if gone."""
     try:
@@ -166,18 +188,28 @@ class Runtime:
         cgroup_driver: cgroups.CgroupDriver | None = None,
         hooks: Mapping[str, Sequence[Hook]] | None = None,
         lxcfs: str | None = DEFAULT_LXCFS,
+        storage: Storage | None = None,
+        network: NetworkHooks | None = None,
     ) -> None:
-        """`lxcfs`: where lxcfs is mounted; used only while an lxcfs is actually mounted there."""
+        """`lxcfs`: where lxcfs is mounted; used only while an lxcfs is actually mounted there.
+
+        `storage.setup()` is the caller's (worker start, set-up): btrfs pools switch quota on.
+        """
         self.config = config
         self.lxcfs = lxcfs
         self.cgroups = cgroup_driver or cgroups.detect(config.cgroup_prefix)
         self.registry = Registry(config)
         self.ids = IdAllocator(config)
-        self.templates = TemplateCache(config)
+        self.templates = storage.templates if storage else TemplateCache(config)
+        self.storage = storage or Storage(config, templates=self.templates)
+        self.network = network
         unknown = set(hooks or {}) - set(STAGES)
         if unknown:
             raise InvalidArgument(f"unknown start stages: {sorted(unknown)}")
         self.hooks: dict[str, list[Hook]] = {s: list((hooks or {}).get(s, ())) for s in STAGES}
+        if network is not None:
+            self.hooks["network"].insert(0, network.start_hook)
+            self.hooks["files"].insert(0, network.files_hook)
         for directory in (config.run_dir, config.private_dir):
             os.chmod(statefile.ensure_dir(directory, 0o700), 0o700)  # VPS roots: host users keep out
 
@@ -204,7 +236,8 @@ class Runtime:
 
     # -- create / destroy ------------------------------------------------------------------
     def create(self, spec: CreateSpec) -> Record:
-        """Allocate ids, unpack the template onto a new directory volume, register the VPS."""
+        """Allocate ids, make the volume from the template in its pool (with its disk limits),
+        register the VPS. With `spec.adopt`, the storage's existing volume is used as it is."""
         check_ctid(spec.ctid)
         if spec.hostname:
             vpsfiles.check_hostname(spec.hostname)
@@ -216,13 +249,12 @@ class Runtime:
             ids = self.ids.allocate(spec.ctid)
             if fresh_ids:
                 revert.add(lambda: self.ids.release(spec.ctid), "release ids")
-            volume = self.volume_path(spec.ctid)
-            try:
-                os.mkdir(volume, 0o755)
-            except OSError as exc:  # EEXIST: a crashed create's volume; destroy removes it
-                raise from_oserror(exc, f"CT {spec.ctid}: cannot create the volume") from exc
-            revert.add(lambda: shutil.rmtree(volume, ignore_errors=True), "remove volume")
-            self.templates.install(spec.template, volume)
+            if spec.adopt:
+                volume = self.storage.activate(spec.ctid)
+            else:
+                # An existing volume (a crashed create's) is refused as AlreadyExists; destroy removes it.
+                volume = self.storage.create(spec.ctid, spec.template, spec.limits, spec.layout)
+                revert.add(lambda: self.storage.destroy(spec.ctid), "destroy volume")
             if spec.hostname:
                 with vpsfiles.VpsRoot(volume) as root:
                     vpsfiles.write_hostname(root, spec.hostname)
@@ -255,8 +287,11 @@ class Runtime:
             record = self.registry.find(ctid)
             self._umount_root(ctid)
             self.cgroups.remove(ctid)
+            if self.network is not None:
+                self.network.forget(ctid)
+            self.storage.destroy(ctid)
             volume = record.volume if record else self.volume_path(ctid)
-            if os.path.lexists(volume):
+            if os.path.lexists(volume):  # made before storage pools (or a crashed dir create)
                 shutil.rmtree(volume)
             self.ids.release(ctid)
             statefile.remove(self._state_path(ctid))
@@ -328,6 +363,7 @@ class Runtime:
                 revert=revert,
                 options=StartOptions(),
             )
+            self._activate(ctx)
             self._run_hooks("volume", ctx)
             statefile.ensure_dir(self.config.path("root"), 0o700)
             target = self.root_path(ctid)
@@ -438,6 +474,11 @@ class Runtime:
         for hook in self.hooks[stage]:
             hook(ctx)
 
+    def _activate(self, ctx: StartContext) -> None:
+        """The built-in first `volume` step (idempotent: a stopped VPS may stay active, no undo)."""
+        if self.storage.find(ctx.record.ctid) is not None:
+            ctx.volume = self.storage.activate(ctx.record.ctid)
+
     def _start(self, record: Record, options: StartOptions) -> int | None:
         ctid = record.ctid
         with Reverter() as revert:
@@ -449,6 +490,7 @@ class Runtime:
                 revert=revert,
                 options=options,
             )
+            self._activate(ctx)
             self._run_hooks("volume", ctx)
             if not os.path.isdir(ctx.volume):
                 raise NotFound(f"CT {ctid}: volume is missing", path=ctx.volume)
@@ -583,6 +625,11 @@ class Runtime:
         self.cgroups.remove(ctid)
         statefile.remove(self._state_path(ctid))
         _rmdir(self._stage_dir(ctid))
+        if self.network is not None:
+            self.network.release(ctid)
+        if self.storage.find(ctid) is not None:
+            with contextlib.suppress(Busy):  # a host shell may sit inside the mount
+                self.storage.deactivate(ctid)
 
     # -- freeze ------------------------------------------------------------------------------------
     def freeze(self, ctid: int) -> None:
@@ -596,6 +643,20 @@ class Runtime:
         with self.lock(ctid):
             if not self._running_pid(ctid):
                 raise NotFound(f"CT {ctid} is not running")
+            self.cgroups.thaw(ctid)
+
+    @contextlib.contextmanager
+    def quiesce(self, ctid: int) -> Iterator[None]:
+        """Keep a running VPS frozen for the block, taking no lock: for a caller that already
+        holds the VPS's lock (snapshots, backups: `functools.partial(rt.quiesce, ctid)` is a
+        `kernel.storage.base.Quiesce`). A stopped or already paused VPS is left as it is."""
+        if not self._running_pid(ctid) or self.cgroups.frozen(ctid):
+            yield
+            return
+        self.cgroups.freeze(ctid)
+        try:
+            yield
+        finally:
             self.cgroups.thaw(ctid)
 
     # -- exec ----------------------------------------------------------------------------------------

@@ -16,12 +16,17 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from pyroute2 import IPRoute
+from pyroute2 import IPRoute, config
 from pyroute2.netlink.exceptions import NetlinkError
 
 from kernel.errors import InvalidArgument, KernelError, NotFound, from_errno
 
 IFNAMSIZ = 15
+
+# pyroute2 ends its forked namespace child with SIGTERM. The child inherits the caller's handlers:
+# in a Celery pool process (or the supervisor) that handler ran the parent's shutdown code in the
+# child, which took the pool process down with it. The child must die on SIGTERM as such.
+config.disable_mp_signal = True
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from kernel import syscalls as sc
 from kernel.config import NodeConfig
 from kernel.errors import KernelError
 from kernel.run import run
-from kernel.runtime import CreateSpec, Runtime, StartContext
+from kernel.runtime import CreateSpec, Runtime
 from kernel.storage import loop, mounts
 from kernel.storage.base import Limits, PoolConfig
 from kernel.storage.volumes import Storage, StorageConfig
@@ -86,12 +86,8 @@ def storage(node_config: NodeConfig, btrfs_mount: str) -> Iterator[Storage]:
 
 @pytest.fixture(scope="session")
 def pool_runtime(node_config: NodeConfig, subreaper: None, storage: Storage) -> Runtime:
-    """A runtime whose `volume` stage roots each VPS in its storage volume (the planned wiring)."""
-
-    def volume(ctx: StartContext) -> None:
-        ctx.volume = storage.activate(ctx.record.ctid)
-
-    return Runtime(node_config, hooks={"volume": [volume]})
+    """A runtime over the test pools: each VPS is rooted in its storage volume."""
+    return Runtime(node_config, storage=storage)
 
 
 @pytest.fixture
@@ -121,7 +117,7 @@ def make_vps(pool_runtime: Runtime, storage: Storage, make_volume: Callable[...,
     def make(pool: str, limits: Limits | None = None, *, start: bool = True) -> int:
         ctid = make_volume(pool, limits)
         made.append(ctid)
-        pool_runtime.create(CreateSpec(ctid=ctid, template="busybox"))
+        pool_runtime.create(CreateSpec(ctid=ctid, template="busybox", adopt=True))
         if start:
             pool_runtime.start(ctid)
         return ctid

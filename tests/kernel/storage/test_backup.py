@@ -107,8 +107,8 @@ def test_backup_destroy_restore_to_new_ctid_is_identical(
         "chmod 4755 /bin/busybox && mkdir -m 1777 /srv/drop && mkfifo /srv/fifo"
     )], timeout=30).returncode
     assert code == 0
-    pool_runtime.stop(ctid)
-    root = storage.get(ctid).root
+    pool_runtime.stop(ctid)  # deactivates the volume: activate it again to read the tree
+    root = storage.activate(ctid)
     before = manifest(root)
     before.pop("srv/fifo")
     assert before["home/alice/notes"][2:4] == (1000, 1000)
@@ -130,7 +130,7 @@ def test_backup_destroy_restore_to_new_ctid_is_identical(
         assert after == before
         if pool == "fast":
             assert storage.usage(target).bytes_limit == 96 * MiB
-        pool_runtime.create(CreateSpec(ctid=target, template="busybox"))
+        pool_runtime.create(CreateSpec(ctid=target, template="busybox", adopt=True))
         pool_runtime.start(target)
         result = pool_runtime.exec(target, ["sh", "-c", "ls -ln /home/alice/notes; cat /home/alice/notes"])
         assert b" 1000 " in result.stdout and b"secret" in result.stdout, result
