@@ -18,6 +18,27 @@ class ConfigError(RuntimeError):
     """A required setting is missing or wrong; the message says which and where."""
 
 
+def _ports(env: dict[str, str], name: str) -> tuple[int, ...]:
+    words = [w.strip() for w in env.get(name, "").split(",") if w.strip()]
+    if not all(w.isdigit() and 0 < int(w) < 65536 for w in words):
+        raise ConfigError(f"{name}: expected comma-separated port numbers, got {env[name]!r}")
+    return tuple(int(w) for w in words)
+
+
+def _pools(env: dict[str, str]) -> tuple[tuple[str, str, str], ...]:
+    """CTPANEL_STORAGE_POOLS: `name:driver:/path[,...]`, e.g. `fast:btrfs:/vz/btrfs,img:image:/vz/images`."""
+    pools = []
+    for item in (w.strip() for w in env.get("CTPANEL_STORAGE_POOLS", "").split(",")):
+        if not item:
+            continue
+        name, _, rest = item.partition(":")
+        driver, _, path = rest.partition(":")
+        if not (name and driver and path.startswith("/")):
+            raise ConfigError(f"CTPANEL_STORAGE_POOLS: expected name:driver:/absolute/path, got {item!r}")
+        pools.append((name, driver, path))
+    return tuple(pools)
+
+
 def require(env: dict[str, str], name: str, hint: str) -> str:
     value = env.get(name, "").strip()
     if not value:
@@ -35,6 +56,14 @@ class NodeConfig:
     trusted_certs: str
     state_root: str
     cgroup_prefix: str
+    # Storage pools (name, driver, path); empty: <state_root>/storage.json, else one `dir` pool.
+    storage_pools: tuple[tuple[str, str, str], ...] = ()
+    storage_default: str = ""  # default: the first pool
+    backup_dir: str = ""  # default: <state_root>/backup
+    net_uplink: str | None = None  # None: VPS traffic never leaves the node
+    net_host_netns: str | None = None  # a named network namespace as the host side (tests); None: our own
+    net_open_tcp: tuple[int, ...] = ()  # node services VPSs may reach
+    net_open_udp: tuple[int, ...] = ()
 
     @property
     def queue(self) -> str:
@@ -58,4 +87,11 @@ class NodeConfig:
             trusted_certs=require(env, "CTPANEL_TRUSTED_CERTS", hint),
             state_root=env.get("CTPANEL_STATE_ROOT") or f"/var/lib/ctpanel/node/{name}",
             cgroup_prefix=env.get("CTPANEL_CGROUP_PREFIX") or "ctpanel",
+            storage_pools=_pools(env),
+            storage_default=env.get("CTPANEL_STORAGE_DEFAULT", "").strip(),
+            backup_dir=env.get("CTPANEL_BACKUP_DIR", "").strip(),
+            net_uplink=env.get("CTPANEL_NET_UPLINK", "").strip() or None,
+            net_host_netns=env.get("CTPANEL_NET_HOST_NETNS", "").strip() or None,
+            net_open_tcp=_ports(env, "CTPANEL_NET_OPEN_TCP"),
+            net_open_udp=_ports(env, "CTPANEL_NET_OPEN_UDP"),
         )

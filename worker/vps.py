@@ -8,13 +8,22 @@ shared with vzctl on the node.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from collections.abc import Callable
+from dataclasses import replace
 from functools import cache
 from typing import Any
 
+from kernel import cgroups, statefile, ubc
 from kernel.config import NodeConfig as KernelNodeConfig
 from kernel.errors import NotFound
+from kernel.net.config import NetConfig, Rate, VpsNet
+from kernel.net.network import Network
 from kernel.runtime import CreateSpec, Runtime
+from kernel.storage.base import Limits as DiskLimits
+from kernel.storage.base import PoolConfig
+from kernel.storage.volumes import Storage, StorageConfig
 from worker import protocol
 from worker.config import NodeConfig
 from worker.execution import OperationContext
@@ -23,10 +32,43 @@ from worker.supervisor.client import try_request
 BUSYBOX = "busybox"
 
 
+def storage_config(config: NodeConfig, node: KernelNodeConfig) -> StorageConfig | None:
+    """The pools from CTPANEL_STORAGE_POOLS; None: kernel/storage's own default (storage.json or `dir`)."""
+    if not config.storage_pools:
+        return None
+    return StorageConfig(
+        pools=tuple(PoolConfig(name, driver, path) for name, driver, path in config.storage_pools),
+        default=config.storage_default or config.storage_pools[0][0],
+        backup_dir=config.backup_dir or node.path("backup"),
+    )
+
+
+def beancounters_path(rt: Runtime, ctid: int) -> str:
+    """Where the node keeps a VPS's beancounter limits (the kernel's ubc keeps none)."""
+    return os.path.join(rt.config.path("ubc"), f"limits-{ctid}.json")
+
+
+def beancounters(rt: Runtime, ctid: int) -> ubc.Limits:
+    """The VPS's beancounter limits as last converged (the `limits` start stage reads them)."""
+    try:
+        return ubc.Limits.from_protocol(statefile.read_json(beancounters_path(rt, ctid)))
+    except NotFound:
+        return ubc.Limits()
+
+
 @cache
 def runtime(config: NodeConfig) -> Runtime:
-    return Runtime(KernelNodeConfig(node=config.name, state_root=config.state_root,
-                                    cgroup_prefix=config.cgroup_prefix))
+    """The node's runtime with its storage pools, network and beancounters; readies pools and network once."""
+    node = KernelNodeConfig(node=config.name, state_root=config.state_root, cgroup_prefix=config.cgroup_prefix)
+    storage = Storage(node, storage_config(config, node))
+    storage.setup()
+    network = Network(node, NetConfig(host_netns=config.net_host_netns, uplink=config.net_uplink,
+                                      open_tcp=config.net_open_tcp, open_udp=config.net_open_udp))
+    network.setup_node()
+    driver = cgroups.detect(config.cgroup_prefix)
+    rt = Runtime(node, cgroup_driver=driver, storage=storage, network=network,
+                 hooks={"limits": [ubc.limits_hook(driver, lambda ctid: beancounters(rt, ctid))]})
+    return rt
 
 
 def ensure_template(rt: Runtime, name: str) -> None:
@@ -49,6 +91,43 @@ def facts(rt: Runtime, ctid: int) -> dict[str, Any]:
     return {"ctid": ctid, "state": state, "init_pid": status.init_pid}
 
 
+def disk_limits(limits: dict[str, int]) -> DiskLimits:
+    """protocol limits → the storage's: the panel sends one (hard) value, soft is the same."""
+    space, inodes = limits.get("diskspace", 0), limits.get("diskinodes", 0)
+    return DiskLimits(diskspace=(space, space), diskinodes=(inodes, inodes),
+                      quotaugidlimit=limits.get("quotaugidlimit", 0))
+
+
+def vps_net(current: VpsNet, request: protocol.VpsRequest) -> VpsNet:
+    """The request's addresses, nameservers and rates over what the node keeps (bridged netifs...)."""
+    return replace(current, ips=(*request.ipv4, *request.ipv6), nameservers=tuple(request.nameservers),
+                   rate=Rate(in_bps=request.limits.get("rate_in", 0), out_bps=request.limits.get("rate_out", 0)))
+
+
+def apply_settings(rt: Runtime, request: protocol.VpsRequest) -> None:
+    """Store the request's disk, network and beancounter settings; a running VPS gets them at once
+    where the kernel allows (disk limits per driver, addresses and rates, live beancounters)."""
+    ctid = request.ctid
+    with rt.lock(ctid):
+        disk = disk_limits(request.limits)
+        volume = rt.storage.find(ctid)
+        if volume is not None and volume.limits != disk:
+            rt.storage.set_limits(ctid, disk)
+        if rt.network is not None:
+            net = rt.network.spec(ctid)
+            wanted = vps_net(net, request)
+            if wanted != net:
+                rt.network.configure(ctid, wanted)  # live when running
+        limits = ubc.Limits.from_protocol(request.limits)
+        previous = beancounters(rt, ctid)
+        if limits != previous:
+            statefile.ensure_dir(rt.config.path("ubc"))
+            statefile.write_json(beancounters_path(rt, ctid), dataclasses.asdict(limits))
+            if rt.status(ctid).running:
+                ubc.apply(rt.cgroups, ctid, limits, previous=previous,
+                          device=ubc.backing_device(rt.storage.activate(ctid)))
+
+
 def converge(rt: Runtime, context: OperationContext, request: protocol.VpsRequest) -> None:
     """Make the VPS exist with the request's settings."""
     record = rt.registry.find(request.ctid)
@@ -59,10 +138,10 @@ def converge(rt: Runtime, context: OperationContext, request: protocol.VpsReques
         ensure_template(rt, request.template)
         context.progress("create", 30)
         rt.create(CreateSpec(ctid=request.ctid, template=request.template, hostname=request.hostname,
-                             onboot=request.onboot, panel_managed=True))
-        return
-    if request.hostname and request.hostname != record.hostname:
+                             onboot=request.onboot, panel_managed=True, limits=disk_limits(request.limits)))
+    elif request.hostname and request.hostname != record.hostname:
         rt.set_hostname(request.ctid, request.hostname)
+    apply_settings(rt, request)
 
 
 def _create(rt: Runtime, context: OperationContext, request: protocol.VpsRequest) -> None:
@@ -110,6 +189,7 @@ def _destroy(rt: Runtime, context: OperationContext, request: protocol.VpsReques
     rt.stop(request.ctid, fast=True)
     context.progress("destroy", 50)
     rt.destroy(request.ctid)
+    statefile.remove(beancounters_path(rt, request.ctid))
 
 
 ACTIONS: dict[str, Callable[[Runtime, OperationContext, protocol.VpsRequest], None]] = {

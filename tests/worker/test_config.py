@@ -28,3 +28,21 @@ def test_missing_setting_names_itself(missing):
 def test_bad_node_name_is_refused():
     with pytest.raises(ConfigError, match="CTPANEL_NODE_NAME"):
         NodeConfig.from_env({**GOOD, "CTPANEL_NODE_NAME": "../etc"})
+
+
+def test_storage_and_network_settings():
+    config = NodeConfig.from_env({**GOOD, "CTPANEL_STORAGE_POOLS": "fast:btrfs:/vz/btrfs, img:image:/vz/images",
+                                  "CTPANEL_NET_OPEN_TCP": "53,8080", "CTPANEL_NET_UPLINK": "eth0"})
+    assert config.storage_pools == (("fast", "btrfs", "/vz/btrfs"), ("img", "image", "/vz/images"))
+    assert (config.net_open_tcp, config.net_open_udp, config.net_uplink) == ((53, 8080), (), "eth0")
+    defaults = NodeConfig.from_env(GOOD)
+    assert (defaults.storage_pools, defaults.net_uplink, defaults.net_host_netns) == ((), None, None)
+
+
+@pytest.mark.parametrize(("name", "value"), [("CTPANEL_STORAGE_POOLS", "fast:btrfs:relative"),
+                                             ("CTPANEL_STORAGE_POOLS", "fast"),
+                                             ("CTPANEL_NET_OPEN_TCP", "53,http"),
+                                             ("CTPANEL_NET_OPEN_UDP", "70000")])
+def test_bad_storage_or_network_setting_names_itself(name, value):
+    with pytest.raises(ConfigError, match=name):
+        NodeConfig.from_env({**GOOD, name: value})
