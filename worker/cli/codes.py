@@ -1,0 +1,47 @@
+"""vzctl's exit codes (OpenVZ's include/vzerror.h numbers) and the mapping from kernel errors."""
+
+from __future__ import annotations
+
+OK = 0
+SYSTEM_ERROR = 3
+COMMAND_FAILED = 8  # `vzctl exec`: the command returned non-zero
+LOCKED = 9
+NO_ACCESS = 12  # panel-managed VPS changed without --force
+NO_CONFIG = 14  # sample config not found
+EXEC_TIMEOUT = 15
+BAD_SYNTAX = 20
+BAD_VALUE = 21
+NOT_RUNNING = 31
+RUNNING = 32
+STOP_ERROR = 33
+NOT_MOUNTED = 40
+MOUNTED = 41
+NO_PRIVATE = 43  # CT does not exist
+PRIVATE_EXISTS = 44  # CT already exists
+BAD_HOSTNAME = 70
+TEMPLATE_NOT_FOUND = 91
+
+
+class Fail(Exception):
+    """Ends a command with `code` after printing `message` to stderr."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def code_for(exc: Exception) -> int:
+    """The exit code for a kernel error that no command-specific check caught first."""
+    from kernel import errors
+
+    if isinstance(exc, errors.Busy):
+        return LOCKED if "locked" in str(exc) else RUNNING
+    if isinstance(exc, errors.Timeout):
+        return EXEC_TIMEOUT
+    if isinstance(exc, errors.AlreadyExists):
+        return PRIVATE_EXISTS
+    if isinstance(exc, errors.NotFound):
+        return NO_PRIVATE
+    if isinstance(exc, errors.InvalidArgument):
+        return BAD_VALUE
+    return SYSTEM_ERROR

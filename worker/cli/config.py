@@ -1,0 +1,60 @@
+"""Where the CLI finds its node: the node worker's CTPANEL_* variables, or node-local defaults.
+
+The broker and signing settings of `worker.config.NodeConfig` are not needed
+here, so this reads only the names that locate the node's state.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kernel.config import NodeConfig
+
+DEFAULT_NODE = "local"
+DEFAULT_CONF_DIR = "/etc/ctpanel/ct"
+SAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                       "deploy", "samples", "vswap.json")
+
+
+@dataclass(frozen=True)
+class CliConfig:
+    node: str
+    state_root: str
+    cgroup_prefix: str
+    conf_dir: str
+    samples: str
+    idmap_registry: str | None = None
+    id_base: int | None = None
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> CliConfig:
+        env = dict(os.environ) if env is None else env
+        node = env.get("CTPANEL_NODE_NAME") or DEFAULT_NODE
+        base = env.get("CTPANEL_ID_BASE")
+        return cls(
+            node=node,
+            state_root=env.get("CTPANEL_STATE_ROOT") or f"/var/lib/ctpanel/node/{node}",
+            cgroup_prefix=env.get("CTPANEL_CGROUP_PREFIX") or "ctpanel",
+            conf_dir=env.get("CTPANEL_CONF_DIR") or DEFAULT_CONF_DIR,
+            samples=env.get("CTPANEL_SAMPLES") or SAMPLES,
+            idmap_registry=env.get("CTPANEL_IDMAP_REGISTRY") or None,
+            id_base=int(base) if base else None,
+        )
+
+    def kernel(self) -> NodeConfig:
+        from kernel.config import NodeConfig
+
+        extra: dict[str, object] = {}
+        if self.idmap_registry:
+            extra["idmap_registry"] = self.idmap_registry
+        if self.id_base is not None:
+            extra["id_base"] = self.id_base
+        return NodeConfig(node=self.node, state_root=self.state_root, cgroup_prefix=self.cgroup_prefix, **extra)
+
+    @property
+    def drift_dir(self) -> str:
+        """Forced changes to panel-managed VPSs, one JSON list per CTID; reconcile reports them."""
+        return os.path.join(self.state_root, "drift")

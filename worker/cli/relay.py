@@ -1,0 +1,116 @@
+"""Relaying the caller's stdio to a command running inside a VPS (`vzctl exec`, `enter`)."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import selectors
+import signal
+import struct
+import termios
+import tty
+
+
+def _copy_winsize(src: int, dst: int) -> None:
+    with contextlib.suppress(OSError):
+        size = fcntl.ioctl(src, termios.TIOCGWINSZ, struct.pack("HHHH", 0, 0, 0, 0))
+        fcntl.ioctl(dst, termios.TIOCSWINSZ, size)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def pty(master: int, stdin: int = 0, stdout: int = 1) -> None:
+    """Copy `stdin` → the VPS's pty master → `stdout` until the VPS side hangs up.
+
+    The caller's terminal is only put in raw mode and read from; it never enters the VPS.
+    """
+    saved = None
+    if os.isatty(stdin):
+        saved = termios.tcgetattr(stdin)
+        _copy_winsize(stdin, master)
+        tty.setraw(stdin)
+        signal.signal(signal.SIGWINCH, lambda *_: _copy_winsize(stdin, master))
+    sel = selectors.PollSelector()
+    sel.register(master, selectors.EVENT_READ)
+    with contextlib.suppress(ValueError, OSError):
+        sel.register(stdin, selectors.EVENT_READ)
+    try:
+        while True:
+            for key, _ in sel.select():
+                try:
+                    data = os.read(key.fd, 65536)
+                except OSError as exc:
+                    if exc.errno != errno.EIO:
+                        raise
+                    data = b""  # EIO: every slave end inside the VPS is closed
+                if key.fd == master:
+                    if not data:
+                        return
+                    _write_all(stdout, data)
+                elif data:
+                    _write_all(master, data)
+                else:
+                    sel.unregister(stdin)
+                    if saved is None:
+                        _write_all(master, b"\x04")  # end of piped input: EOF for the VPS's line discipline
+    finally:
+        sel.close()
+        if saved is not None:
+            signal.signal(signal.SIGWINCH, signal.SIG_DFL)
+            termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
+
+
+def pipes(child_stdin: int, child_stdout: int, child_stderr: int) -> None:
+    """Copy fd 0 → the command's stdin and its stdout/stderr → fds 1/2 until both close."""
+    sel = selectors.PollSelector()
+    outputs = {child_stdout: 1, child_stderr: 2}
+    for fd in outputs:
+        sel.register(fd, selectors.EVENT_READ)
+    pending = b""
+    stdin_open = True
+    try:
+        sel.register(0, selectors.EVENT_READ)
+    except (ValueError, OSError):
+        stdin_open = False
+        os.close(child_stdin)
+    try:
+        while outputs:
+            for key, _ in sel.select():
+                fd = key.fd
+                if fd in outputs:
+                    data = os.read(fd, 65536)
+                    if data:
+                        _write_all(outputs[fd], data)
+                    else:
+                        sel.unregister(fd)
+                        del outputs[fd]
+                elif fd == 0:
+                    pending = os.read(0, 65536)
+                    sel.unregister(0)
+                    if pending:
+                        sel.register(child_stdin, selectors.EVENT_WRITE)
+                    else:
+                        stdin_open = False
+                        os.close(child_stdin)
+                else:
+                    try:
+                        pending = pending[os.write(child_stdin, pending) :]
+                    except BrokenPipeError:
+                        pending, stdin_open = b"", False
+                        sel.unregister(child_stdin)
+                        os.close(child_stdin)
+                        continue
+                    if not pending:
+                        sel.unregister(child_stdin)
+                        sel.register(0, selectors.EVENT_READ)
+    finally:
+        sel.close()
+        if stdin_open:
+            with contextlib.suppress(OSError):
+                os.close(child_stdin)

@@ -1,0 +1,317 @@
+"""`vzctl`: OpenVZ's VPS command on a ctpanel node (docs/cli.md).
+
+Exit codes are OpenVZ's (`worker.cli.codes`). `exec`, `exec2` and `enter` are
+parsed by hand and import only the runtime: they are the hot path.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from worker.cli import codes
+from worker.cli.codes import Fail
+from worker.cli.config import CliConfig
+
+if TYPE_CHECKING:
+    import argparse
+
+    from kernel.runtime import Runtime
+
+CHANGES = ("start", "stop", "restart", "destroy", "mount", "umount", "pause", "resume", "set")
+ENTER_SHELL = "command -v bash >/dev/null && exec bash -l; exec sh -l"
+
+
+def runtime(config: CliConfig) -> Runtime:
+    from kernel.runtime import Runtime
+
+    return Runtime(config.kernel())
+
+
+def parse_ctid(text: str) -> int:
+    if not text.isdigit() or not 100 <= int(text) <= 2**31 - 1:
+        raise Fail(codes.BAD_VALUE, f"Invalid CTID: {text!r}")
+    return int(text)
+
+
+# -- exec / exec2 / enter ----------------------------------------------------------------------
+def _running(rt: Runtime, ctid: int) -> None:
+    status = rt.status(ctid)
+    if not status.exists:
+        raise Fail(codes.NO_PRIVATE, f"Container {ctid} does not exist")
+    if not status.running:
+        raise Fail(codes.NOT_RUNNING, "Container is not running")
+    if status.frozen:
+        raise Fail(codes.NOT_RUNNING, "Container is paused (vzctl resume first)")
+
+
+def cmd_exec(config: CliConfig, args: list[str], *, own_code: bool) -> int:
+    """`exec`: 8 when the command fails; `exec2`: the command's own code. Args run via `sh -c`."""
+    if len(args) < 2:
+        raise Fail(codes.BAD_SYNTAX, "Usage: vzctl exec|exec2 CTID command [arg ...]")
+    ctid = parse_ctid(args[0])
+    rt = runtime(config)
+    _running(rt, ctid)
+    argv = ["sh", "-c", " ".join(args[1:])]
+    code = _attach(rt, ctid, argv, tty=os.isatty(0))
+    if own_code or code == 0:
+        return code
+    print(f"Command failed with exit code {code}", file=sys.stderr)  # vzctl's wording is close to this
+    return codes.COMMAND_FAILED
+
+
+def cmd_enter(config: CliConfig, args: list[str]) -> int:
+    if len(args) != 1:
+        raise Fail(codes.BAD_SYNTAX, "Usage: vzctl enter CTID")
+    ctid = parse_ctid(args[0])
+    rt = runtime(config)
+    _running(rt, ctid)
+    if not os.isatty(0):
+        print("enter: stdin is not a terminal; relaying it anyway", file=sys.stderr)
+    print(f"entered into CT {ctid}", file=sys.stderr)
+    code = _attach(rt, ctid, ["sh", "-c", ENTER_SHELL], tty=True)
+    print(f"exited from CT {ctid}", file=sys.stderr)
+    return code
+
+
+def _attach(rt: Runtime, ctid: int, argv: list[str], *, tty: bool) -> int:
+    """Run `argv` in the VPS with the caller's stdio relayed; a new pty of the VPS when `tty`."""
+    from worker.cli import relay
+
+    attached = rt.spawn(ctid, argv, tty=tty)
+    try:
+        if attached.master is not None:
+            relay.pty(attached.master)
+        else:
+            child_in, child_out, child_err = attached.stdin, attached.stdout, attached.stderr
+            attached.stdin = None  # relay.pipes closes it when the caller's input ends
+            assert child_in is not None and child_out is not None and child_err is not None
+            relay.pipes(child_in, child_out, child_err)
+    finally:
+        attached.close()
+    return attached.wait()
+
+
+# -- changes -------------------------------------------------------------------------------------
+def _parser() -> argparse.ArgumentParser:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="vzctl", description="Manage VPSs on this ctpanel node.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help)
+        p.add_argument("ctid")
+        if name in CHANGES:
+            p.add_argument("--force", action="store_true", help="change a panel-managed VPS (reported as drift)")
+        return p
+
+    p = command("create", "create a VPS from an OS template")
+    p.add_argument("--ostemplate", required=True)
+    p.add_argument("--hostname", default="")
+    p.add_argument("--config", default="", help="sample name: ve-NAME.conf-sample")
+    command("start", "start a VPS")
+    command("stop", "stop a VPS").add_argument("--fast", action="store_true", help="kill at once")
+    command("restart", "stop and start a VPS")
+    command("status", "print the VPS's status line")
+    command("destroy", "remove a stopped VPS and its files")
+    command("mount", "show the VPS's root at the node's root/CTID")
+    command("umount", "remove the host view made by mount")
+    command("pause", "freeze every process of the VPS")
+    command("resume", "thaw a paused VPS")
+    p = command("set", "change settings")
+    p.add_argument("--hostname")
+    p.add_argument("--onboot", choices=("yes", "no"))
+    p.add_argument("--save", action="store_true", help="accepted for OpenVZ compatibility: changes are always saved")
+    sub.add_parser("exec", help="run a command in a VPS; 8 when it fails")
+    sub.add_parser("exec2", help="run a command in a VPS; its own exit code")
+    sub.add_parser("enter", help="a shell in a VPS on a new pty of its own")
+    return parser
+
+
+def _refuse_panel_managed(rt: Runtime, ctid: int, force: bool) -> bool:
+    """True when the change is forced on a panel-managed VPS (to be recorded as drift)."""
+    record = rt.registry.find(ctid)
+    if record is None or not record.panel_managed:
+        return False
+    if not force:
+        raise Fail(codes.NO_ACCESS, f"CT {ctid} is managed by the panel: change it there "
+                   "(--force changes it here and the panel is told of the drift)")
+    return True
+
+
+def record_drift(config: CliConfig, ctid: int, command: str, detail: dict[str, object]) -> None:
+    """Append to <state_root>/drift/<ctid>.json, which the node worker's reconcile reports."""
+    import time
+
+    from kernel import statefile
+    from kernel.errors import NotFound
+
+    statefile.ensure_dir(config.drift_dir)
+    path = os.path.join(config.drift_dir, f"{ctid}.json")
+    with statefile.flocked(path + ".lock"):
+        try:
+            entries = statefile.read_json(path)
+        except NotFound:
+            entries = []
+        entries.append({"ctid": ctid, "command": command, "time": time.time(), **detail})
+        statefile.write_json(path, entries)
+
+
+def _exists(rt: Runtime, ctid: int) -> None:
+    if rt.registry.find(ctid) is None:
+        raise Fail(codes.NO_PRIVATE, f"Container {ctid} does not exist")
+
+
+def cmd_create(config: CliConfig, rt: Runtime, ns: argparse.Namespace, ctid: int) -> str:
+    from kernel.errors import NotFound
+    from kernel.runtime import CreateSpec
+    from worker.cli import conf
+
+    if rt.registry.find(ctid) is not None:
+        raise Fail(codes.PRIVATE_EXISTS, f"Container {ctid} already exists")
+    sample = conf.read_sample(config.conf_dir, config.samples, ns.config) if ns.config else {}
+    try:
+        if ns.ostemplate == "busybox":
+            rt.templates.ensure_busybox()
+        rt.templates.verify(ns.ostemplate)
+    except NotFound:
+        raise Fail(codes.TEMPLATE_NOT_FOUND, f"OS template {ns.ostemplate!r} not found") from None
+    if ns.hostname:
+        _check_hostname(ns.hostname)
+    record = rt.create(CreateSpec(ctid=ctid, template=ns.ostemplate, hostname=ns.hostname))
+    values = {
+        "OSTEMPLATE": record.template,
+        "HOSTNAME": record.hostname,
+        "ONBOOT": "no",
+        "VE_PRIVATE": record.volume,
+        "VE_ROOT": rt.root_path(ctid),
+    }
+    if ns.config:
+        values["ORIGIN_SAMPLE"] = ns.config
+    conf.write_ct_conf(config.conf_dir, ctid, {**values, **sample})
+    return f"Container {ctid} created from {ns.ostemplate}"
+
+
+def _check_hostname(hostname: str) -> None:
+    from kernel import vpsfiles
+    from kernel.errors import InvalidArgument
+
+    try:
+        vpsfiles.check_hostname(hostname)
+    except InvalidArgument as exc:
+        raise Fail(codes.BAD_HOSTNAME, f"Invalid hostname: {exc}") from None
+
+
+def cmd_set(config: CliConfig, rt: Runtime, ns: argparse.Namespace, ctid: int) -> str:
+    from worker.cli import conf
+
+    if ns.hostname is None and ns.onboot is None:
+        raise Fail(codes.BAD_SYNTAX, "Nothing to set: --hostname and/or --onboot")
+    _exists(rt, ctid)
+    if ns.hostname is not None:
+        _check_hostname(ns.hostname)
+        rt.set_hostname(ctid, ns.hostname)
+    if ns.onboot is not None:
+        rt.set_onboot(ctid, ns.onboot == "yes")
+    record = rt.registry.get(ctid)
+    values = conf.read_ct_conf(config.conf_dir, ctid)
+    values.update(HOSTNAME=record.hostname, ONBOOT="yes" if record.onboot else "no")
+    values.setdefault("OSTEMPLATE", record.template)
+    values.setdefault("VE_PRIVATE", record.volume)
+    values.setdefault("VE_ROOT", rt.root_path(ctid))
+    conf.write_ct_conf(config.conf_dir, ctid, values)
+    return f"Saved parameters for CT {ctid}"
+
+
+def cmd_change(config: CliConfig, rt: Runtime, ns: argparse.Namespace, ctid: int) -> str:
+    """start/stop/restart/destroy/mount/umount/pause/resume with OpenVZ's checks first."""
+    _exists(rt, ctid)
+    status = rt.status(ctid)
+    command = ns.command
+    if command == "start":
+        if status.running:
+            raise Fail(codes.RUNNING, "Container is already running")
+        rt.start(ctid)
+        return "Container start in progress... started"
+    if command == "stop":
+        if not status.running:
+            raise Fail(codes.NOT_RUNNING, "Unable to stop: container is not running")
+        if rt.stop(ctid, fast=ns.fast).running:
+            raise Fail(codes.STOP_ERROR, "Unable to stop container")
+        return "Container was stopped"
+    if command == "restart":
+        rt.restart(ctid)
+        return "Container restarted"
+    if command == "destroy":
+        if status.running:
+            raise Fail(codes.RUNNING, "Container is currently running. Stop it first.")
+        from worker.cli import conf
+
+        rt.destroy(ctid)
+        conf.remove_ct_conf(config.conf_dir, ctid)
+        return "Container private area was destroyed"
+    if command == "mount":
+        if status.mounted:
+            raise Fail(codes.MOUNTED, "Container is already mounted")
+        rt.mount(ctid)
+        return f"Container is mounted at {rt.root_path(ctid)}"
+    if command == "umount":
+        if status.running:
+            raise Fail(codes.RUNNING, "Container is running -- stop it first")
+        if not status.mounted:
+            raise Fail(codes.NOT_MOUNTED, "Container is not mounted")
+        rt.umount(ctid)
+        return "Container is unmounted"
+    if not status.running:
+        raise Fail(codes.NOT_RUNNING, "Container is not running")
+    if command == "pause":
+        rt.freeze(ctid)
+        return "Container is paused"
+    rt.thaw(ctid)
+    return "Container is resumed"
+
+
+def run(argv: list[str], config: CliConfig) -> int:
+    if argv and argv[0] in ("exec", "exec2"):
+        return cmd_exec(config, argv[1:], own_code=argv[0] == "exec2")
+    if argv and argv[0] == "enter":
+        return cmd_enter(config, argv[1:])
+    try:
+        ns = _parser().parse_args(argv)
+    except SystemExit as exc:
+        return codes.OK if exc.code == 0 else codes.BAD_SYNTAX
+    ctid = parse_ctid(ns.ctid)
+    rt = runtime(config)
+    if ns.command == "status":
+        print(rt.status(ctid).vzctl_line())
+        return codes.OK
+    if ns.command == "create":
+        print(cmd_create(config, rt, ns, ctid))
+        return codes.OK
+    forced = _refuse_panel_managed(rt, ctid, ns.force)
+    message = cmd_set(config, rt, ns, ctid) if ns.command == "set" else cmd_change(config, rt, ns, ctid)
+    if forced:
+        detail = {k: v for k, v in vars(ns).items() if k not in ("command", "ctid", "force") and v not in (None, False)}
+        record_drift(config, ctid, ns.command, detail)
+    print(message)
+    return codes.OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return run(argv, CliConfig.from_env())
+    except Fail as exc:
+        print(exc, file=sys.stderr)
+        return exc.code
+    except Exception as exc:
+        if type(exc).__module__ != "kernel.errors":
+            raise
+        print(exc, file=sys.stderr)
+        return codes.code_for(exc)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
