@@ -1,0 +1,141 @@
+"""Issue 4's runtime benchmark: one run on a busybox VPS, medians printed as a table.
+
+    .venv/bin/python -m bench.runtime [--runs 20] [--idle 50]    (from the repository root)
+
+start-to-exec-ready (Runtime.start, then the first exec of `true` succeeds),
+hard stop (stop(fast=True)), create, in-process exec, the `vzctl exec` CLI
+against the venv's bare interpreter start, and host memory per idle running
+VPS for `--idle` VPSs (MemTotal-MemAvailable delta, and the part outside the
+VPSs' own memory cgroups). Uses a private node under /tmp and removes it.
+Not a test: it asserts nothing. No LXC baseline: see docs/cli.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+
+from kernel import syscalls as sc
+from kernel.config import NodeConfig
+from kernel.errors import KernelError
+from kernel.runtime import CreateSpec, Runtime
+
+PYTHON = sys.executable
+VZCTL = [PYTHON, "-c", "import sys; from worker.cli.vzctl import main; sys.exit(main())"]
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return (time.perf_counter() - start) * 1000
+
+
+def median(values: list[float]) -> str:
+    return f"{statistics.median(values):.1f} ms (min {min(values):.1f}, n={len(values)})"
+
+
+def used_memory() -> int:
+    info = {}
+    with open("/proc/meminfo", encoding="ascii") as fh:
+        for line in fh:
+            key, value = line.split(":")
+            info[key] = int(value.split()[0]) * 1024
+    return info["MemTotal"] - info["MemAvailable"]
+
+
+def cgroup_memory(rt: Runtime, ctid: int) -> int:
+    path = rt.cgroups.paths(ctid).outer.get("memory")
+    for name in ("memory.usage_in_bytes", "memory.current"):
+        with contextlib.suppress(OSError, TypeError), open(os.path.join(path, name), encoding="ascii") as fh:
+            return int(fh.read())
+    return 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--idle", type=int, default=50)
+    args = parser.parse_args()
+    sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)  # as the supervisor: inits are ours to reap
+    top = tempfile.mkdtemp(prefix="ctpanel-bench-runtime-")
+    node = NodeConfig(node="benchrt", state_root=os.path.join(top, "state"), cgroup_prefix="ctpanel-bench-rt",
+                      idmap_registry=os.path.join(top, "ids.json"))  # fmt: skip
+    rt = Runtime(node, lxcfs=None)
+    rt.templates.ensure_busybox()
+    env = {**os.environ, "CTPANEL_NODE_NAME": node.node, "CTPANEL_STATE_ROOT": node.state_root,
+           "CTPANEL_CGROUP_PREFIX": node.cgroup_prefix, "CTPANEL_IDMAP_REGISTRY": node.idmap_registry}  # fmt: skip
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # an installed venv has its .pyc files: measure that
+    bare_env = {k: v for k, v in env.items() if not k.startswith("CTPANEL_")}
+    made: list[int] = []
+    rows: list[tuple[str, str]] = []
+    try:
+        create, start, stop, exec_ms, cli, bare = [], [], [], [], [], []
+        for n in range(args.runs):
+            ctid = 1000 + n
+            made.append(ctid)
+            create.append(timed(lambda c=ctid: rt.create(CreateSpec(ctid=c, template="busybox"))))
+
+            def ready(c: int = ctid) -> None:
+                rt.start(c)
+                assert rt.exec(c, ["true"]).returncode == 0
+
+            start.append(timed(ready))
+            exec_ms.append(timed(lambda c=ctid: rt.exec(c, ["true"])))
+            if n == 0:  # writes the .pyc files
+                subprocess.run([*VZCTL, "exec", str(ctid), "true"], env=env, check=True)
+            cli.append(timed(lambda c=ctid: subprocess.run([*VZCTL, "exec", str(c), "true"], env=env, check=True)))
+            bare.append(timed(lambda: subprocess.run([PYTHON, "-c", "pass"], env=bare_env, check=True)))
+            stop.append(timed(lambda c=ctid: rt.stop(c, fast=True)))
+        for ctid in list(made):
+            rt.destroy(ctid)
+            made.remove(ctid)
+        rows += [
+            ("create (busybox, dir volume)", median(create)),
+            ("start to exec-ready (library)", median(start)),
+            ("hard stop (stop fast)", median(stop)),
+            ("in-process exec true", median(exec_ms)),
+            ("vzctl exec CTID true (CLI)", median(cli)),
+            ("bare interpreter (python -c pass)", median(bare)),
+            ("CLI overhead over bare start", f"{statistics.median(cli) - statistics.median(bare):.1f} ms"),
+        ]
+
+        ids = [2000 + n for n in range(args.idle)]
+        for ctid in ids:
+            made.append(ctid)
+            rt.create(CreateSpec(ctid=ctid, template="busybox"))
+        time.sleep(1)
+        before = used_memory()
+        for ctid in ids:
+            rt.start(ctid)
+        time.sleep(3)  # idle: inits settled
+        delta = used_memory() - before
+        own = sum(cgroup_memory(rt, ctid) for ctid in ids)
+        rows += [
+            (f"host memory per idle VPS ({args.idle})", f"{delta / args.idle / 1024:.0f} KiB"),
+            ("  of which the VPS's own cgroup", f"{own / args.idle / 1024:.0f} KiB"),
+            ("  beyond its own processes", f"{(delta - own) / args.idle / 1024:.0f} KiB"),
+        ]
+    finally:
+        for ctid in made:
+            with contextlib.suppress(KernelError):
+                rt.stop(ctid, fast=True)
+            with contextlib.suppress(KernelError):
+                rt.destroy(ctid)
+        shutil.rmtree(top, ignore_errors=True)
+    width = max(len(name) for name, _ in rows)
+    print(f"{'what':<{width}}  median")
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    print("LXC baselines: not run (see docs/cli.md)")
+
+
+if __name__ == "__main__":
+    main()
