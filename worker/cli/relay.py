@@ -25,10 +25,12 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def pty(master: int, stdin: int = 0, stdout: int = 1) -> None:
-    """Copy `stdin` → the VPS's pty master → `stdout` until the VPS side hangs up.
+def pty(master: int, stdin: int = 0, stdout: int = 1, *, detach: bytes | None = None, banner: bytes = b"") -> None:
+    """Copy `stdin` → the VPS's pty master (or a console socket) → `stdout` until the VPS side
+    hangs up, or until the caller types `detach` (then, and at the end of its input, return).
 
     The caller's terminal is only put in raw mode and read from; it never enters the VPS.
+    `banner` is printed once the terminal is raw (what the caller types next is not line-buffered).
     """
     saved = None
     if os.isatty(stdin):
@@ -36,6 +38,7 @@ def pty(master: int, stdin: int = 0, stdout: int = 1) -> None:
         _copy_winsize(stdin, master)
         tty.setraw(stdin)
         signal.signal(signal.SIGWINCH, lambda *_: _copy_winsize(stdin, master))
+    _write_all(stdout, banner)
     sel = selectors.PollSelector()
     sel.register(master, selectors.EVENT_READ)
     with contextlib.suppress(ValueError, OSError):
@@ -54,8 +57,13 @@ def pty(master: int, stdin: int = 0, stdout: int = 1) -> None:
                         return
                     _write_all(stdout, data)
                 elif data:
+                    if detach is not None and detach in data:
+                        _write_all(master, data.partition(detach)[0])
+                        return
                     _write_all(master, data)
                 else:
+                    if detach is not None:
+                        return
                     sel.unregister(stdin)
                     if saved is None:
                         _write_all(master, b"\x04")  # end of piped input: EOF for the VPS's line discipline

@@ -1,7 +1,10 @@
 """`vzctl`: OpenVZ's VPS command on a ctpanel node (docs/cli.md).
 
-Exit codes are OpenVZ's (`worker.cli.codes`). `exec`, `exec2` and `enter` are
-parsed by hand and import only the runtime: they are the hot path.
+Exit codes are OpenVZ's (`worker.cli.codes`). `exec`, `exec2`, `enter` and
+`console` are parsed by hand and import only what they use: they are the hot path.
+When the node supervisor runs (worker/supervisor), start/stop/restart go
+through it, so it parents the init and holds the console; else through the
+library directly (the supervisor adopts the VPS when it starts).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ if TYPE_CHECKING:
     from kernel.runtime import Runtime
 
 CHANGES = ("start", "stop", "restart", "destroy", "mount", "umount", "pause", "resume", "set")
+DETACH = b"\x1b."
 ENTER_SHELL = "command -v bash >/dev/null && exec bash -l; exec sh -l"
 
 
@@ -93,6 +97,34 @@ def _attach(rt: Runtime, ctid: int, argv: list[str], *, tty: bool) -> int:
     return attached.wait()
 
 
+def cmd_console(config: CliConfig, args: list[str]) -> int:
+    """Attach to the console the supervisor holds; `Esc .` detaches, the VPS keeps running."""
+    from worker.cli import relay
+    from worker.supervisor.client import Client
+
+    if len(args) != 1:
+        raise Fail(codes.BAD_SYNTAX, "Usage: vzctl console CTID")
+    ctid = parse_ctid(args[0])
+    client = Client.for_state_root(config.state_root)
+    if client is None:
+        raise Fail(codes.SYSTEM_ERROR, "vzctl console needs the node supervisor (python -m worker.supervisor)")
+    _running(runtime(config), ctid)
+    sock = client.console(ctid)
+    try:
+        relay.pty(sock.fileno(), detach=DETACH, banner=f"Attached to CT {ctid} console (Esc . detaches)\r\n".encode())
+    finally:
+        sock.close()
+    print(f"\r\nDetached from CT {ctid} console", file=sys.stderr)
+    return codes.OK
+
+
+def _via_supervisor(config: CliConfig, op: str, **args: object) -> bool:
+    """True when this node's supervisor ran `op` (it then parents the init and holds its console)."""
+    from worker.supervisor.client import try_request
+
+    return try_request(config.state_root, op, **args) is not None
+
+
 # -- changes -------------------------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
     import argparse
@@ -127,6 +159,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("exec", help="run a command in a VPS; 8 when it fails")
     sub.add_parser("exec2", help="run a command in a VPS; its own exit code")
     sub.add_parser("enter", help="a shell in a VPS on a new pty of its own")
+    sub.add_parser("console", help="attach to the VPS's console (needs the node supervisor)")
     return parser
 
 
@@ -233,16 +266,20 @@ def cmd_change(config: CliConfig, rt: Runtime, ns: argparse.Namespace, ctid: int
     if command == "start":
         if status.running:
             raise Fail(codes.RUNNING, "Container is already running")
-        rt.start(ctid)
+        if not _via_supervisor(config, "start", ctid=ctid):
+            rt.start(ctid)
         return "Container start in progress... started"
     if command == "stop":
         if not status.running:
             raise Fail(codes.NOT_RUNNING, "Unable to stop: container is not running")
-        if rt.stop(ctid, fast=ns.fast).running:
+        if not _via_supervisor(config, "stop", ctid=ctid, fast=ns.fast):
+            rt.stop(ctid, fast=ns.fast)
+        if rt.status(ctid).running:
             raise Fail(codes.STOP_ERROR, "Unable to stop container")
         return "Container was stopped"
     if command == "restart":
-        rt.restart(ctid)
+        if not _via_supervisor(config, "restart", ctid=ctid):
+            rt.restart(ctid)
         return "Container restarted"
     if command == "destroy":
         if status.running:
@@ -278,6 +315,8 @@ def run(argv: list[str], config: CliConfig) -> int:
         return cmd_exec(config, argv[1:], own_code=argv[0] == "exec2")
     if argv and argv[0] == "enter":
         return cmd_enter(config, argv[1:])
+    if argv and argv[0] == "console":
+        return cmd_console(config, argv[1:])
     try:
         ns = _parser().parse_args(argv)
     except SystemExit as exc:
