@@ -17,15 +17,16 @@ import contextlib
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 
+from kernel import archive
 from kernel import syscalls as sc
 from kernel.config import NodeConfig
 from kernel.errors import KernelError
+from kernel.run import run
 from kernel.runtime import CreateSpec, Runtime
 
 PYTHON = sys.executable
@@ -59,6 +60,54 @@ def cgroup_memory(rt: Runtime, ctid: int) -> int:
     return 0
 
 
+LXC_CONFIG = """lxc.uts.name = {name}
+lxc.rootfs.path = dir:{rootfs}
+lxc.init.cmd = /sbin/init
+lxc.net.0.type = empty
+lxc.apparmor.profile = unconfined
+lxc.mount.auto = proc:mixed sys:ro cgroup:mixed
+lxc.console.path = none
+lxc.tty.max = 0
+lxc.pty.max = 16
+"""
+
+
+def lxc_rows(rt: Runtime, top: str, runs: int) -> list[tuple[str, str]]:
+    """The LXC baselines on the same busybox rootfs (privileged container, no network but loopback)."""
+    path = os.path.join(top, "lxc")
+    base = os.path.join(path, "base")
+    os.makedirs(os.path.join(base, "rootfs"))
+    archive.unpack(rt.templates.get("busybox").tarball, os.path.join(base, "rootfs"))
+    with open(os.path.join(base, "config"), "w", encoding="ascii") as fh:
+        fh.write(LXC_CONFIG.format(name="base", rootfs=os.path.join(base, "rootfs")))
+    copy, start, stop, attach = [], [], [], []
+    names: list[str] = []
+    try:
+        for n in range(runs):
+            name = f"c{n}"
+            copy.append(timed(lambda name=name: run(["lxc-copy", "-P", path, "-n", "base", "-N", name])))
+            names.append(name)
+
+            def ready(name: str = name) -> None:
+                run(["lxc-start", "-P", path, "-n", name, "-d"])
+                run(["lxc-wait", "-P", path, "-n", name, "-s", "RUNNING"])
+                run(["lxc-attach", "-P", path, "-n", name, "--", "true"])
+
+            start.append(timed(ready))
+            attach.append(timed(lambda name=name: run(["lxc-attach", "-P", path, "-n", name, "--", "true"])))
+            stop.append(timed(lambda name=name: run(["lxc-stop", "-P", path, "-n", name, "-k"])))
+    finally:
+        for name in names:
+            run(["lxc-stop", "-P", path, "-n", name, "-k"], check=False)
+            run(["lxc-destroy", "-P", path, "-n", name], check=False)
+    return [
+        ("LXC: lxc-copy", median(copy)),
+        ("LXC: start -d + wait RUNNING + attach true", median(start)),
+        ("LXC: lxc-stop -k", median(stop)),
+        ("LXC: lxc-attach -- true", median(attach)),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=20)
@@ -70,10 +119,9 @@ def main() -> None:
                       idmap_registry=os.path.join(top, "ids.json"))  # fmt: skip
     rt = Runtime(node, lxcfs=None)
     rt.templates.ensure_busybox()
-    env = {**os.environ, "CTPANEL_NODE_NAME": node.node, "CTPANEL_STATE_ROOT": node.state_root,
+    env = {"CTPANEL_NODE_NAME": node.node, "CTPANEL_STATE_ROOT": node.state_root,
            "CTPANEL_CGROUP_PREFIX": node.cgroup_prefix, "CTPANEL_IDMAP_REGISTRY": node.idmap_registry}  # fmt: skip
-    env.pop("PYTHONDONTWRITEBYTECODE", None)  # an installed venv has its .pyc files: measure that
-    bare_env = {k: v for k, v in env.items() if not k.startswith("CTPANEL_")}
+    # kernel.run's minimal environment: no PYTHONDONTWRITEBYTECODE, so the .pyc files are used
     made: list[int] = []
     rows: list[tuple[str, str]] = []
     try:
@@ -90,9 +138,9 @@ def main() -> None:
             start.append(timed(ready))
             exec_ms.append(timed(lambda c=ctid: rt.exec(c, ["true"])))
             if n == 0:  # writes the .pyc files
-                subprocess.run([*VZCTL, "exec", str(ctid), "true"], env=env, check=True)
-            cli.append(timed(lambda c=ctid: subprocess.run([*VZCTL, "exec", str(c), "true"], env=env, check=True)))
-            bare.append(timed(lambda: subprocess.run([PYTHON, "-c", "pass"], env=bare_env, check=True)))
+                run([*VZCTL, "exec", str(ctid), "true"], env=env)
+            cli.append(timed(lambda c=ctid: run([*VZCTL, "exec", str(c), "true"], env=env)))
+            bare.append(timed(lambda: run([PYTHON, "-c", "pass"])))
             stop.append(timed(lambda c=ctid: rt.stop(c, fast=True)))
         for ctid in list(made):
             rt.destroy(ctid)
@@ -123,6 +171,13 @@ def main() -> None:
             ("  of which the VPS's own cgroup", f"{own / args.idle / 1024:.0f} KiB"),
             ("  beyond its own processes", f"{(delta - own) / args.idle / 1024:.0f} KiB"),
         ]
+        if shutil.which("lxc-start"):
+            try:
+                rows += lxc_rows(rt, top, args.runs)
+            except KernelError as exc:
+                rows.append(("LXC baselines", f"failed: {exc} {getattr(exc, 'stderr', '')[-300:]}"))
+        else:
+            rows.append(("LXC baselines", "lxc is not installed"))
     finally:
         for ctid in made:
             with contextlib.suppress(KernelError):
@@ -134,7 +189,6 @@ def main() -> None:
     print(f"{'what':<{width}}  median")
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
-    print("LXC baselines: not run (see docs/cli.md)")
 
 
 if __name__ == "__main__":
