@@ -184,6 +184,10 @@ def main() -> None:
                 rt.stop(ctid, fast=True)
             with contextlib.suppress(KernelError):
                 rt.destroy(ctid)
+        for mount in rt.cgroups.hierarchies().values():
+            for leftover in (os.path.join(mount, node.cgroup_prefix), os.path.join(mount, "lxc.pivot")):
+                with contextlib.suppress(OSError):
+                    os.rmdir(leftover)  # empty by now; lxc.pivot is what lxc-start leaves
         shutil.rmtree(top, ignore_errors=True)
     width = max(len(name) for name, _ in rows)
     print(f"{'what':<{width}}  median")
