@@ -101,11 +101,16 @@ profile() {
     quickstart)
       HOME_DIR=${CTPANEL_HOME:-/var/lib/ctpanel}; PG_PORT=5440; REDIS_PORT=6390
       SETTINGS=panel.settings.dev; NODE_NAME=local; CGROUP_PREFIX=ctpanel
-      PANEL_QUEUE=panel; REDIS_DB=0 ;;
+      PANEL_QUEUE=panel; REDIS_DB=0
+      # A btrfs pool on a sparse loop file, and a network namespace of the node's
+      # own as the "host" side of VPS networking: no uplink, so VPS traffic never
+      # leaves the machine, and the machine's forwarding and ruleset stay as they are.
+      NODE_EXTRA="CTPANEL_STORAGE_POOLS=fast:btrfs:$HOME_DIR/btrfs/pool
+CTPANEL_NET_HOST_NETNS=ctpanel-$NODE_NAME" ;;
     test)
       HOME_DIR=${CTPANEL_TEST_HOME:-/var/lib/ctpanel-test}; PG_PORT=5441; REDIS_PORT=6391
       SETTINGS=panel.settings.test; NODE_NAME=test; CGROUP_PREFIX=ctpanel-test
-      PANEL_QUEUE=panel-test; REDIS_DB=1 ;;
+      PANEL_QUEUE=panel-test; REDIS_DB=1; NODE_EXTRA="" ;;
     *) die "unknown profile $1" ;;
   esac
   ETC="$HOME_DIR/etc"; LOGS="$HOME_DIR/log"; RUN="$HOME_DIR/run"; KEYS="$HOME_DIR/keys"
@@ -160,6 +165,7 @@ CTPANEL_SIGNING_CERT=$KEYS/node-$NODE_NAME.crt
 CTPANEL_TRUSTED_CERTS=$KEYS/trusted-by-node
 CTPANEL_STATE_ROOT=$HOME_DIR/node/$NODE_NAME
 CTPANEL_CGROUP_PREFIX=$CGROUP_PREFIX
+$NODE_EXTRA
 EOF
   umask 022
   chgrp "$PANEL_USER" "$ETC/panel.env"
@@ -303,10 +309,26 @@ run_env() {
 # --------------------------------------------------------------------------
 # commands
 
+# node_host_side: the quickstart node's btrfs pool (4 GiB sparse loop file) and
+# its own network namespace. Both stay when `down` runs: VPSs keep running.
+node_host_side() {
+  local img="$HOME_DIR/btrfs.img" mnt="$HOME_DIR/btrfs"
+  install -d -m 0700 "$mnt"
+  if [ ! -f "$img" ]; then
+    log "creating the btrfs storage pool ($img, 4 GiB sparse)"
+    truncate -s 4G "$img"
+    mkfs.btrfs -q "$img" >/dev/null || { rm -f "$img"; die "mkfs.btrfs failed"; }
+  fi
+  mountpoint -q "$mnt" || mount -o loop "$img" "$mnt" || die "cannot mount the btrfs pool $img"
+  install -d -m 0700 "$mnt/pool"
+  [ -e "/run/netns/ctpanel-$NODE_NAME" ] || ip netns add "ctpanel-$NODE_NAME"
+}
+
 cmd_up() {
   install_all
   profile quickstart
   services_up
+  node_host_side
   grant_traverse "$PANEL_USER" "$TOP"
   local penv="$ETC/panel.env" nenv="$ETC/node-$NODE_NAME.env" celery="$VENV/bin/celery"
   run_env "$penv" "$PY" "$TOP/manage.py" migrate --noinput >/dev/null

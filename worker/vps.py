@@ -186,7 +186,10 @@ def _destroy(rt: Runtime, context: OperationContext, request: protocol.VpsReques
     if rt.registry.find(request.ctid) is None:
         return
     context.progress("stop", 20)
-    rt.stop(request.ctid, fast=True)
+    # Through the supervisor when it runs: it parents the init, and an init that exits
+    # without the supervisor being told looks like a reboot to it.
+    if try_request(rt.config.state_root, "stop", ctid=request.ctid, fast=True) is None:
+        rt.stop(request.ctid, fast=True)
     context.progress("destroy", 50)
     rt.destroy(request.ctid)
     statefile.remove(beancounters_path(rt, request.ctid))
