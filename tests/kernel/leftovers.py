@@ -9,30 +9,31 @@ from kernel.errors import KernelError
 from kernel.runtime import Runtime
 
 
-def processes(id_start: int, size: int = 65536) -> list[int]:
-    """PIDs (zombies included) running as one of the host ids of a VPS's range."""
+def processes(id_start: int, size: int = 65536, *, zombies: bool = True) -> list[int]:
+    """PIDs running as one of the host ids of a VPS's range (zombies too, unless `zombies` is False)."""
     found = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
         try:
             with open(f"/proc/{name}/status", encoding="utf-8") as fh:
-                uid = next(int(line.split()[1]) for line in fh if line.startswith("Uid:"))
-        except (OSError, StopIteration, ValueError):
+                fields = dict(line.split(":", 1) for line in fh if ":" in line)
+            uid = int(fields["Uid"].split()[1])
+        except (OSError, KeyError, ValueError, IndexError):
             continue
-        if id_start <= uid < id_start + size:
+        if id_start <= uid < id_start + size and (zombies or not fields.get("State", "").strip().startswith("Z")):
             found.append(int(name))
     return found
 
 
-def of(runtime: Runtime, ctid: int, id_start: int | None = None) -> list[str]:
+def of(runtime: Runtime, ctid: int, id_start: int | None = None, *, zombies: bool = True) -> list[str]:
     """Every trace of `ctid` on this host: cgroups, mounts, processes, registry, state, ids."""
     found = []
     if id_start is None:
         ids = runtime.ids.lookup(ctid)
         id_start = ids.start if ids else None
     if id_start is not None:
-        found += [f"process {pid}" for pid in processes(id_start)]
+        found += [f"process {pid}" for pid in processes(id_start, zombies=zombies)]
     for path in runtime.cgroups.paths(ctid).outer.values():
         if os.path.exists(path):
             found.append(f"cgroup {path}")
