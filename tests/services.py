@@ -232,3 +232,31 @@ def restart_redis_hard(home: str) -> int:
         )
     (run / "redis.pid").write_text(f"{proc.pid}\n")
     return proc.pid
+
+
+def wait_for(predicate, timeout: float, what: str):
+    """The first truthy value of `predicate()`, polled until `timeout`; AssertionError naming `what` after."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def terminal(op, timeout: float = 60):
+    """The operation once it succeeded or failed (refreshed from the database)."""
+
+    def done():
+        op.refresh_from_db()
+        return op if op.is_terminal else None
+
+    return wait_for(done, timeout, f"{op.action} {op.pk} to finish")
+
+
+def finished(op, timeout: float = 90):
+    """The operation once it succeeded; a failure fails the test with the node's error."""
+    op = terminal(op, timeout)
+    assert op.status == "succeeded", f"{op.action}: {op.error_code}: {op.error_message}"
+    return op

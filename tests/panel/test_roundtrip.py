@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import time
 
 import pytest
 from celery import Celery
@@ -14,19 +13,10 @@ from panel.core.models import Operation
 from panel.core.services import create_operation
 from panel.nodes import services
 from panel.nodes.models import Node
+from tests.services import terminal
 from worker import protocol
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-def wait_terminal(op: Operation, timeout: float = 30.0) -> Operation:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        op.refresh_from_db()
-        if op.is_terminal:
-            return op
-        time.sleep(0.1)
-    raise AssertionError(f"operation {op.pk} still {op.status} after {timeout:g} s")
 
 
 @pytest.fixture
@@ -43,7 +33,7 @@ def unsigned_app(broker_url: str) -> Celery:
 
 
 def test_ping_round_trip(node, stack):
-    op = wait_terminal(services.ping(node))
+    op = terminal(services.ping(node))
 
     assert op.status == "succeeded", op.error_message
     assert op.result["kernel"]
@@ -61,7 +51,7 @@ def test_unsigned_message_is_refused_and_reported(node, stack):
     intruder = unsigned_app(stack.node_env["CTPANEL_BROKER_URL"])
     intruder.send_task(protocol.TASK_PING, args=[body], task_id=str(op.id), queue=node.queue)
 
-    op = wait_terminal(op)
+    op = terminal(op)
     assert op.status == "failed"
     assert op.error_code == protocol.ErrorCode.PROTOCOL_UNTRUSTED
     assert "was not signed" in op.error_message
@@ -93,7 +83,7 @@ def test_altered_signed_message_is_refused(node, stack, tampering_serializer):
     panel_app.send_task(protocol.TASK_PING, args=[body], task_id=str(op.id), queue=node.queue,
                         serializer=tampering_serializer)
 
-    op = wait_terminal(op)
+    op = terminal(op)
     assert op.error_code == protocol.ErrorCode.PROTOCOL_UNTRUSTED
     assert "signature did not verify" in op.error_message
 
@@ -113,6 +103,6 @@ def test_signed_but_wrong_request_fails_with_its_code(node, stack, change, code)
     body = {**protocol.PingRequest(node=node.name, operation_id=str(op.id)).to_dict(), **change}
     panel_app.send_task(protocol.TASK_PING, args=[body], task_id=str(op.id), queue=node.queue)
 
-    op = wait_terminal(op)
+    op = terminal(op)
     assert (op.status, op.error_code) == ("failed", code)
     assert op.error_message

@@ -4,7 +4,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -14,20 +13,10 @@ from panel.celery import app as panel_app
 from panel.core.models import Operation
 from panel.core.services import create_operation
 from panel.nodes import services
-from tests.services import children, purge_queues, restart_redis_hard
+from tests.services import children, purge_queues, restart_redis_hard, wait_for
 from worker import protocol
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def refreshed(op: Operation) -> Operation:

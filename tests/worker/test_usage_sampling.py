@@ -1,6 +1,5 @@
 """Node usage sampling end to end: a running VPS's counters reach the panel's usage tables."""
 
-import time
 
 import pytest
 
@@ -9,18 +8,9 @@ from panel.accounts.models import User
 from panel.nodes import services as nodes
 from panel.usage.models import Beancounter, Sample
 from panel.vps import services
+from tests.services import terminal, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_running_vps_is_sampled_into_the_panel(stack, tmp_path):
@@ -35,8 +25,7 @@ def test_a_running_vps_is_sampled_into_the_panel(stack, tmp_path):
     vps, op = services.create_vps(admin, customer=alice, node=node, template="busybox", hostname="sampled",
                                   limits={"numproc": 64})
     try:
-        wait_for(lambda: (op.refresh_from_db() or op.is_terminal), 60, "the start")
-        assert op.status == "succeeded", op.error_message
+        assert terminal(op).status == "succeeded", op.error_message
         samples = wait_for(lambda: list(Sample.objects.filter(vps=vps)[:2]) if
                            Sample.objects.filter(vps=vps).count() >= 2 else None, 30, "two samples")
         assert all(s.epoch for s in samples)
@@ -44,5 +33,4 @@ def test_a_running_vps_is_sampled_into_the_panel(stack, tmp_path):
         assert numproc.held >= 1
         assert Beancounter.objects.filter(vps=vps, resource="physpages", held__gt=0).exists()
     finally:
-        op = services.destroy(admin, vps)
-        wait_for(lambda: (op.refresh_from_db() or op.is_terminal), 60, "the destroy")
+        terminal(services.destroy(admin, vps))

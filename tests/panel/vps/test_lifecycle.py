@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 
@@ -11,23 +10,12 @@ from kernel.config import NodeConfig as KernelNodeConfig
 from kernel.runtime import Runtime
 from panel.accounts.choices import Role
 from panel.accounts.models import User
-from panel.core.models import Operation
 from panel.nodes import services as nodes
 from panel.vps import services
 from panel.vps.models import VPS
+from tests.services import finished, terminal
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-def finished(op: Operation, timeout: float = 60) -> Operation:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        op.refresh_from_db()
-        if op.is_terminal:
-            assert op.status == "succeeded", f"{op.action}: {op.error_code}: {op.error_message}"
-            return op
-        time.sleep(0.1)
-    raise AssertionError(f"{op.action} still {op.status} after {timeout:g} s")
 
 
 @pytest.fixture
@@ -92,10 +80,7 @@ def test_a_create_that_fails_on_the_node_leaves_nothing_and_says_why(stack, node
     admin, customer = people
     node, _ = nodes.register_node(stack.node_name)
     vps, op = services.create_vps(admin, customer=customer, node=node, template="no-such-template", hostname="x1")
-    deadline = time.monotonic() + 60
-    while not op.is_terminal and time.monotonic() < deadline:
-        time.sleep(0.1)
-        op.refresh_from_db()
+    op = terminal(op)
     assert (op.status, op.error_code) == ("failed", "kernel.not_found")
     vps.refresh_from_db()
     assert vps.state == "destroyed"

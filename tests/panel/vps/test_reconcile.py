@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 
@@ -11,24 +10,13 @@ from kernel.config import NodeConfig as KernelNodeConfig
 from kernel.runtime import CreateSpec, Runtime
 from panel.accounts.choices import Role
 from panel.accounts.models import User
-from panel.core.models import Operation
 from panel.nodes import services as nodes
 from panel.vps import reconcile, services
+from tests.services import finished
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 ORPHAN = 999_999
-
-
-def finished(op: Operation, timeout: float = 90) -> Operation:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        op.refresh_from_db()
-        if op.is_terminal:
-            assert op.status == "succeeded", f"{op.action}: {op.error_code}: {op.error_message}"
-            return op
-        time.sleep(0.1)
-    raise AssertionError(f"{op.action} still {op.status} after {timeout:g} s")
 
 
 def runtime_of(env: dict[str, str]) -> Runtime:
