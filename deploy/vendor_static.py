@@ -17,6 +17,9 @@ VENDOR_FILES = {
     "@xterm/xterm/lib/xterm.js": "xterm.js",
     "@xterm/xterm/css/xterm.css": "xterm.css",
     "@xterm/addon-fit/lib/addon-fit.js": "addon-fit.js",
+    # The VPS page's usage graphs.
+    "uplot/dist/uPlot.iife.min.js": "uPlot.iife.min.js",
+    "uplot/dist/uPlot.min.css": "uPlot.min.css",
 }
 
 
