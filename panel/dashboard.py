@@ -27,6 +27,7 @@ from panel.nodes.models import IPPool, Node
 from panel.plans import budgets
 from panel.plans.models import Budget, Plan
 from panel.plans.views import budget_rows
+from panel.usage import reports
 from panel.usage.models import Beancounter, FailEvent, Sample, TrafficPeriod
 from panel.vps.choices import VpsState
 from panel.vps.models import VPS
@@ -85,7 +86,8 @@ def vps_usage(request: HttpRequest, ctid: int) -> HttpResponse:
     context = {
         "vps": vps, "sample": Sample.objects.filter(vps=vps).order_by("-time").first(),
         "traffic": TrafficPeriod.objects.filter(vps=vps, start__lte=today, end__gt=today).first(),
-        "beancounters": rows, "fail_events": FailEvent.objects.filter(vps=vps)[:10], "usage_poll": USAGE_POLL,
+        "beancounters": rows, "usage_poll": USAGE_POLL,
+        "fail_events": [(e, reports.fail_words(e)) for e in FailEvent.objects.filter(vps=vps)[:10]],
     }
     return render(request, "usage/vps_usage.html", context)
 

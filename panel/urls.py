@@ -12,6 +12,7 @@ urlpatterns = [
     path("", include("panel.nodes.urls")),
     path("", include("panel.plans.urls")),
     path("", include("panel.vps.urls")),
+    path("", include("panel.usage.urls")),
     path("", include("panel.core.urls")),
     path("admin/", admin.site.urls),
     path("api/core/", include("panel.core.api.urls")),

@@ -10,11 +10,15 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db.models import Avg, Count, Max, Q, Sum
+from django.db.models.functions import TruncHour
+from django.utils import timezone
 
+from panel.core.formats import bytes_si
 from panel.core.permissions import VIEW, is_admin
 from panel.usage.models import FailEvent, Rollup, Sample, TrafficPeriod
 from panel.vps.models import VPS
 
+HOURLY_FROM = datetime.timedelta(days=2)
 RESOLUTIONS = {"raw": 0, "5min": Rollup.FIVE_MINUTES, "hour": Rollup.HOUR}
 SAMPLE_FIELDS = ("time", "cpu_percent", "ram_bytes", "swap_bytes", "disk_bytes", "disk_inodes", "processes",
                  "rx_bps", "tx_bps", "rx_bytes", "tx_bytes")
@@ -42,7 +46,7 @@ def fail_summary(vps: VPS, since: datetime.datetime, until: datetime.datetime) -
 
 def usage_report(actor: Any, since: datetime.datetime, until: datetime.datetime,
                  group: str = "customer") -> list[dict[str, Any]]:
-    """Traffic, CPU and RAM per customer (or per reseller) of the VPSs `actor` may see, from 5-minute rollups.
+    """Traffic, CPU and RAM per customer (or per reseller) of the VPSs `actor` may see, from rollups.
 
     `group` "reseller" is for admins: the customers of each reseller summed
     (the admin's own customers under `null`).
@@ -51,7 +55,9 @@ def usage_report(actor: Any, since: datetime.datetime, until: datetime.datetime,
         raise ValueError(group)
     key = "vps__customer" if group == "customer" or not is_admin(actor) else "vps__customer__owner"
     visible = VPS.objects.restrict(actor, VIEW).values("pk")
-    rows = (Rollup.objects.filter(vps__in=visible, period=Rollup.FIVE_MINUTES, start__gte=since, start__lt=until)
+    # 5-minute rollups are kept 14 days: windows longer than two days read the hourly ones (complete hours).
+    period = Rollup.FIVE_MINUTES if until - since <= HOURLY_FROM else Rollup.HOUR
+    rows = (Rollup.objects.filter(vps__in=visible, period=period, start__gte=since, start__lt=until)
             .values(key).annotate(vpss=Count("vps", distinct=True), rx_bytes=Sum("rx_bytes"), tx_bytes=Sum("tx_bytes"),
                                   cpu_percent_avg=Avg("cpu_percent_avg"), ram_avg=Avg("ram_avg"),
                                   ram_max=Max("ram_max")).order_by(key))
@@ -68,3 +74,36 @@ def usage_report(actor: Any, since: datetime.datetime, until: datetime.datetime,
 def traffic_periods(actor: Any, on: datetime.date) -> Any:
     """The traffic periods running on `on` of the VPSs `actor` may see."""
     return TrafficPeriod.objects.restrict(actor, VIEW).filter(Q(start__lte=on) & Q(end__gt=on))
+
+
+def rising_failcnt(actor: Any, now: datetime.datetime | None = None, hours: int = 24,
+                   min_hours: int = 3) -> list[dict[str, Any]]:
+    """VPS beancounter rows whose failcnt grew in at least `min_hours` different hours of the last `hours`.
+
+    One burst (a fork bomb, a big build) is one hour; a row that keeps being
+    refused hour after hour is a VPS outgrowing its plan: an alert.
+    """
+    since = (now or timezone.now()) - datetime.timedelta(hours=hours)
+    return list(FailEvent.objects.restrict(actor, VIEW).filter(time__gte=since)
+                .values("vps__ctid", "vps__hostname", "vps__customer__username", "resource")
+                .annotate(hours=Count(TruncHour("time"), distinct=True), count=Sum("count"), last=Max("time"))
+                .filter(hours__gte=min_hours).order_by("-hours", "-count", "vps__ctid"))
+
+
+# What each beancounter row limits, for people who do not speak vzubc.
+LIMIT_WORDS = {
+    "numproc": "processes and threads", "physpages": "RAM", "swappages": "swap", "kmemsize": "kernel memory",
+    "shmpages": "shared memory", "tcpsndbuf": "TCP send buffers", "numfile": "open files",
+}
+
+
+def fail_words(event: FailEvent) -> str:
+    """One limit hit in plain words: "Processes and threads reached the limit (64 of 64): 3 refused."."""
+    what = LIMIT_WORDS.get(event.resource, event.resource)
+    if event.limit:
+        def shown(value: int) -> str:
+            return str(value) if event.resource.startswith("num") else bytes_si(value)
+        what += f" reached the limit ({shown(event.held or 0)} of {shown(event.limit)})"
+    else:
+        what += " reached the limit"
+    return f"{what[:1].upper()}{what[1:]}: {event.count} request{'s' if event.count != 1 else ''} refused."

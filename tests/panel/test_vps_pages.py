@@ -512,7 +512,7 @@ def test_usage_part_shows_what_the_node_reported_and_nothing_else(t, vpss):
     assert '<tr class="row-warn"><th scope="row"><code>numfile</code>' in part
     assert '<tr class="row-bad"><th scope="row"><code>physpages</code>' in part
     assert "<tr><th scope=\"row\"><code>numproc</code>" in part
-    assert "refused 4 requests at its limit (128 of 128 held)" in part
+    assert "Processes and threads reached the limit (128 of 128): 4 requests refused." in part
     kmem = part[part.index("<code>kmemsize</code>"):].split("</tr>")[0]
     assert "1 GB" in kmem and kmem.count("unlimited") == 2  # bytes with units; LONG_MAX is no limit
     assert "<td class=\"nowrap\">128</td>" in part  # counts stay counts
