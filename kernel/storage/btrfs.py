@@ -18,19 +18,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 from collections.abc import Iterator
 
 from kernel import archive
 from kernel.config import check_ctid
-from kernel.errors import AlreadyExists, CommandFailed, InvalidArgument, NotFound
+from kernel.errors import AlreadyExists, CommandFailed, InvalidArgument, KernelError, NotFound
 from kernel.reverter import Reverter
 from kernel.run import run
 from kernel.statefile import ensure_dir
-from kernel.storage import mounts
+from kernel.storage import btrfsio, mounts
 from kernel.storage.base import Capabilities, Driver, Limits, Quiesce, Snapshot, Usage, check_snapshot_name
-
-_QGROUP_LINE = re.compile(r"^0/(\d+)\s+(\d+)\s+(\d+)\s+(\S+)\s+(\S+)")
 
 
 def _btrfs(*args: str, check: bool = True) -> str:
@@ -57,10 +54,10 @@ class BtrfsDriver(Driver):
         final = self.template_path(name, checksum)
         tmp = os.path.join(os.path.dirname(final), f".{os.path.basename(final)}.{os.getpid()}")
         with Reverter() as revert:
-            _btrfs("subvolume", "create", tmp)
+            btrfsio.create(tmp)
             revert.add(lambda: self._delete_subvolume(tmp), "delete template subvolume")
             archive.unpack(tarball, tmp)
-            _btrfs("property", "set", "-ts", tmp, "ro", "true")
+            btrfsio.set_readonly(tmp, True)
             os.rename(tmp, final)
             revert.success()
 
@@ -77,9 +74,9 @@ class BtrfsDriver(Driver):
             raise AlreadyExists(f"CT {ctid}: volume exists", path=root)
         with Reverter() as revert:
             if template is None:
-                _btrfs("subvolume", "create", root)
+                btrfsio.create(root)
             else:
-                _btrfs("subvolume", "snapshot", self.template_path(template[0], template[2]), root)
+                btrfsio.snapshot(self.template_path(template[0], template[2]), root)
             revert.add(lambda: self._delete_subvolume(root), "delete subvolume")
             self.set_limits(ctid, Limits(), limits)
             revert.success()
@@ -107,10 +104,10 @@ class BtrfsDriver(Driver):
     def set_limits(self, ctid: int, old: Limits, new: Limits) -> None:
         if new.quotaugidlimit:
             raise InvalidArgument("btrfs has no user/group quota: use the image driver for quotaugidlimit")
-        _btrfs("qgroup", "limit", str(new.space) if new.space else "none", self.root(ctid))
+        btrfsio.qgroup_limit(self.root(ctid), new.space)
 
     def usage(self, ctid: int) -> Usage:
-        _btrfs("filesystem", "sync", self.pool.path)  # qgroup numbers are updated at commit
+        btrfsio.sync(self.pool.path)  # qgroup numbers are updated at commit
         qgroup = self.qgroup(ctid)
         if qgroup is None:
             raise NotFound(f"CT {ctid}: no qgroup")
@@ -118,7 +115,7 @@ class BtrfsDriver(Driver):
         return Usage(bytes_used=rfer, bytes_limit=max_rfer)
 
     def subvolume_id(self, path: str) -> int:
-        return int(_btrfs("inspect-internal", "rootid", path).strip())
+        return btrfsio.subvolume_id(path)
 
     def qgroup(self, ctid: int) -> tuple[int, int, int] | None:
         """(referenced, exclusive, referenced limit or 0) of the VPS's qgroup."""
@@ -126,17 +123,7 @@ class BtrfsDriver(Driver):
 
     def qgroups(self) -> dict[int, tuple[int, int, int]]:
         """Every level-0 qgroup of the filesystem: subvolume id -> (rfer, excl, max_rfer)."""
-        out = {}
-        for line in _btrfs("qgroup", "show", "--raw", "-re", self.pool.path).splitlines():
-            match = _QGROUP_LINE.match(line)
-            if match:
-                limit = match.group(4)
-                out[int(match.group(1))] = (
-                    int(match.group(2)),
-                    int(match.group(3)),
-                    int(limit) if limit.isdigit() else 0,
-                )
-        return out
+        return btrfsio.qgroups(self.pool.path)
 
     def leftovers(self, ctid: int) -> list[str]:
         found = []
@@ -154,8 +141,8 @@ class BtrfsDriver(Driver):
             nested = line.split(" path ", 1)[1]
             if nested.startswith(ours + "/"):
                 self._delete_subvolume(os.path.join(path, nested[len(ours) + 1 :]))
-        with contextlib.suppress(CommandFailed):
-            _btrfs("property", "set", "-ts", path, "ro", "false")
+        with contextlib.suppress(KernelError):
+            btrfsio.set_readonly(path, False)
         _btrfs("subvolume", "delete", "--commit-after", path)
         self._drop_qgroup(subvol)
 
@@ -180,7 +167,7 @@ class BtrfsDriver(Driver):
         ensure_dir(self.snapshot_dir(ctid))
         with Reverter() as revert:
             with quiesce():
-                _btrfs("subvolume", "snapshot", "-r", self.root(ctid), path)
+                btrfsio.snapshot(self.root(ctid), path, readonly=True)
             revert.add(lambda: self._delete_subvolume(path), "delete snapshot")
             snap = self._record_snapshot(ctid, name)
             revert.success()
@@ -199,9 +186,9 @@ class BtrfsDriver(Driver):
         fresh = os.path.join(os.path.dirname(root), f".{ctid}.rollback")
         old = os.path.join(os.path.dirname(root), f".{ctid}.old")
         with Reverter() as revert:
-            _btrfs("subvolume", "snapshot", self._snapshot_path(ctid, name), fresh)
+            btrfsio.snapshot(self._snapshot_path(ctid, name), fresh)
             revert.add(lambda: self._delete_subvolume(fresh), "delete rollback subvolume")
-            _btrfs("qgroup", "limit", str(limit) if limit else "none", fresh)
+            btrfsio.qgroup_limit(fresh, limit)
             os.rename(root, old)
             revert.add(lambda: os.rename(old, root), "put the volume back")
             os.rename(fresh, root)

@@ -132,10 +132,13 @@ class Storage:
             raise AlreadyExists(f"CT {ctid} already has a volume")
         source = None
         if template is not None:
-            tpl = self.templates.verify(template)
+            tpl = self.templates.get(template)
+            # A native template was built from a verified tarball: no need to hash it again.
+            if not driver.template_ready(template, tpl.meta.checksum):
+                tpl = self.templates.verify(template)
+                if driver.capabilities.native_templates:
+                    driver.prepare_template(template, tpl.tarball, tpl.meta.checksum)
             source = (template, tpl.tarball, tpl.meta.checksum)
-            if driver.capabilities.native_templates and not driver.template_ready(template, tpl.meta.checksum):
-                driver.prepare_template(template, tpl.tarball, tpl.meta.checksum)
         with Reverter() as revert:
             driver.create(ctid, source, limits)
             revert.add(lambda: driver.destroy(ctid), "destroy volume")
