@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from kernel.errors import InvalidArgument
@@ -42,6 +42,22 @@ def make_mac(ctid: int, index: int | str, *, host: bool = False) -> str:
     digest = hashlib.sha256(f"ctpanel/{ctid}/{index}/{'host' if host else 'vps'}".encode()).digest()
     first = 0x06 if host else 0x02  # locally administered, unicast; host and VPS sides never equal
     return ":".join(f"{b:02x}" for b in (first, *digest[:5]))
+
+
+def with_macs(ctid: int, spec: VpsNet) -> VpsNet:
+    """`spec` with a MAC pair for every bridged interface that has none: `make_mac(ctid, index)` at
+    the lowest index no other interface of the VPS uses, stored with it (stable across restarts,
+    moves and the removal of other interfaces)."""
+    used = {n.mac for n in spec.netifs}
+    netifs = []
+    for netif in spec.netifs:
+        if not netif.mac or not netif.host_mac:
+            index = next(i for i in range(1, 10**6) if make_mac(ctid, i) not in used)
+            used.add(make_mac(ctid, index))
+            mac, host_mac = make_mac(ctid, index), make_mac(ctid, index, host=True)
+            netif = replace(netif, mac=netif.mac or mac, host_mac=netif.host_mac or host_mac)
+        netifs.append(netif)
+    return replace(spec, netifs=tuple(netifs))
 
 
 def eui64_link_local(mac: str) -> str:

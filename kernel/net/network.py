@@ -23,7 +23,7 @@ from kernel import statefile
 from kernel.config import NodeConfig, check_ctid
 from kernel.errors import AlreadyExists, NotFound
 from kernel.net import inside, rules
-from kernel.net.config import ROUTED_IFNAME, NetConfig, Rate, VpsNet, check_ip, make_mac
+from kernel.net.config import ROUTED_IFNAME, NetConfig, Netif, Rate, VpsNet, check_ip, make_mac, with_macs
 from kernel.net.ip import IP
 from kernel.net.nft import Counter, Nft, in_netns
 from kernel.registry import Record, Registry
@@ -101,11 +101,14 @@ class Network:
     def configure(self, ctid: int, spec: VpsNet) -> None:
         """Store the VPS's desired network and apply what can change live (addresses, rate)."""
         old = self.spec(ctid)
+        spec = with_macs(ctid, spec)
         self._check_unique(ctid, spec)
         statefile.write_json(self._spec_path(ctid), spec.to_json())
         live = self._live(ctid)
         if live is None:
             return
+        if old.netifs != spec.netifs:
+            live = self._sync_netifs(ctid, live, old, spec)
         for addr in [a for a in old.ips if a not in spec.ips]:
             self._route_ip(ctid, live, addr, add=False)
         for addr in [a for a in spec.ips if a not in old.ips]:
@@ -135,6 +138,22 @@ class Network:
             self.configure(ctid, spec)
         return spec
 
+    def netif_add(self, ctid: int, netif: Netif) -> VpsNet:
+        """`vzctl set CTID --netif_add`: a bridged interface; live when running (replaces one of that name)."""
+        spec = self.spec(ctid)
+        spec = replace(spec, netifs=(*(n for n in spec.netifs if n.name != netif.name), netif))
+        self.configure(ctid, spec)
+        return self.spec(ctid)
+
+    def netif_del(self, ctid: int, name: str) -> VpsNet:
+        """`vzctl set CTID --netif_del NAME|all`: the interface leaves the running VPS at once."""
+        spec = self.spec(ctid)
+        keep = () if name == "all" else tuple(n for n in spec.netifs if n.name != name)
+        if name != "all" and len(keep) == len(spec.netifs):
+            raise NotFound(f"CT {ctid} has no interface {name!r}")
+        self.configure(ctid, replace(spec, netifs=keep))
+        return self.spec(ctid)
+
     def set_rate(self, ctid: int, rate: Rate) -> VpsNet:
         spec = replace(self.spec(ctid), rate=rate)
         self.configure(ctid, spec)
@@ -148,13 +167,13 @@ class Network:
             totals["vps"].pop(str(ctid), None)
 
     def _check_unique(self, ctid: int, spec: VpsNet) -> None:
-        mine = {ipaddress.ip_network(a) for a in spec.ips}
+        mine = {ipaddress.ip_network(a) for a in _all_ips(spec)}
         for name in os.listdir(self.dir):
             stem, _, ext = name.partition(".")
             if ext != "json" or not stem.isdigit() or int(stem) == ctid:
                 continue
             other = self.spec(int(stem))
-            for addr in other.ips:
+            for addr in _all_ips(other):
                 net = ipaddress.ip_network(addr)
                 if any(net.version == m.version and net.overlaps(m) for m in mine):  # type: ignore[arg-type]
                     raise AlreadyExists(f"{addr} is assigned to CT {stem}")
@@ -168,6 +187,8 @@ class Network:
         taken = self._taken_names(record.ctid)
         for inside_name in wanted:
             if inside_name in given:
+                if given[inside_name] in taken and names.get(inside_name) != given[inside_name]:
+                    raise AlreadyExists(f"host interface {given[inside_name]!r} exists already")
                 names[inside_name] = given[inside_name]
             elif inside_name not in names:
                 for attempt in range(100):
@@ -223,14 +244,8 @@ class Network:
                 mac=make_mac(ctid, ROUTED_IFNAME, host=True),
                 peer_mac=make_mac(ctid, ROUTED_IFNAME),
             )
-            for index, netif in enumerate(spec.netifs, 1):
-                host.veth_add(
-                    hosts[netif.name],
-                    netif.name,
-                    peer_netns=vps_ns,
-                    mac=netif.host_mac or make_mac(ctid, index, host=True),
-                    peer_mac=netif.mac or make_mac(ctid, index),
-                )
+            for netif in spec.netifs:
+                host.veth_add(hosts[netif.name], netif.name, peer_netns=vps_ns, mac=netif.host_mac, peer_mac=netif.mac)
         self._apply_vps_table(ctid, spec, hosts)
         self._apply_vps_chains(ctid, spec, hosts)
         for name in hosts.values():
@@ -240,17 +255,51 @@ class Network:
             host.link_set(routed, up=True)
             host.addr_add(routed, f"{self.net.gateway4}/32")
             host.addr_add(routed, f"{self.net.gateway6}/64", nodad=True)
-            for netif in spec.netifs:
-                host.link_set(hosts[netif.name], master=netif.bridge)
-                host.link_set(hosts[netif.name], up=True)
         with IP(vps_ns) as vps:
             vps.link_set("lo", up=True)
             vps.link_set(ROUTED_IFNAME, up=True)
-            for netif in spec.netifs:
-                vps.link_set(netif.name, up=True)
+        for netif in spec.netifs:
+            self._bridge_up(netif, hosts[netif.name], vps_ns)
         for addr in spec.ips:
             self._route_ip(ctid, live, addr, add=True)
         self._shape(spec.rate, hosts)
+
+    def _bridge_up(self, netif: Netif, host_if: str, vps_ns: str) -> None:
+        with IP(self.net.host_netns) as host:
+            if host.link(netif.bridge) is None:
+                raise NotFound(f"no bridge {netif.bridge!r} on this node for {netif.name}")
+            host.link_set(host_if, master=netif.bridge)
+            host.link_set(host_if, up=True)
+        with IP(vps_ns) as vps:
+            vps.link_set(netif.name, up=True)
+
+    def _sync_netifs(self, ctid: int, live: dict, old: VpsNet, spec: VpsNet) -> dict:
+        """Bridged interfaces of a running VPS to `spec`: changed ones go, new ones come (counters kept)."""
+        gone = [n for n in old.netifs if n not in spec.netifs]
+        new = [n for n in spec.netifs if n not in old.netifs]
+        hosts = dict(live["hosts"])
+        self.traffic(fold=ctid)
+        with IP(self.net.host_netns) as host:
+            for netif in gone:
+                name = hosts.pop(netif.name, None)
+                if name:
+                    host.link_del(name)
+        _, names = self._host_names(self.registry.get(ctid), spec)
+        hosts.update({n.name: names[n.name] for n in new})
+        vps_ns = f"/proc/{live['pid']}/ns/net"
+        with IP(self.net.host_netns) as host:
+            for netif in new:
+                host.veth_add(hosts[netif.name], netif.name, peer_netns=vps_ns, mac=netif.host_mac, peer_mac=netif.mac)
+        for netif in new:
+            self._sysctl(f"net.ipv6.conf.{hosts[netif.name]}.accept_ra", "0")
+        live = {**live, "hosts": hosts}
+        statefile.write_json(self._live_path(ctid), live)
+        self._apply_vps_table(ctid, spec, hosts)
+        self._apply_vps_chains(ctid, spec, hosts)
+        for netif in new:
+            self._bridge_up(netif, hosts[netif.name], vps_ns)
+        self._shape(spec.rate, hosts)
+        return live
 
     def _vps_table(self, ctid: int) -> str:
         return f"{self.prefix}_{ctid}"
@@ -266,15 +315,16 @@ class Network:
                 out_bps=spec.rate.out_bps,
             )
         ]
-        for index, netif in enumerate(spec.netifs, 1):
+        for netif in spec.netifs:
             out.append(
                 rules.DevicePolicy(
                     inside=netif.name,
                     host=hosts[netif.name],
-                    mac=netif.mac or make_mac(ctid, index),
+                    mac=netif.mac,
                     ips=netif.ips,
                     packet_rate=spec.packet_rate,
                     out_bps=spec.rate.out_bps,
+                    mark=ctid,
                 )
             )
         return out
@@ -290,7 +340,13 @@ class Network:
         routed = [hosts[ROUTED_IFNAME]]
         self.nft.batch(
             rules.vps_chains(
-                self.prefix, ctid, routed, uplink=self.net.uplink, conntrack_max=cap, smtp_block=smtp == "block"
+                self.prefix,
+                ctid,
+                routed,
+                uplink=self.net.uplink,
+                conntrack_max=cap,
+                smtp_block=smtp == "block",
+                bridged=bool(spec.netifs),
             )
         )
 
@@ -331,7 +387,7 @@ class Network:
         statefile.write_json(self._live_path(ctid), live)
 
     def _shape(self, rate: Rate, hosts: dict[str, str]) -> None:
-        """"in" (to the VPS): HTB on the host veth's egress. "out" is policed in the netdev table,
+        """ "in" (to the VPS): HTB on the host veth's egress. "out" is policed in the netdev table,
         because an IFB redirect on the veth's ingress would skip the anti-spoofing chain."""
         with IP(self.net.host_netns) as host:
             for name in hosts.values():
@@ -375,7 +431,7 @@ class Network:
                     if net.prefixlen == net.max_prefixlen:
                         host.neigh_del_proxy(str(net.network_address), dev=self.net.uplink)
             owned = {ROUTED_IFNAME, *(n.name for n in spec.netifs)}
-            for inside_name, name in (record.interfaces.items() if record else ()):
+            for inside_name, name in record.interfaces.items() if record else ():
                 if inside_name in owned or name in hosts:
                     host.link_del(name)  # its routes and qdiscs go with it
             for name in hosts:
@@ -482,6 +538,10 @@ class Network:
             inside.write(record.volume, self._inside_config(ctid, spec))
 
 
+def _all_ips(spec: VpsNet) -> list[str]:
+    return [*spec.ips, *(a for n in spec.netifs for a in n.ips)]
+
+
 def _sum(counters: dict[str, Counter]) -> Traffic:
     """The `*_in` / `*_out` counters of one VPS table; ingress counts skip the Ethernet header."""
     t = Traffic()
@@ -491,5 +551,3 @@ def _sum(counters: dict[str, Counter]) -> Traffic:
         elif name.endswith("_out"):
             t = t + Traffic(out_bytes=c.bytes + rules.ETH_HLEN * c.packets, out_packets=c.packets)
     return t
-
-

@@ -47,6 +47,7 @@ class DevicePolicy:
     ips: tuple[str, ...]
     packet_rate: int = 0
     out_bps: int = 0
+    mark: int = 0  # bridged: set on what passed, so the node table finds the VPS (see `vps_chains`)
 
     def ip4(self) -> list[str]:
         return [a for a in self.ips if ":" not in a]
@@ -84,6 +85,8 @@ def vps_table(table: str, devices: Iterable[DevicePolicy]) -> str:
             lines.append(f'    limit rate over {int(d.packet_rate)}/second counter name "{n}_pps" drop')
         if d.out_bps:
             lines.append(f'    {_limit(d.out_bps)} counter name "{n}_shaped" drop')
+        if d.mark:
+            lines.append(f"    meta mark set {int(d.mark):#x}")
         lines.append(f'    counter name "{n}_out"')
         lines.append("  }")
         lines.append(f"  chain {n}_in {{")
@@ -131,6 +134,8 @@ def node_table(table: str, *, open_tcp: Iterable[int], open_udp: Iterable[int]) 
         f"add map inet {table} vps_pre {{ type ifname : verdict; }}",
         f"add map inet {table} vps_in {{ type ifname : verdict; }}",
         f"add map inet {table} vps_fwd {{ type ifname : verdict; }}",
+        f"add map inet {table} vps_mark_pre {{ type mark : verdict; }}",
+        f"add map inet {table} vps_mark_in {{ type mark : verdict; }}",
         f"add chain inet {table} prerouting {{ type filter hook prerouting priority -150; policy accept; }}",
         f"add chain inet {table} input {{ type filter hook input priority -10; policy accept; }}",
         f"add chain inet {table} forward {{ type filter hook forward priority -10; policy accept; }}",
@@ -142,7 +147,9 @@ def node_table(table: str, *, open_tcp: Iterable[int], open_udp: Iterable[int]) 
         f"flush set inet {table} open_tcp",
         f"flush set inet {table} open_udp",
         f"add rule inet {table} prerouting iifname vmap @vps_pre",
+        f"add rule inet {table} prerouting meta mark vmap @vps_mark_pre",
         f"add rule inet {table} input iifname vmap @vps_in",
+        f"add rule inet {table} input meta mark vmap @vps_mark_in",
         f"add rule inet {table} forward iifname vmap @vps_fwd",
         # What a VPS may send to the node itself: replies, neighbour discovery, ping, opened services.
         f"add rule inet {table} guard ct state established,related accept",
@@ -159,9 +166,20 @@ def node_table(table: str, *, open_tcp: Iterable[int], open_udp: Iterable[int]) 
 
 
 def vps_chains(
-    table: str, ctid: int, hosts: Iterable[str], *, uplink: str | None, conntrack_max: int, smtp_block: bool
+    table: str,
+    ctid: int,
+    hosts: Iterable[str],
+    *,
+    uplink: str | None,
+    conntrack_max: int,
+    smtp_block: bool,
+    bridged: bool = False,
 ) -> str:
-    """Ensure VPS `ctid`'s chains in the node table and map its host veths to them."""
+    """Ensure VPS `ctid`'s chains in the node table and map its host veths to them.
+
+    Bridged traffic reaches the inet hooks only through br_netfilter, with the bridge as its
+    input interface: there the VPS is found by the mark its netdev chain set (the CTID).
+    """
     v = f"v{int(ctid)}"
     lines = []
     for chain in ("pre", "in", "fwd"):
@@ -186,6 +204,10 @@ def vps_chains(
         lines.append(f'add element inet {table} vps_ifaces {{ "{host}" }}')
         for chain, vmap in (("pre", "vps_pre"), ("in", "vps_in"), ("fwd", "vps_fwd")):
             lines.append(f'add element inet {table} {vmap} {{ "{host}" : jump {v}_{chain} }}')
+    for chain, vmap in (("pre", "vps_mark_pre"), ("in", "vps_mark_in")):
+        lines.append(f"add element inet {table} {vmap} {{ {int(ctid):#x} : jump {v}_{chain} }}")
+        if not bridged:  # added then deleted: absent afterwards whatever was there
+            lines.append(f"delete element inet {table} {vmap} {{ {int(ctid):#x} }}")
     return "\n".join(lines) + "\n"
 
 
@@ -197,6 +219,9 @@ def remove_vps_chains(table: str, ctid: int, hosts: Iterable[str], present: set[
         for vmap in ("vps_pre", "vps_in", "vps_fwd", "vps_ifaces"):
             if f"{vmap}:{host}" in present:
                 lines.append(f'delete element inet {table} {vmap} {{ "{host}" }}')
+    for vmap in ("vps_mark_pre", "vps_mark_in"):
+        if f"{vmap}:{int(ctid)}" in present:
+            lines.append(f"delete element inet {table} {vmap} {{ {int(ctid):#x} }}")
     for chain in ("pre", "in", "fwd"):
         if f"chain:{v}_{chain}" in present:
             lines += [f"flush chain inet {table} {v}_{chain}", f"delete chain inet {table} {v}_{chain}"]
