@@ -8,7 +8,10 @@ allowed. Refused:
 - keyctl, add_key, request_key (the keyring is per user id, not per namespace);
 - io_uring_*, kexec_*, open_by_handle_at, module calls, bpf, perf_event_open,
   userfaultfd;
-- umount2 with MNT_FORCE (EPERM).
+- umount2 with MNT_FORCE (EPERM);
+- the btrfs ioctls that make a subvolume or snapshot (EPERM): a nested
+  subvolume has a qgroup of its own, so data written into it would escape
+  the VPS's `diskspace` limit (docs/storage.md).
 
 fanotify_init stays allowed: inside a user namespace the kernel already
 confines it (no permission events; marks only on what that namespace owns).
@@ -74,6 +77,7 @@ _X86_64 = Arch(
         "perf_event_open": 298,
         "userfaultfd": 323,
         "umount2": 166,
+        "ioctl": 16,
     },
 )
 _AARCH64 = Arch(
@@ -96,6 +100,7 @@ _AARCH64 = Arch(
         "perf_event_open": 241,
         "userfaultfd": 282,
         "umount2": 39,
+        "ioctl": 29,
     },
 )
 ARCHES = {"x86_64": _X86_64, "aarch64": _AARCH64}
@@ -119,6 +124,11 @@ DENY: dict[str, int] = {name: errno.ENOSYS for name in (
     "perf_event_open",
     "userfaultfd",
 )}
+
+#: ioctl commands refused with EPERM: BTRFS_IOC_SNAP_CREATE, _SUBVOL_CREATE, _SNAP_CREATE_V2,
+#: _SUBVOL_CREATE_V2 (_IOW(0x94, nr, 4096)). The kernel truncates the command to 32 bits, so
+#: comparing the low half of the argument is exact.
+DENY_IOCTL: tuple[int, ...] = tuple(0x40000000 | (4096 << 16) | (0x94 << 8) | nr for nr in (1, 14, 23, 24))
 
 
 def _ins(code: int, jt: int, jf: int, k: int) -> bytes:
@@ -146,6 +156,11 @@ def build(machine: str = sc.MACHINE, deny: dict[str, int] | None = None) -> byte
         nr = arch.numbers.get(name)
         if nr is not None:
             prog += [_ins(_JEQ, 0, 1, nr), _ins(_RET, 0, 0, _errno(err))]
+    count = len(DENY_IOCTL)
+    prog.append(_ins(_JEQ, 0, count + 3, arch.numbers["ioctl"]))  # not ioctl: on to umount2
+    prog.append(_ins(_LD_W_ABS, 0, 0, _OFF_ARG1_LOW))
+    prog += [_ins(_JEQ, count - 1 - k, 1 if k == count - 1 else 0, cmd) for k, cmd in enumerate(DENY_IOCTL)]
+    prog += [_ins(_RET, 0, 0, _errno(errno.EPERM)), _ins(_RET, 0, 0, RET_ALLOW)]
     prog += [
         _ins(_JEQ, 0, 3, arch.numbers["umount2"]),
         _ins(_LD_W_ABS, 0, 0, _OFF_ARG1_LOW),
