@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kernel.net.config import VpsNet
-from tests.kernel.net.conftest import PEER_ADDR4, PEER_ADDR6, Lab, in_ns, vps_addrs
+from tests.kernel.net.conftest import HOST_ADDR6, PEER_ADDR4, PEER_ADDR6, Lab, in_ns, vps_addrs
 
 pytestmark = pytest.mark.kernel
 
@@ -23,3 +23,28 @@ def test_two_vpss_reach_each_other_and_the_test_host(lab: Lab) -> None:
         assert in_ns(lab.peer, "busybox", "ping", "-c", "1", "-W", "2", target, check=False).returncode == 0, target
     _, out = lab.vsh(a, "ip -o addr show dev venet0; ip route; ip -6 route")
     assert a4 in out and a6 in out and "default via 169.254.0.1" in out and "default via fe80::1" in out
+
+
+def test_routed_ipv6_64_whole_prefix_and_nothing_else(lab: Lab) -> None:
+    """A routed /64: the node routes all of it to the VPS, which picks its own addresses in it;
+    a source outside it, even the next address down, is dropped by the ip6 source rule."""
+    prefix = "2001:db8:5::/64"
+    a4, _ = vps_addrs(0)
+    a = lab.vps(VpsNet(ips=(a4, prefix)))
+    in_ns(lab.peer, "ip", "-6", "route", "add", prefix, "via", HOST_ADDR6)  # the provider routes it to the node
+    inside = ("2001:db8:5::1", "2001:db8:5::beef", "2001:db8:5:0:ffff:ffff:ffff:ffff")
+    outside = ("2001:db8:4:ffff:ffff:ffff:ffff:ffff", "2001:db8:5:1::1")
+    lab.vsh(a, "sysctl -qw net.ipv6.conf.venet0.accept_dad=0; "
+            + "; ".join(f"ip -6 addr add {addr}/128 dev venet0" for addr in (*inside, *outside)))  # fmt: skip
+    for addr in inside:
+        code, out = lab.vsh(a, f"ping -c 1 -W 2 -I {addr} {PEER_ADDR6}")
+        assert code == 0, (addr, out)
+        assert in_ns(lab.peer, "busybox", "ping", "-c", "1", "-W", "2", addr, check=False).returncode == 0, addr
+    for addr in outside:
+        before = lab.counters(a)["venet0_bad_ip6"]
+        code, _ = lab.vsh(a, f"ping -c 1 -W 2 -I {addr} {PEER_ADDR6}")
+        assert code != 0, addr
+        assert lab.counters(a)["venet0_bad_ip6"] > before, addr
+    lab.network.del_ip(a, prefix)
+    assert lab.vsh(a, f"ping -c 1 -W 2 -I {inside[0]} {PEER_ADDR6}")[0] != 0
+    assert lab.ping(a, PEER_ADDR4)
