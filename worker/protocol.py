@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 SCHEMA_MAJOR = 1
 
 PANEL_QUEUE = "panel"
@@ -37,8 +37,19 @@ TASK_VPS_SET = "node.vps.set"
 TASK_VPS_PAUSE = "node.vps.pause"
 TASK_VPS_RESUME = "node.vps.resume"
 TASK_VPS_DESTROY = "node.vps.destroy"
+# Since 1.1: a new root filesystem, and the VPS's data (snapshots in its pool, backups in the node's
+# backup directory). Each ends with the VPS running, except snapshot, backup and their deletes.
+TASK_VPS_REINSTALL = "node.vps.reinstall"
+TASK_VPS_SNAPSHOT = "node.vps.snapshot"
+TASK_VPS_SNAPSHOT_DELETE = "node.vps.snapshot_delete"
+TASK_VPS_ROLLBACK = "node.vps.rollback"
+TASK_VPS_BACKUP = "node.vps.backup"
+TASK_VPS_BACKUP_DELETE = "node.vps.backup_delete"
+TASK_VPS_RESTORE = "node.vps.restore"
+VPS_DATA_TASKS = (TASK_VPS_REINSTALL, TASK_VPS_SNAPSHOT, TASK_VPS_SNAPSHOT_DELETE, TASK_VPS_ROLLBACK, TASK_VPS_BACKUP,
+                  TASK_VPS_BACKUP_DELETE, TASK_VPS_RESTORE)
 VPS_TASKS = (TASK_VPS_CREATE, TASK_VPS_START, TASK_VPS_STOP, TASK_VPS_RESTART, TASK_VPS_SET, TASK_VPS_PAUSE,
-             TASK_VPS_RESUME, TASK_VPS_DESTROY)
+             TASK_VPS_RESUME, TASK_VPS_DESTROY, *VPS_DATA_TASKS)
 TASK_APPLY_REPORT = "panel.apply_report"
 TASK_NODE_HEARTBEAT = "panel.node_heartbeat"
 TASK_USAGE_BATCH = "panel.usage_batch"
@@ -241,6 +252,10 @@ class InventoryRequest(Request):
 
 
 CTID_MIN, CTID_MAX = 100, 2**31 - 1
+# Snapshot names (chosen by the panel) and backup ids (chosen by the node: UTC time to the microsecond).
+SNAPSHOT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+BACKUP_ID_RE = re.compile(r"^\d{8}T\d{6}\.\d{6}Z$")
+
 
 
 class VpsState:
@@ -274,6 +289,11 @@ class VpsRequest(Request):
     ipv6: list[str] = field(default_factory=list)
     nameservers: list[str] = field(default_factory=list)
     fast: bool = False
+    # Since 1.1, for the data tasks: the snapshot (snapshot, snapshot_delete, rollback), the backup
+    # (backup_delete, restore), and how many backups of the VPS the node keeps at most (backup).
+    snapshot: str = ""
+    backup: str = ""
+    keep: int = 0
 
     def __post_init__(self) -> None:
         if self.task not in VPS_TASKS:
@@ -288,6 +308,17 @@ class VpsRequest(Request):
         for name in ("ssh_keys", "ipv4", "ipv6", "nameservers"):
             if not all(isinstance(v, str) and not any(c in v for c in "\n\r\0") for v in getattr(self, name)):
                 raise ProtocolError(f"VpsRequest.{name}: expected single-line strings")
+        if self.snapshot and not SNAPSHOT_NAME_RE.match(self.snapshot):
+            raise ProtocolError(f"VpsRequest.snapshot: bad snapshot name {self.snapshot!r}")
+        if self.backup and not BACKUP_ID_RE.match(self.backup):
+            raise ProtocolError(f"VpsRequest.backup: bad backup id {self.backup!r}")
+        if isinstance(self.keep, bool) or not isinstance(self.keep, int) or self.keep < 0:
+            raise ProtocolError(f"VpsRequest.keep: expected a non-negative integer, got {self.keep!r}")
+        needs = {TASK_VPS_SNAPSHOT: "snapshot", TASK_VPS_SNAPSHOT_DELETE: "snapshot", TASK_VPS_ROLLBACK: "snapshot",
+                 TASK_VPS_BACKUP_DELETE: "backup", TASK_VPS_RESTORE: "backup", TASK_VPS_REINSTALL: "template"}
+        if self.task in needs and not getattr(self, needs[self.task]):
+            raise ProtocolError(f"VpsRequest: {self.task} needs `{needs[self.task]}`")
+
 
 
 class Status:

@@ -140,6 +140,19 @@ class Backups:
             shutil.rmtree(info.path)
         return [info.id for info in old]
 
+    def delete(self, ctid: int, backup_id: str) -> bool:
+        """Remove one backup of `ctid`; False when there is none (so a repeated delete is no error)."""
+        try:
+            path = find(self.dir, ctid, backup_id)
+        except NotFound:
+            return False
+        shutil.rmtree(path)
+        return True
+
+    def forget(self, ctid: int) -> None:
+        """Remove every backup of `ctid` (its VPS is destroyed). Idempotent."""
+        shutil.rmtree(self._ct_dir(ctid), ignore_errors=True)
+
     @staticmethod
     def read(path: str) -> BackupInfo:
         """The backup at `path` (a directory holding backup.json), validated."""

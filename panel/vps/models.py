@@ -87,3 +87,43 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class VpsDataQuerySet(RestrictedQuerySet):
+    def permission_q(self, user: Any, action: str) -> Q:
+        return tenant_q(user, "vps__customer")
+
+
+class Snapshot(models.Model):
+    """A snapshot of a VPS's volume on its node, as the node last reported it (its pool keeps it)."""
+
+    vps = models.ForeignKey(VPS, on_delete=models.CASCADE, related_name="snapshots")
+    name = models.CharField(max_length=64)
+    created = models.DateTimeField(help_text="When the node took it")
+
+    objects = VpsDataQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["vps", "created", "name"]
+        constraints = [models.UniqueConstraint(fields=["vps", "name"], name="vps_snapshot_unique_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Backup(models.Model):
+    """A backup of a VPS in its node's backup directory, as the node last reported it."""
+
+    vps = models.ForeignKey(VPS, on_delete=models.CASCADE, related_name="backups")
+    backup_id = models.CharField(max_length=32, help_text="The node's id: UTC time to the microsecond")
+    created = models.DateTimeField(help_text="When the node finished it")
+    size = models.BigIntegerField(help_text="Bytes of its archive")
+
+    objects = VpsDataQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["vps", "created"]
+        constraints = [models.UniqueConstraint(fields=["vps", "backup_id"], name="vps_backup_unique_id")]
+
+    def __str__(self) -> str:
+        return self.backup_id

@@ -29,13 +29,14 @@ from worker import protocol
 
 
 def build_request(vps: VPS, task: str, operation: Operation, *, fast: bool = False,
-                  root_password_hash: str = "") -> protocol.VpsRequest:
-    """The whole desired state; `root_password_hash` only in the operation that sets the password."""
+                  root_password_hash: str = "", **data: Any) -> protocol.VpsRequest:
+    """The whole desired state; `root_password_hash` only in the operation that sets the password,
+    `data` (snapshot, backup, keep) only in the data tasks (panel/vps/data.py)."""
     ipv4, ipv6 = addresses.cidrs(vps)
     return protocol.VpsRequest(
         task=task, node=vps.node.name, operation_id=str(operation.id), ctid=vps.ctid, hostname=vps.hostname,
         template=vps.template, limits=protocol.check_limits(vps.limits), onboot=vps.onboot, fast=fast,
-        ipv4=ipv4, ipv6=ipv6, ssh_keys=list(vps.ssh_keys), root_password_hash=root_password_hash,
+        ipv4=ipv4, ipv6=ipv6, ssh_keys=list(vps.ssh_keys), root_password_hash=root_password_hash, **data,
     )
 
 

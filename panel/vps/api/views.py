@@ -24,6 +24,7 @@ from panel.core.permissions import is_admin
 from panel.nodes.models import IPAddress
 from panel.vps import filtersets, services
 from panel.vps.api import serializers
+from panel.vps.api.data import VpsDataActions
 from panel.vps.models import VPS, IdempotencyKey
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -68,8 +69,8 @@ def request_hash(data: object) -> str:
 @extend_schema_view(
     destroy=extend_schema(responses=_ACCEPTED, description="Destroy the VPS (202: follow the operation)."),
 )
-class VPSViewSet(RestrictedViewSetMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
-                 viewsets.GenericViewSet):
+class VPSViewSet(VpsDataActions, RestrictedViewSetMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                 mixins.DestroyModelMixin, viewsets.GenericViewSet):
     """VPSs: customers see their own, resellers their customers', admins all."""
 
     queryset = VPS.objects.select_related("node", "plan")
@@ -79,7 +80,7 @@ class VPSViewSet(RestrictedViewSetMixin, mixins.ListModelMixin, mixins.RetrieveM
     lookup_field = "ctid"
     lookup_value_regex = r"\d+"
     change_actions = frozenset({"start", "stop", "restart", "pause", "resume", "hostname", "plan", "suspend",
-                                "unsuspend", "password", "ssh_keys"})
+                                "unsuspend", "password", "ssh_keys"}) | VpsDataActions.data_change_actions
 
     def list(self, request, *args, **kwargs):
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
