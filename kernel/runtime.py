@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from kernel import cgroups, enter, spawn, statefile, vpsfiles
+from kernel import cgroups, enter, faults, spawn, statefile, vpsfiles
 from kernel import syscalls as sc
 from kernel.config import NodeConfig, check_ctid
 from kernel.errors import AlreadyExists, Busy, InvalidArgument, KernelError, NotFound
@@ -249,16 +249,19 @@ class Runtime:
             ids = self.ids.allocate(spec.ctid)
             if fresh_ids:
                 revert.add(lambda: self.ids.release(spec.ctid), "release ids")
+            faults.point("create.ids")
             if spec.adopt:
                 volume = self.storage.activate(spec.ctid)
             else:
                 # An existing volume (a crashed create's) is refused as AlreadyExists; destroy removes it.
                 volume = self.storage.create(spec.ctid, spec.template, spec.limits, spec.layout)
                 revert.add(lambda: self.storage.destroy(spec.ctid), "destroy volume")
+            faults.point("create.volume")
             if spec.hostname:
                 with vpsfiles.VpsRoot(volume) as root:
                     vpsfiles.write_hostname(root, spec.hostname)
                     vpsfiles.write_hosts(root, spec.hostname)
+            faults.point("create.files")
             paths = self.cgroups.paths(spec.ctid)
             record = Record(
                 ctid=spec.ctid,
@@ -276,6 +279,8 @@ class Runtime:
                 reboot_signal=template.meta.reboot_signal,
             )
             self.registry.add(record)
+            revert.add(lambda: self.registry.remove(spec.ctid), "unregister")
+            faults.point("create.registry")
             revert.success()
             return record
 
@@ -473,6 +478,7 @@ class Runtime:
     def _run_hooks(self, stage: str, ctx: StartContext) -> None:
         for hook in self.hooks[stage]:
             hook(ctx)
+        faults.point(f"start.{stage}")
 
     def _activate(self, ctx: StartContext) -> None:
         """The built-in first `volume` step (idempotent: a stopped VPS may stay active, no undo)."""
@@ -500,6 +506,7 @@ class Runtime:
             self.cgroups.kill(ctid)  # leftovers of a crash; no-op normally
             ctx.cgroup_paths = self.cgroups.ensure(ctid)
             revert.add(lambda: self._remove_cgroups(ctid), "remove cgroups")
+            faults.point("start.cgroups")
             if "delegate" in self.cgroups.capabilities:
                 self.cgroups.delegate(ctid, record.id_start, record.id_start)
             stage = self._stage_dir(ctid)
@@ -528,6 +535,7 @@ class Runtime:
             )
             starting = spawn.Starting(spec)
             revert.add(starting.abort, "kill init")
+            faults.point("start.spawn")
             ctx.init_pid = starting.pid
             ctx.ns_dir = starting.ns_dir
             self._run_hooks("network", ctx)

@@ -95,12 +95,13 @@ class Stack:
         self.processes[name] = proc
         return proc
 
-    def start_supervisor(self, log_dir: Path, name: str = "supervisor") -> Process:
+    def start_supervisor(self, log_dir: Path, name: str = "supervisor", **extra_env: str) -> Process:
         """The node supervisor on the node's env (its socket: <state root>/run/supervisor.sock)."""
         base = {k: v for k, v in os.environ.items() if not k.startswith(("CTPANEL_", "DJANGO_"))}
         log = log_dir / f"{name}.log"
         before = log.read_text().count(" ready on ") if log.exists() else 0  # a restart appends
-        proc = start_process(name, [sys.executable, "-m", "worker.supervisor"], {**base, **self.node_env}, log_dir)
+        proc = start_process(name, [sys.executable, "-m", "worker.supervisor"], {**base, **self.node_env, **extra_env},
+                             log_dir)
         deadline = time.monotonic() + 30
         while proc.log().count(" ready on ") <= before:
             if proc.popen.poll() is not None or time.monotonic() > deadline:

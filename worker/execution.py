@@ -28,6 +28,7 @@ class OperationContext:
     journal: Journal
     send: Callable[[protocol.Report], None]
     node: str
+    delivery: int = 1  # >1: an earlier run of this operation died mid-way (the journal counts)
 
     def progress(self, stage: str, percent: int) -> None:
         """Tell the panel where the operation is; keeps this run's lease alive."""
@@ -53,8 +54,11 @@ def execute(
     work: Callable[[OperationContext], dict[str, Any]],
     journal: Journal,
     send: Callable[[protocol.Report], None],
+    abandon: Callable[[protocol.Request], None] | None = None,
 ) -> protocol.Report | None:
-    """Run one delivery of an operation; return the report sent (None when dropped as a duplicate)."""
+    """Run one delivery of an operation; return the report sent (None when dropped as a duplicate).
+
+    `abandon` undoes what the runs of an operation that is given up left behind."""
     started = time.monotonic()
     try:
         request = request_cls.from_dict(body)
@@ -74,12 +78,18 @@ def execute(
         send(report)
         return report
     if verdict == Verdict.GIVE_UP:
+        if abandon is not None:
+            try:
+                abandon(request)
+            except Exception:
+                log.exception("%s %s: undoing what its runs left failed", task_name, task_id)
         report = protocol.Report(
             operation_id=task_id, node=node, status=protocol.Status.FAILED, error_code=protocol.ErrorCode.GAVE_UP,
             message=f"given up after {entry.deliveries} deliveries: each run ended its worker process",
         )
     else:
-        context = OperationContext(request=request, journal=journal, send=send, node=node)
+        context = OperationContext(request=request, journal=journal, send=send, node=node,
+                                   delivery=entry.deliveries)
         try:
             facts = work(context)
         except Exception as exc:

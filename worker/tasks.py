@@ -12,7 +12,7 @@ from typing import Any
 from celery.signals import worker_ready
 
 from kernel import host
-from worker import protocol, reconcile, vps, vpsdata
+from worker import protocol, reconcile, vps
 from worker.celery_app import app, config
 from worker.execution import OperationContext, execute
 from worker.journal import Journal
@@ -30,9 +30,10 @@ def journal() -> Journal:
                    lease_seconds=float(os.environ.get("CTPANEL_LEASE_SECONDS", "120")))
 
 
-def run(task: Any, request_cls: type[protocol.Request], body: Any, work: Any) -> protocol.Report | None:
+def run(task: Any, request_cls: type[protocol.Request], body: Any, work: Any, abandon: Any = None
+        ) -> protocol.Report | None:
     return execute(task_name=task.name, task_id=str(task.request.id), node=config.name, request_cls=request_cls,
-                   body=body, work=work, journal=journal(), send=send_report)
+                   body=body, work=work, journal=journal(), send=send_report, abandon=abandon)
 
 
 def _ping(context: OperationContext) -> dict[str, Any]:
@@ -71,7 +72,7 @@ def _recover_at_start(**kwargs: Any) -> None:
 def _vps_task(name: str) -> Any:
     @app.task(name=name, bind=True, acks_late=True)
     def task(self: Any, body: Any) -> None:
-        run(self, protocol.VpsRequest, body, vpsdata.work(config))
+        run(self, protocol.VpsRequest, body, vps.work(config), vps.abandon(config))
 
     return task
 

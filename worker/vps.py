@@ -9,13 +9,14 @@ shared with vzctl on the node.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import replace
 from functools import cache
 from typing import Any
 
-from kernel import cgroups, statefile, ubc
+from kernel import cgroups, faults, statefile, ubc
 from kernel.config import NodeConfig as KernelNodeConfig
 from kernel.errors import NotFound
 from kernel.net.config import NetConfig, Rate, VpsNet
@@ -30,6 +31,8 @@ from worker.execution import OperationContext
 from worker.supervisor.client import try_request
 
 BUSYBOX = "busybox"
+
+log = logging.getLogger(__name__)
 
 
 def storage_config(config: NodeConfig, node: KernelNodeConfig) -> StorageConfig | None:
@@ -128,12 +131,47 @@ def apply_settings(rt: Runtime, request: protocol.VpsRequest) -> None:
                           device=ubc.backing_device(rt.storage.activate(ctid)))
 
 
+def creating_path(rt: Runtime, ctid: int) -> str:
+    """Names the operation that is bringing the VPS into existence, until that operation ends."""
+    return os.path.join(rt.config.path("creating"), f"{ctid}.json")
+
+
+def creator(rt: Runtime, ctid: int) -> str | None:
+    try:
+        return str(statefile.read_json(creating_path(rt, ctid)).get("operation_id"))
+    except NotFound:
+        return None
+
+
+def remove(rt: Runtime, ctid: int) -> None:
+    """Stop the VPS at once and remove all of it, registered or half-made (idempotent)."""
+    if rt.registry.find(ctid) is not None:
+        # Through the supervisor when it runs: it parents the init, and an init that exits
+        # without the supervisor being told looks like a reboot to it.
+        if try_request(rt.config.state_root, "stop", ctid=ctid, fast=True) is None:
+            rt.stop(ctid, fast=True)
+    elif rt.cgroups.exists(ctid):
+        rt.cgroups.kill(ctid)
+    rt.destroy(ctid)
+    statefile.remove(beancounters_path(rt, ctid))
+    statefile.remove(creating_path(rt, ctid))
+
+
 def converge(rt: Runtime, context: OperationContext, request: protocol.VpsRequest) -> None:
-    """Make the VPS exist with the request's settings."""
+    """Make the VPS exist with the request's settings.
+
+    A VPS this operation brings into existence is marked as its creation until
+    the operation ends: if the operation fails — in this run or a redelivered
+    one — `work` removes all of it, as the panel then takes it as never made.
+    """
     record = rt.registry.find(request.ctid)
     if record is None:
         if not request.template:
             raise NotFound(f"CT {request.ctid} does not exist on this node and the request names no template")
+        if context.delivery > 1:
+            remove(rt, request.ctid)  # what the earlier, interrupted run left
+        statefile.ensure_dir(rt.config.path("creating"))
+        statefile.write_json(creating_path(rt, request.ctid), {"operation_id": request.operation_id})
         context.progress("template", 10)
         ensure_template(rt, request.template)
         context.progress("create", 30)
@@ -142,6 +180,7 @@ def converge(rt: Runtime, context: OperationContext, request: protocol.VpsReques
     elif request.hostname and request.hostname != record.hostname:
         rt.set_hostname(request.ctid, request.hostname)
     apply_settings(rt, request)
+    faults.point("converge.settings")
 
 
 def _create(rt: Runtime, context: OperationContext, request: protocol.VpsRequest) -> None:
@@ -183,16 +222,8 @@ def _resume(rt: Runtime, context: OperationContext, request: protocol.VpsRequest
 
 
 def _destroy(rt: Runtime, context: OperationContext, request: protocol.VpsRequest) -> None:
-    if rt.registry.find(request.ctid) is None:
-        return
-    context.progress("stop", 20)
-    # Through the supervisor when it runs: it parents the init, and an init that exits
-    # without the supervisor being told looks like a reboot to it.
-    if try_request(rt.config.state_root, "stop", ctid=request.ctid, fast=True) is None:
-        rt.stop(request.ctid, fast=True)
-    context.progress("destroy", 50)
-    rt.destroy(request.ctid)
-    statefile.remove(beancounters_path(rt, request.ctid))
+    context.progress("destroy", 20)
+    remove(rt, request.ctid)
 
 
 ACTIONS: dict[str, Callable[[Runtime, OperationContext, protocol.VpsRequest], None]] = {
@@ -214,7 +245,29 @@ def work(config: NodeConfig) -> Callable[[OperationContext], dict[str, Any]]:
         request = context.request
         assert isinstance(request, protocol.VpsRequest)
         rt = runtime(config)
-        ACTIONS[request.task](rt, context, request)
+        try:
+            ACTIONS[request.task](rt, context, request)
+        except Exception:
+            if creator(rt, request.ctid) == request.operation_id:
+                try:
+                    remove(rt, request.ctid)
+                except Exception:
+                    log.exception("CT %s: removing the half-made VPS failed; reconcile will retry", request.ctid)
+            raise
+        if creator(rt, request.ctid) == request.operation_id:
+            statefile.remove(creating_path(rt, request.ctid))
         return facts(rt, request.ctid)
+
+    return run
+
+
+def abandon(config: NodeConfig) -> Callable[[protocol.Request], None]:
+    """The `abandon` function of `execute` for every VPS task: a create given up leaves nothing."""
+
+    def run(request: protocol.Request) -> None:
+        assert isinstance(request, protocol.VpsRequest)
+        rt = runtime(config)
+        if creator(rt, request.ctid) == request.operation_id:
+            remove(rt, request.ctid)
 
     return run
