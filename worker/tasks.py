@@ -12,7 +12,7 @@ from typing import Any
 from celery.signals import worker_ready
 
 from kernel import host
-from worker import protocol, reconcile, vps
+from worker import protocol, reconcile, vps, vpsdata
 from worker.celery_app import app, config
 from worker.execution import OperationContext, execute
 from worker.journal import Journal
@@ -72,7 +72,7 @@ def _recover_at_start(**kwargs: Any) -> None:
 def _vps_task(name: str) -> Any:
     @app.task(name=name, bind=True, acks_late=True)
     def task(self: Any, body: Any) -> None:
-        run(self, protocol.VpsRequest, body, vps.work(config), vps.abandon(config))
+        run(self, protocol.VpsRequest, body, vpsdata.work(config), vps.abandon(config))
 
     return task
 
