@@ -20,7 +20,7 @@ PANEL_USER=ctpanel
 APT_PACKAGES=(
   postgresql redis-server
   python3-venv python3-dev
-  busybox-static btrfs-progs e2fsprogs quota nftables iproute2 lxcfs fuse3
+  busybox-static debootstrap btrfs-progs e2fsprogs quota nftables iproute2 lxcfs fuse3
   util-linux procps psmisc openssl ca-certificates cpio zstd acl curl iperf3
   chromium fonts-dejavu-core
   qemu-system-x86

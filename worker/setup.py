@@ -1,7 +1,9 @@
 """Node set-up steps run by `./ctl up` (as root).
 
     python -m worker.setup sysctl PROFILE   raise the node's sysctls to PROFILE
-    python -m worker.setup templates        build the busybox OS template (node env exported)
+    python -m worker.setup templates [--with debian-12]
+                                            build the busybox OS template, and the named Debian ones
+                                            (debootstrap, cached in /var/cache/ctpanel/templates)
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from kernel import sysctl
+from kernel import debootstrap, sysctl
 from kernel.errors import KernelError
 
 
@@ -28,7 +30,7 @@ def apply_sysctl(profile_path: Path) -> int:
     return 0
 
 
-def build_templates() -> int:
+def build_templates(extra: list[str]) -> int:
     from worker.config import ConfigError, NodeConfig
     from worker.vps import BUSYBOX, ensure_template, runtime
 
@@ -37,11 +39,16 @@ def build_templates() -> int:
     except ConfigError as exc:
         print(f"templates: {exc}", file=sys.stderr)
         return 1
-    try:
-        ensure_template(runtime(config), BUSYBOX)
-    except KernelError as exc:
-        print(f"templates: cannot build {BUSYBOX}: {exc}", file=sys.stderr)
-        return 1
+    rt = runtime(config)
+    for name in [BUSYBOX, *extra]:
+        try:
+            if name == BUSYBOX:
+                ensure_template(rt, BUSYBOX)
+            else:
+                debootstrap.ensure_debian(rt.templates, name)
+        except KernelError as exc:
+            print(f"templates: cannot build {name}: {exc}", file=sys.stderr)
+            return 1
     return 0
 
 
@@ -50,10 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("sysctl", help="raise sysctls to the node profile (never lowers)")
     p.add_argument("profile", type=Path)
-    sub.add_parser("templates", help="build the busybox OS template")
+    p = sub.add_parser("templates", help="build the busybox OS template")
+    p.add_argument("--with", dest="extra", action="append", default=[], choices=sorted(debootstrap.RELEASES),
+                   help="also a Debian template (debootstrap; minutes the first time, then cached)")
     args = parser.parse_args(argv)
     if args.command == "templates":
-        return build_templates()
+        return build_templates(args.extra)
     return apply_sysctl(args.profile)
 
 
