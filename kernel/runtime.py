@@ -172,6 +172,10 @@ def _starttime(pid: int) -> int | None:
 
 
 def _signal(name: str) -> int:
+    """A signal by name, including systemd's real-time ones ("SIGRTMIN+4": poweroff)."""
+    base, plus, offset = name.partition("+")
+    if base == "SIGRTMIN" and plus and offset.isdigit() and signal.SIGRTMIN + int(offset) <= signal.SIGRTMAX:
+        return int(signal.SIGRTMIN) + int(offset)
     try:
         return int(signal.Signals[name])
     except KeyError:
