@@ -110,6 +110,14 @@ class Stack:
         self.processes[name] = proc
         return proc
 
+    def start_relay(self, log_dir: Path, name: str = "console-relay") -> Process:
+        """The node's console relay (worker/console_relay) on the node's env."""
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("CTPANEL_", "DJANGO_"))}
+        proc = start_process(name, [sys.executable, "-m", "worker.console_relay"], {**base, **self.node_env}, log_dir)
+        proc.wait_for_log("ready for node")
+        self.processes[name] = proc
+        return proc
+
     def start_panel_worker(self, log_dir: Path, name: str = "panel-worker") -> Process:
         env = {**os.environ, **self.panel_env}
         argv = [str(BIN / "celery"), "-A", "panel.celery", "worker",

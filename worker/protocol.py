@@ -15,6 +15,7 @@ another node or with another id is refused.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
@@ -455,3 +456,77 @@ def check_limits(limits: Any) -> dict[str, int]:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ProtocolError(f"limits.{name}: expected a non-negative integer, got {value!r}")
     return dict(limits)
+
+
+# -- Browser console (docs/console.md) ---------------------------------------------------------------------
+# The panel's web process and the node's console relay meet in Redis: the panel pushes a ConsoleOpen to
+# the node's open list; each session then has one stream per direction. Nothing listens on the node.
+
+CONSOLE_MODES = ("console", "shell")  # the VPS's console pty (supervisor) | a fresh login shell in the VPS
+CONSOLE_TICKET_SECONDS = 30
+CONSOLE_CHUNK = 16 * 1024  # bytes of output per stream entry
+CONSOLE_BACKLOG = 64  # output entries not yet taken by the panel before the relay drops (console) or pauses (shell)
+CONSOLE_INPUT_MAX = 64 * 1024  # bytes of one browser message
+CONSOLE_KEEPALIVE_SECONDS = 5
+CONSOLE_IDLE_SECONDS = 20  # a side that heard nothing of the other for this long ends the session
+CONSOLE_SIZE_MAX = 1000  # columns or rows
+
+
+def console_open_key(node: str) -> str:
+    """The Redis list a node's relay pops session requests from."""
+    return f"ctpanel:console:{validate_node_name(node)}:open"
+
+
+def console_stream_keys(session: str) -> tuple[str, str]:
+    """The session's Redis streams: (browser → VPS, VPS → browser)."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]{16,64}", session):
+        raise ProtocolError("console session: not a session id")
+    return f"ctpanel:console:s:{session}:in", f"ctpanel:console:s:{session}:out"
+
+
+def console_size(cols: Any, rows: Any) -> tuple[int, int]:
+    """A terminal size within bounds, or ProtocolError."""
+    for value in (cols, rows):
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= CONSOLE_SIZE_MAX:
+            raise ProtocolError(f"console size: expected 1..{CONSOLE_SIZE_MAX}, got {value!r}")
+    return cols, rows
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConsoleTicket(Message):
+    """What the panel lets one user do once: open `mode` of VPS `ctid` on `node` before `expires`.
+
+    The panel signs `signed_bytes()` with its key; the relay verifies that signature with the panel's
+    certificate and checks node, expiry and single use again (the panel checked them first).
+    """
+
+    ticket_id: str
+    user_id: int
+    username: str
+    ctid: int
+    node: str
+    mode: str
+    expires: float  # Unix time
+
+    def signed_bytes(self) -> bytes:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
+
+    def check(self, *, node: str, now: float) -> None:
+        """Raise ProtocolError unless this ticket is for `node`, a known mode, and not expired at `now`."""
+        if self.node != node:
+            raise MisroutedMessage(f"console ticket for node {self.node!r}, this is {node!r}")
+        if self.mode not in CONSOLE_MODES:
+            raise ProtocolError(f"console ticket: unknown mode {self.mode!r}")
+        if now > self.expires or self.expires - now > CONSOLE_TICKET_SECONDS + 5:
+            raise ProtocolError("console ticket expired")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConsoleOpen(Message):
+    """A session request on the node's open list: the signed ticket and the browser's terminal size."""
+
+    session: str
+    ticket: dict[str, Any]
+    signature: str  # base64 of RSA PKCS#1 v1.5 / SHA-256 over ConsoleTicket.signed_bytes(), by the panel key
+    cols: int
+    rows: int

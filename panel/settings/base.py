@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "panel.nodes",
     "panel.plans",
     "panel.vps",
+    "panel.vps.console",
     "panel.usage",
     "rest_framework",
     "django_filters",

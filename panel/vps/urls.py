@@ -1,6 +1,7 @@
 from django.urls import path
 
 from panel.vps import views
+from panel.vps.console import views as console
 
 app_name = "vps"
 urlpatterns = [
@@ -24,4 +25,7 @@ urlpatterns = [
     path("vps/<int:ctid>/history/", views.VPSHistoryView.as_view(), name="history"),
     path("vps/<int:ctid>/operations/", views.VPSOperationListView.as_view(), name="operations"),
     path("vps/<int:ctid>/operations/<uuid:pk>/", views.VPSOperationView.as_view(), name="operation"),
+    path("vps/<int:ctid>/console/", console.ConsoleView.as_view(), name="console"),
+    path("vps/<int:ctid>/console/ticket/", console.TicketView.as_view(), name="console-ticket"),
+    path("vps/<int:ctid>/console/ws/", console.websocket_only, name="console-ws"),
 ]

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import queue
 import socket
+import struct
+import termios
 import threading
 import time
 
@@ -93,6 +96,13 @@ class Console:
                 time.sleep(0.01)
             except OSError:
                 return
+
+    def resize(self, cols: int, rows: int) -> None:
+        """TIOCSWINSZ on the master: the VPS's foreground process gets SIGWINCH."""
+        master = self.master
+        if master is not None:
+            with contextlib.suppress(OSError):
+                fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
     def close(self) -> None:
         self.set_master(None)

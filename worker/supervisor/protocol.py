@@ -12,7 +12,7 @@ from kernel import errors
 VERSION = 1
 SOCKET_NAME = "supervisor.sock"
 MAX_LINE = 64 * 1024
-OPS = ("start", "stop", "restart", "status", "list", "console")
+OPS = ("start", "stop", "restart", "status", "list", "console", "resize")
 # Errors travel by class name; the client raises the same KernelError subclass.
 ERRORS: dict[str, type[errors.KernelError]] = {
     cls.__name__: cls

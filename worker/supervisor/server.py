@@ -398,7 +398,20 @@ class Supervisor:
             return {"status": self.stop(ctid, bool(request.get("fast", False)), timeout)}
         if op == "status":
             return {"status": self._status(ctid)}
+        if op == "resize":
+            return {"status": self.resize(ctid, request.get("cols"), request.get("rows"))}
         raise InvalidArgument(f"unknown op {op!r}")
+
+    def resize(self, ctid: int, cols: Any, rows: Any) -> dict[str, Any]:
+        """Set the console's window size (the browser console follows its window)."""
+        console = self.consoles.get(ctid)
+        if console is None or console.master is None:
+            raise NotFound(f"CT {ctid} has no console (not running)")
+        for value in (cols, rows):
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
+                raise InvalidArgument(f"console size: 1..1000 columns and rows, got {value!r}")
+        console.resize(cols, rows)
+        return self._status(ctid)
 
     def attach(self, conn: socket.socket, ctid: int) -> None:
         console = self.consoles.get(ctid)

@@ -1,0 +1,1 @@
+"""The node's console relay: browser consoles (through the panel and Redis) to VPS ptys (docs/console.md)."""
