@@ -25,6 +25,17 @@ def _ports(env: dict[str, str], name: str) -> tuple[int, ...]:
     return tuple(int(w) for w in words)
 
 
+def net_settings(env: dict[str, str]) -> dict[str, object]:
+    """CTPANEL_NET_UPLINK, _HOST_NETNS, _OPEN_TCP and _OPEN_UDP as `kernel.net.config.NetConfig`'s
+    keywords: the node worker and vzctl read them alike."""
+    return {
+        "uplink": env.get("CTPANEL_NET_UPLINK", "").strip() or None,
+        "host_netns": env.get("CTPANEL_NET_HOST_NETNS", "").strip() or None,
+        "open_tcp": _ports(env, "CTPANEL_NET_OPEN_TCP"),
+        "open_udp": _ports(env, "CTPANEL_NET_OPEN_UDP"),
+    }
+
+
 def _pools(env: dict[str, str]) -> tuple[tuple[str, str, str], ...]:
     """CTPANEL_STORAGE_POOLS: `name:driver:/path[,...]`, e.g. `fast:btrfs:/vz/btrfs,img:image:/vz/images`."""
     pools = []
@@ -90,8 +101,5 @@ class NodeConfig:
             storage_pools=_pools(env),
             storage_default=env.get("CTPANEL_STORAGE_DEFAULT", "").strip(),
             backup_dir=env.get("CTPANEL_BACKUP_DIR", "").strip(),
-            net_uplink=env.get("CTPANEL_NET_UPLINK", "").strip() or None,
-            net_host_netns=env.get("CTPANEL_NET_HOST_NETNS", "").strip() or None,
-            net_open_tcp=_ports(env, "CTPANEL_NET_OPEN_TCP"),
-            net_open_udp=_ports(env, "CTPANEL_NET_OPEN_UDP"),
+            **{f"net_{key}": value for key, value in net_settings(env).items()},  # type: ignore[arg-type]
         )

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 
 from kernel import statefile
 from kernel.config import NodeConfig, check_ctid
-from kernel.errors import AlreadyExists, NotFound
+from kernel.errors import AlreadyExists, InvalidArgument, NotFound
 from kernel.net import inside, rules
 from kernel.net.config import ROUTED_IFNAME, NetConfig, Netif, Rate, VpsNet, check_ip, make_mac, with_macs
 from kernel.net.ip import IP
@@ -103,6 +103,7 @@ class Network:
         old = self.spec(ctid)
         spec = with_macs(ctid, spec)
         self._check_unique(ctid, spec)
+        self._check_bridges(spec)
         statefile.write_json(self._spec_path(ctid), spec.to_json())
         live = self._live(ctid)
         if live is None:
@@ -177,6 +178,13 @@ class Network:
                 net = ipaddress.ip_network(addr)
                 if any(net.version == m.version and net.overlaps(m) for m in mine):  # type: ignore[arg-type]
                     raise AlreadyExists(f"{addr} is assigned to CT {stem}")
+
+    def _check_bridges(self, spec: VpsNet) -> None:
+        with IP(self.net.host_netns) as host:
+            for netif in spec.netifs:
+                link = host.link(netif.bridge)
+                if link is None or link.kind != "bridge":
+                    raise InvalidArgument(f"{netif.name}: no bridge {netif.bridge!r} on this node")
 
     # -- names --------------------------------------------------------------------------------
     def _host_names(self, record: Record, spec: VpsNet) -> tuple[Record, dict[str, str]]:
@@ -267,7 +275,7 @@ class Network:
     def _bridge_up(self, netif: Netif, host_if: str, vps_ns: str) -> None:
         with IP(self.net.host_netns) as host:
             if host.link(netif.bridge) is None:
-                raise NotFound(f"no bridge {netif.bridge!r} on this node for {netif.name}")
+                raise InvalidArgument(f"{netif.name}: no bridge {netif.bridge!r} on this node")
             host.link_set(host_if, master=netif.bridge)
             host.link_set(host_if, up=True)
         with IP(vps_ns) as vps:

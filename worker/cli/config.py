@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from kernel.config import NodeConfig
+    from kernel.net.network import Network
 
 DEFAULT_NODE = "local"
 DEFAULT_CONF_DIR = "/etc/ctpanel/ct"
@@ -28,6 +29,7 @@ class CliConfig:
     samples: str
     idmap_registry: str | None = None
     id_base: int | None = None
+    net_env: tuple[tuple[str, str], ...] = ()  # the CTPANEL_NET_* variables, read when a command needs them
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> CliConfig:
@@ -42,6 +44,7 @@ class CliConfig:
             samples=env.get("CTPANEL_SAMPLES") or SAMPLES,
             idmap_registry=env.get("CTPANEL_IDMAP_REGISTRY") or None,
             id_base=int(base) if base else None,
+            net_env=tuple(sorted((k, v) for k, v in env.items() if k.startswith("CTPANEL_NET_"))),
         )
 
     def kernel(self) -> NodeConfig:
@@ -53,6 +56,14 @@ class CliConfig:
         if self.id_base is not None:
             extra["id_base"] = self.id_base
         return NodeConfig(node=self.node, state_root=self.state_root, cgroup_prefix=self.cgroup_prefix, **extra)
+
+    def network(self) -> Network:
+        """The node's VPS networking as the node worker configures it (worker.config.net_settings)."""
+        from kernel.net.config import NetConfig
+        from kernel.net.network import Network
+        from worker.config import net_settings
+
+        return Network(self.kernel(), NetConfig(**net_settings(dict(self.net_env))))  # type: ignore[arg-type]
 
     @property
     def drift_dir(self) -> str:

@@ -129,6 +129,8 @@ def _via_supervisor(config: CliConfig, op: str, **args: object) -> bool:
 def _parser() -> argparse.ArgumentParser:
     import argparse
 
+    from worker.cli import vznet
+
     parser = argparse.ArgumentParser(prog="vzctl", description="Manage VPSs on this ctpanel node.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -153,6 +155,7 @@ def _parser() -> argparse.ArgumentParser:
     command("pause", "freeze every process of the VPS")
     command("resume", "thaw a paused VPS")
     p = command("set", "change settings")
+    vznet.add_arguments(p)
     p.add_argument("--hostname")
     p.add_argument("--onboot", choices=("yes", "no"))
     p.add_argument("--save", action="store_true", help="accepted for OpenVZ compatibility: changes are always saved")
@@ -238,11 +241,15 @@ def _check_hostname(hostname: str) -> None:
 
 
 def cmd_set(config: CliConfig, rt: Runtime, ns: argparse.Namespace, ctid: int) -> str:
-    from worker.cli import conf
+    from worker.cli import conf, vznet
 
-    if ns.hostname is None and ns.onboot is None:
+    if ns.hostname is None and ns.onboot is None and not vznet.given(ns):
         raise Fail(codes.BAD_SYNTAX, "Nothing to set: --hostname and/or --onboot")
     _exists(rt, ctid)
+    net_values = {}
+    if vznet.given(ns):
+        with rt.lock(ctid):
+            net_values = vznet.apply(config.network(), ctid, ns)
     if ns.hostname is not None:
         _check_hostname(ns.hostname)
         rt.set_hostname(ctid, ns.hostname)
@@ -254,6 +261,7 @@ def cmd_set(config: CliConfig, rt: Runtime, ns: argparse.Namespace, ctid: int) -
     values.setdefault("OSTEMPLATE", record.template)
     values.setdefault("VE_PRIVATE", record.volume)
     values.setdefault("VE_ROOT", rt.root_path(ctid))
+    values.update(net_values)
     conf.write_ct_conf(config.conf_dir, ctid, values)
     return f"Saved parameters for CT {ctid}"
 
