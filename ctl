@@ -348,6 +348,8 @@ cmd_up() {
   spawn supervisor root "$nenv" "$PY" -m worker.supervisor
   spawn node-worker root "$nenv" "$celery" --workdir "$TOP" \
     -A worker.celery_app worker -Q "node.$NODE_NAME" -n "node-$NODE_NAME@%h" --concurrency 2 --loglevel INFO
+  # Browser consoles: meets the panel in Redis (no port of its own), talks to the supervisor's socket.
+  spawn console-relay root "$nenv" "$PY" -m worker.console_relay
 
   local i
   for i in $(seq 150); do
@@ -390,7 +392,7 @@ cmd_down() {
   profile "${1:-quickstart}"
   local bin
   # VPSs keep running: stopping the supervisor and the node worker leaves them alone.
-  for name in web panel-worker beat node-worker supervisor redis; do stop_named "$name"; done
+  for name in web panel-worker beat console-relay node-worker supervisor redis; do stop_named "$name"; done
   bin=$(pg_bin)
   if [ -n "$bin" ] && [ -f "$HOME_DIR/pg/PG_VERSION" ]; then
     runuser -u postgres -- "$bin/pg_ctl" -D "$HOME_DIR/pg" -m fast stop >/dev/null 2>&1 || true
@@ -401,7 +403,7 @@ cmd_down() {
 
 cmd_status() {
   profile "${1:-quickstart}"
-  for name in postgres redis web panel-worker beat supervisor node-worker; do
+  for name in postgres redis web panel-worker beat supervisor node-worker console-relay; do
     if is_running "$name"; then echo "$name: running (pid $(cat "$RUN/$name.pid"))"; else echo "$name: stopped"; fi
   done
 }
