@@ -65,6 +65,7 @@ def runtime(config: NodeConfig) -> Runtime:
     node = KernelNodeConfig(node=config.name, state_root=config.state_root, cgroup_prefix=config.cgroup_prefix)
     storage = Storage(node, storage_config(config, node))
     storage.setup()
+    storage.save_config()  # vzctl/vzlist/vzquota on this node read the same pools
     network = Network(node, NetConfig(host_netns=config.net_host_netns, uplink=config.net_uplink,
                                       open_tcp=config.net_open_tcp, open_udp=config.net_open_udp))
     network.setup_node()

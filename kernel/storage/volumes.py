@@ -66,6 +66,15 @@ class StorageConfig:
         )
         return cls(pools, str(data.get("default", pools[0].name)), str(data.get("backup_dir", config.path("backup"))))
 
+    def to_json(self) -> dict[str, object]:
+        """The storage.json form (what `for_node` reads)."""
+        return {
+            "default": self.default,
+            "backup_dir": self.backup_dir,
+            "pools": [{"name": p.name, "driver": p.driver, "path": p.path, "options": dict(p.options)}
+                      for p in self.pools],
+        }
+
 
 @dataclass(frozen=True)
 class Volume:
@@ -92,6 +101,17 @@ class Storage:
         """Make every pool ready (the set-up and the node worker's start call this)."""
         for driver in self.pools.values():
             driver.setup()
+
+    def save_config(self) -> None:
+        """Record the pools in <state_root>/storage.json, so the node's CLIs (vzctl, vzlist, vzquota)
+        see the same pools as the node worker that was given them in its environment."""
+        path = self.config.path(CONFIG_FILE)
+        try:
+            if read_json(path) == self.storage.to_json():
+                return
+        except NotFound:
+            pass
+        write_json(path, self.storage.to_json())
 
     def pool(self, name: str | None = None) -> Driver:
         name = name or self.storage.default

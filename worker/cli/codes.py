@@ -18,6 +18,10 @@ NOT_MOUNTED = 40
 MOUNTED = 41
 NO_PRIVATE = 43  # CT does not exist
 PRIVATE_EXISTS = 44  # CT already exists
+DQ_SET = 62  # disk quota parameters could not be applied
+ERROR_SET_USER_QUOTA = 65  # second-level (user/group) quota could not be set
+DQ_UGID_NOTINITIALIZED = 67  # second-level quota is off (quotaugidlimit 0)
+GET_QUOTA_USAGE = 68
 BAD_HOSTNAME = 70
 TEMPLATE_NOT_FOUND = 91
 

@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from worker.cli import codes
+from worker.cli import codes, disk
 from worker.cli.config import CliConfig
 
 if TYPE_CHECKING:
@@ -44,6 +44,8 @@ FIELDS: dict[str, tuple[str, bool, Callable[[Runtime, Record, Status], object]]]
     "panel_managed": ("PANEL", False, lambda rt, r, s: "yes" if r.panel_managed else "no"),
     "node": ("NODE", False, lambda rt, r, s: r.node),
 }
+FIELDS.update({name: (header, right, lambda rt, r, s, value=value: value(rt, r.ctid))
+               for name, (header, right, value) in disk.FIELDS.items()})
 DEFAULT = ("ctid", "numproc", "status", "ip", "hostname")
 
 
