@@ -13,7 +13,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from worker.cli import codes
+from worker.cli import codes, disk
 from worker.cli.codes import Fail
 from worker.cli.config import CliConfig
 
@@ -145,6 +145,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ostemplate", required=True)
     p.add_argument("--hostname", default="")
     p.add_argument("--config", default="", help="sample name: ve-NAME.conf-sample")
+    p.add_argument("--layout", help="storage pool, or a driver (image, btrfs, dir); default: the node's pool")
+    disk.add_arguments(p)
     command("start", "start a VPS")
     command("stop", "stop a VPS").add_argument("--fast", action="store_true", help="kill at once")
     command("restart", "stop and start a VPS")
@@ -158,6 +160,7 @@ def _parser() -> argparse.ArgumentParser:
     vznet.add_arguments(p)
     p.add_argument("--hostname")
     p.add_argument("--onboot", choices=("yes", "no"))
+    disk.add_arguments(p)
     p.add_argument("--save", action="store_true", help="accepted for OpenVZ compatibility: changes are always saved")
     sub.add_parser("exec", help="run a command in a VPS; 8 when it fails")
     sub.add_parser("exec2", help="run a command in a VPS; its own exit code")
@@ -203,6 +206,7 @@ def _exists(rt: Runtime, ctid: int) -> None:
 def cmd_create(config: CliConfig, rt: Runtime, ns: argparse.Namespace, ctid: int) -> str:
     from kernel.errors import NotFound
     from kernel.runtime import CreateSpec
+    from kernel.storage.base import Limits as DiskLimits
     from worker.cli import conf
 
     if rt.registry.find(ctid) is not None:
@@ -216,7 +220,9 @@ def cmd_create(config: CliConfig, rt: Runtime, ns: argparse.Namespace, ctid: int
         raise Fail(codes.TEMPLATE_NOT_FOUND, f"OS template {ns.ostemplate!r} not found") from None
     if ns.hostname:
         _check_hostname(ns.hostname)
-    record = rt.create(CreateSpec(ctid=ctid, template=ns.ostemplate, hostname=ns.hostname))
+    limits = disk.limits(ns, disk.from_conf(sample, DiskLimits()))
+    record = rt.create(CreateSpec(ctid=ctid, template=ns.ostemplate, hostname=ns.hostname,
+                                  layout=disk.pool_for(rt, ns.layout), limits=limits))
     values = {
         "OSTEMPLATE": record.template,
         "HOSTNAME": record.hostname,
@@ -226,7 +232,7 @@ def cmd_create(config: CliConfig, rt: Runtime, ns: argparse.Namespace, ctid: int
     }
     if ns.config:
         values["ORIGIN_SAMPLE"] = ns.config
-    conf.write_ct_conf(config.conf_dir, ctid, {**values, **sample})
+    conf.write_ct_conf(config.conf_dir, ctid, {**values, **sample, **disk.conf_values(limits)})
     return f"Container {ctid} created from {ns.ostemplate}"
 
 
@@ -243,9 +249,11 @@ def _check_hostname(hostname: str) -> None:
 def cmd_set(config: CliConfig, rt: Runtime, ns: argparse.Namespace, ctid: int) -> str:
     from worker.cli import conf, vznet
 
-    if ns.hostname is None and ns.onboot is None and not vznet.given(ns):
-        raise Fail(codes.BAD_SYNTAX, "Nothing to set: --hostname and/or --onboot")
+    if ns.hostname is None and ns.onboot is None and not disk.requested(ns) and not vznet.given(ns):
+        raise Fail(codes.BAD_SYNTAX, "Nothing to set: --hostname, --onboot, --diskspace, --diskinodes or "
+                   "--quotaugidlimit")
     _exists(rt, ctid)
+    limits = disk.set_limits(rt, ctid, disk.limits(ns, rt.storage.get(ctid).limits)) if disk.requested(ns) else None
     net_values = {}
     if vznet.given(ns):
         with rt.lock(ctid):
@@ -261,6 +269,8 @@ def cmd_set(config: CliConfig, rt: Runtime, ns: argparse.Namespace, ctid: int) -
     values.setdefault("OSTEMPLATE", record.template)
     values.setdefault("VE_PRIVATE", record.volume)
     values.setdefault("VE_ROOT", rt.root_path(ctid))
+    if limits is not None:
+        values.update(disk.conf_values(limits))
     values.update(net_values)
     conf.write_ct_conf(config.conf_dir, ctid, values)
     return f"Saved parameters for CT {ctid}"
