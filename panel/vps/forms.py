@@ -100,3 +100,51 @@ class ChangePlanForm(UserFormMixin, forms.Form):
 
     plan = PlanChoiceField(queryset=Plan.objects.filter(active=True).select_related("owner"), label="New plan",
                            help_text="Plans the VPS's customer may use; its budget must have room for it")
+
+
+def template_choices(node: Node) -> list[tuple[str, str]]:
+    """The OS templates the node says it has (TEMPLATES' labels where known); TEMPLATES while it says none."""
+    labels = dict(TEMPLATES)
+    reported = (node.facts or {}).get("templates")
+    names = [name for name in reported if isinstance(name, str)] if isinstance(reported, list) else list(labels)
+    return [(name, labels.get(name, name)) for name in names]
+
+
+class ReinstallForm(UserFormMixin, forms.Form):
+    """A new root filesystem: the template, root's new password and/or SSH keys, and the host name typed to confirm."""
+
+    template = forms.ChoiceField(label="Operating system", widget=forms.RadioSelect)
+    password = forms.CharField(label="New root password", strip=False, required=False,
+                               widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+                               help_text="8 to 128 characters; or leave it empty and give an SSH key")
+    again = forms.CharField(label="The same password again", strip=False, required=False,
+                            widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}))
+    ssh_keys = forms.CharField(label="SSH keys for root", required=False,
+                               widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false", "wrap": "off"}),
+                               help_text="OpenSSH public keys, one per line")
+    confirm = forms.CharField(label="Type the host name to confirm", max_length=253,
+                              widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+                              help_text="Everything on the VPS's disk is erased, and its snapshots with it")
+
+    def __init__(self, *args: Any, vps: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.vps = vps
+        self.fields["template"].choices = template_choices(vps.node)
+        self.fields["template"].initial = vps.template
+
+    clean_ssh_keys = SSHKeysForm.clean_ssh_keys
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("password") and data.get("password") != data.get("again"):
+            self.add_error("again", "The two passwords differ.")
+        if "confirm" in data and data["confirm"].strip() != self.vps.hostname:
+            self.add_error("confirm", f"Type {self.vps.hostname} to confirm.")
+        return data
+
+
+class SnapshotForm(UserFormMixin, forms.Form):
+    name = forms.CharField(label="Snapshot name", max_length=64, required=False,
+                           widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false",
+                                                         "placeholder": "e.g. before-upgrade"}),
+                           help_text="Empty: snap- and the time")

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from panel.vps import views
+from panel.vps import data_views, views
 from panel.vps.console import views as console
 
 app_name = "vps"
@@ -28,4 +28,16 @@ urlpatterns = [
     path("vps/<int:ctid>/console/", console.ConsoleView.as_view(), name="console"),
     path("vps/<int:ctid>/console/ticket/", console.TicketView.as_view(), name="console-ticket"),
     path("vps/<int:ctid>/console/ws/", console.websocket_only, name="console-ws"),
+    path("vps/<int:ctid>/reinstall/", data_views.ReinstallView.as_view(), name="reinstall"),
+    path("vps/<int:ctid>/data/", data_views.DataCardView.as_view(), name="data"),
+    path("vps/<int:ctid>/snapshots/", data_views.SnapshotCreateView.as_view(), name="snapshot-add"),
+    path("vps/<int:ctid>/snapshots/<str:name>/rollback/", data_views.SnapshotRollbackView.as_view(),
+         name="snapshot-rollback"),
+    path("vps/<int:ctid>/snapshots/<str:name>/delete/", data_views.SnapshotDeleteView.as_view(),
+         name="snapshot-delete"),
+    path("vps/<int:ctid>/backups/", data_views.BackupCreateView.as_view(), name="backup-add"),
+    path("vps/<int:ctid>/backups/<str:backup_id>/restore/", data_views.BackupRestoreView.as_view(),
+         name="backup-restore"),
+    path("vps/<int:ctid>/backups/<str:backup_id>/delete/", data_views.BackupDeleteView.as_view(),
+         name="backup-delete"),
 ]

@@ -78,6 +78,10 @@ ACTION_LABELS = {
     protocol.TASK_VPS_CREATE: "Create", protocol.TASK_VPS_START: "Start", protocol.TASK_VPS_STOP: "Stop",
     protocol.TASK_VPS_RESTART: "Restart", protocol.TASK_VPS_SET: "Change", protocol.TASK_VPS_PAUSE: "Pause",
     protocol.TASK_VPS_RESUME: "Resume", protocol.TASK_VPS_DESTROY: "Destroy",
+    protocol.TASK_VPS_REINSTALL: "Reinstall", protocol.TASK_VPS_SNAPSHOT: "Snapshot",
+    protocol.TASK_VPS_SNAPSHOT_DELETE: "Delete snapshot", protocol.TASK_VPS_ROLLBACK: "Roll back",
+    protocol.TASK_VPS_BACKUP: "Back up", protocol.TASK_VPS_BACKUP_DELETE: "Delete backup",
+    protocol.TASK_VPS_RESTORE: "Restore",
 }
 
 
