@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 SCHEMA_MAJOR = 1
 
 PANEL_QUEUE = "panel"
@@ -295,6 +295,9 @@ class VpsRequest(Request):
     snapshot: str = ""
     backup: str = ""
     keep: int = 0
+    # Since 1.2: the second-level quotas inside the VPS (limits.quotaugidlimit > 0), the whole list:
+    # ids not in it have no limits. See `check_ugid_quotas`.
+    ugid_quotas: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.task not in VPS_TASKS:
@@ -313,6 +316,7 @@ class VpsRequest(Request):
             raise ProtocolError(f"VpsRequest.snapshot: bad snapshot name {self.snapshot!r}")
         if self.backup and not BACKUP_ID_RE.match(self.backup):
             raise ProtocolError(f"VpsRequest.backup: bad backup id {self.backup!r}")
+        check_ugid_quotas(self.ugid_quotas, self.limits.get("quotaugidlimit", 0))
         if isinstance(self.keep, bool) or not isinstance(self.keep, int) or self.keep < 0:
             raise ProtocolError(f"VpsRequest.keep: expected a non-negative integer, got {self.keep!r}")
         needs = {TASK_VPS_SNAPSHOT: "snapshot", TASK_VPS_SNAPSHOT_DELETE: "snapshot", TASK_VPS_ROLLBACK: "snapshot",
@@ -443,6 +447,42 @@ LIMITS: dict[str, tuple[str, str]] = {
     "rate_in": (Unit.BITS_PER_SECOND, "network rate into the VPS"),
     "rate_out": (Unit.BITS_PER_SECOND, "network rate out of the VPS"),
 }
+
+
+UGID_KINDS = ("user", "group")
+UGID_MAX = 65535  # ids as the VPS sees them
+UGID_FIELDS = ("space_soft", "space_hard", "inodes_soft", "inodes_hard")  # bytes, bytes, count, count; 0 = none
+
+
+def check_ugid_quotas(quotas: Any, quotaugidlimit: int) -> list[dict[str, Any]]:
+    """Second-level quotas: [{"kind": "user"|"group", "id": 0..65535, <UGID_FIELDS>}], one entry per
+    kind and id, at most `quotaugidlimit` ids of each kind (none when it is 0), soft <= hard when both are set."""
+    if not isinstance(quotas, list):
+        raise ProtocolError("ugid_quotas: expected a list")
+    seen: set[tuple[str, int]] = set()
+    for quota in quotas:
+        if not isinstance(quota, dict) or set(quota) != {"kind", "id", *UGID_FIELDS}:
+            raise ProtocolError(f"ugid_quotas: each entry needs exactly kind, id, {', '.join(UGID_FIELDS)}")
+        kind, ident = quota["kind"], quota["id"]
+        if kind not in UGID_KINDS:
+            raise ProtocolError(f"ugid_quotas: kind must be user or group, got {kind!r}")
+        for name in ("id", *UGID_FIELDS):
+            value = quota[name]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ProtocolError(f"ugid_quotas.{name}: expected a non-negative integer, got {value!r}")
+        if ident > UGID_MAX:
+            raise ProtocolError(f"ugid_quotas.id: ids inside a VPS are 0..{UGID_MAX}, got {ident}")
+        for soft, hard in (("space_soft", "space_hard"), ("inodes_soft", "inodes_hard")):
+            if quota[soft] and quota[hard] and quota[soft] > quota[hard]:
+                raise ProtocolError(f"ugid_quotas.{soft}: more than {hard} for {kind} {ident}")
+        if (kind, ident) in seen:
+            raise ProtocolError(f"ugid_quotas: {kind} {ident} appears twice")
+        seen.add((kind, ident))
+    for kind in UGID_KINDS:
+        count = sum(1 for k, _ in seen if k == kind)
+        if count > quotaugidlimit:
+            raise ProtocolError(f"ugid_quotas: {count} {kind} quotas, but quotaugidlimit is {quotaugidlimit}")
+    return quotas
 
 
 def check_limits(limits: Any) -> dict[str, int]:

@@ -25,7 +25,7 @@ from kernel.runtime import CreateSpec, Runtime
 from kernel.storage.base import Limits as DiskLimits
 from kernel.storage.base import PoolConfig
 from kernel.storage.volumes import Storage, StorageConfig
-from worker import protocol
+from worker import protocol, quotas
 from worker.config import NodeConfig
 from worker.execution import OperationContext
 from worker.supervisor.client import try_request
@@ -194,6 +194,7 @@ def _start(rt: Runtime, context: OperationContext, request: protocol.VpsRequest)
     # Through the supervisor when it runs: it parents the init and keeps the console.
     if try_request(rt.config.state_root, "start", ctid=request.ctid) is None:
         rt.start(request.ctid)
+    quotas.converge(rt.storage, request)
 
 
 def _stop(rt: Runtime, context: OperationContext, request: protocol.VpsRequest) -> None:
@@ -208,10 +209,12 @@ def _restart(rt: Runtime, context: OperationContext, request: protocol.VpsReques
     context.progress("restart", 50)
     if try_request(rt.config.state_root, "restart", ctid=request.ctid) is None:
         rt.restart(request.ctid)
+    quotas.converge(rt.storage, request)
 
 
 def _set(rt: Runtime, context: OperationContext, request: protocol.VpsRequest) -> None:
     converge(rt, context, request)
+    quotas.converge(rt.storage, request)
 
 
 def _pause(rt: Runtime, context: OperationContext, request: protocol.VpsRequest) -> None:

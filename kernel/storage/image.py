@@ -292,8 +292,11 @@ class ImageDriver(Driver):
              str(inodes[0]), str(inodes[1]), root])  # fmt: skip
 
     def ugid_report(self, ctid: int, kind: str) -> list[dict[str, int]]:
-        """repquota's table for the volume: id, used bytes/inodes, soft and hard limits."""
-        out = run(["repquota", _kind(kind), "-n", "-p", self._quota_root(ctid)]).stdout
+        """repquota's table for the volume: id, used bytes/inodes, soft and hard limits.
+
+        -v lists ids with limits but no usage too (without it, such an id's limits could never be seen or cleared).
+        """
+        out = run(["repquota", _kind(kind), "-n", "-p", "-v", self._quota_root(ctid)]).stdout
         rows = []
         for line in out.splitlines():
             fields = line.split()

@@ -68,8 +68,9 @@ def tampering_serializer():
         _, _, payload = dumps(data, serializer="auth")
         raw = base64.b64decode(payload)
         head, body = raw.rsplit(b"\x00\x01", 1)
-        body = body.replace(b'"schema": "1.0"', b'"schema": "1.1"')
-        return base64.b64encode(head + b"\x00\x01" + body)
+        altered = body.replace(b'"delay_ms": 0', b'"delay_ms": 1')
+        assert altered != body, "nothing to alter in the body"
+        return base64.b64encode(head + b"\x00\x01" + altered)
 
     registry.register("tampered", tampered, auth_decoder, content_type="application/data",
                       content_encoding="utf-8")
