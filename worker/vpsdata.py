@@ -149,7 +149,8 @@ def _restore(rt: Runtime, context: OperationContext, request: protocol.VpsReques
     limits = vps.disk_limits(request.limits)
 
     def make(pool: str | None) -> str:
-        store.restore(path, request.ctid, pool=pool, limits=limits)  # leaves the volume active
+        with _ticking(context, lambda: ("unpack", 50)):
+            store.restore(path, request.ctid, pool=pool, limits=limits)  # leaves the volume active
         return rt.storage.get(request.ctid).root
 
     _replace_volume(rt, context, request, make, template)
@@ -189,37 +190,41 @@ def _rollback(rt: Runtime, context: OperationContext, request: protocol.VpsReque
 
 # -- backups -------------------------------------------------------------------------------------------
 @contextlib.contextmanager
-def _ticking(rt: Runtime, context: OperationContext, ctid: int, directory: str) -> Iterator[None]:
-    """While a backup is written: a progress report every PROGRESS_SECONDS (it renews the lease), its
-    percent from the archive's size so far against the volume's use (compressed: a lower bound)."""
+def _ticking(context: OperationContext, measure: Callable[[], tuple[str, int]]) -> Iterator[None]:
+    """While the block runs: a progress report every PROGRESS_SECONDS with `measure()`'s (stage, percent).
+    Each report also renews the operation's lease, so a long backup or restore is never taken for dead."""
     done = threading.Event()
-    try:
-        used = max(1, rt.storage.usage(ctid).bytes_used)
-    except Exception:
-        used = 0
-
-    def written() -> int:
-        total = 0
-        with contextlib.suppress(OSError):
-            for name in os.listdir(directory):
-                if name.startswith("."):
-                    with contextlib.suppress(OSError):
-                        total += os.path.getsize(os.path.join(directory, name, backups.TARBALL))
-        return total
 
     def tick() -> None:
         while not done.wait(PROGRESS_SECONDS):
-            size = written()
-            percent = 20 + min(70, size * 70 // used) if used else 50
-            context.progress(f"archive ({size // 2**20} MiB written)", percent)
+            context.progress(*measure())
 
-    thread = threading.Thread(target=tick, name=f"backup-progress-{ctid}", daemon=True)
+    thread = threading.Thread(target=tick, name="data-progress", daemon=True)
     thread.start()
     try:
         yield
     finally:
         done.set()
         thread.join()
+
+
+def _archive_progress(rt: Runtime, ctid: int, directory: str) -> Callable[[], tuple[str, int]]:
+    """A backup's progress: the archive's size so far against the volume's use (compressed: a lower bound)."""
+    try:
+        used = max(1, rt.storage.usage(ctid).bytes_used)
+    except Exception:
+        used = 0
+
+    def measure() -> tuple[str, int]:
+        size = 0
+        with contextlib.suppress(OSError):
+            for name in os.listdir(directory):
+                if name.startswith("."):
+                    with contextlib.suppress(OSError):
+                        size += os.path.getsize(os.path.join(directory, name, backups.TARBALL))
+        return f"archive ({size // 2**20} MiB written)", 20 + min(70, size * 70 // used) if used else 50
+
+    return measure
 
 
 def _backup(rt: Runtime, context: OperationContext, request: protocol.VpsRequest) -> None:
@@ -229,7 +234,7 @@ def _backup(rt: Runtime, context: OperationContext, request: protocol.VpsRequest
         return
     record = rt.registry.get(ctid)
     context.progress("snapshot", 10)
-    with rt.lock(ctid), _ticking(rt, context, ctid, store._ct_dir(ctid)):
+    with rt.lock(ctid), _ticking(context, _archive_progress(rt, ctid, os.path.join(store.dir, str(ctid)))):
         store.backup(ctid, quiesce=functools.partial(rt.quiesce, ctid), keep=request.keep,
                      config={"operation": request.operation_id, "template": record.template,
                              "hostname": record.hostname})

@@ -159,10 +159,12 @@ def test_snapshot_rollback_and_backup_restore_bring_files_back(node, vps_on):
     finished(data.delete_snapshot(t.customer1, vps, "before"))
     assert rt.storage.snapshot_list(ctid) == [] and vps.snapshots.count() == 0
 
-    finished(data.create_backup(t.customer1, vps))
+    backup_op = finished(data.create_backup(t.customer1, vps))
     (backup,) = vps.backups.all()
     on_node = Path(rt.storage.storage.backup_dir, str(ctid), backup.backup_id)
     assert (on_node / "backup.json").is_file() and backup.size == (on_node / "rootfs.tar.gz").stat().st_size
+    redeliver(rt, backup_op)  # its run "died": the second delivery finds the backup instead of taking another
+    assert os.listdir(on_node.parent) == [backup.backup_id]
     finished(data.create_snapshot(t.customer1, vps, "doomed"))
     assert sh(rt, ctid, "rm /root/data")[0] == 0
     finished(data.restore_backup(t.customer1, vps, backup.backup_id))
