@@ -28,14 +28,15 @@ import stat
 import struct
 import termios
 import time
+from collections import namedtuple
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
-from kernel import seccomp, spawn
+from kernel import seccomp
 from kernel import syscalls as sc
 from kernel.errors import InvalidArgument, KernelError, NotFound, Timeout
+from kernel.running import INIT_PATH, NAMESPACES
 
-DEFAULT_ENV = {"PATH": spawn.INIT_PATH, "HOME": "/root", "TERM": "dumb", "container": "ctpanel"}
+DEFAULT_ENV = {"PATH": INIT_PATH, "HOME": "/root", "TERM": "dumb", "container": "ctpanel"}
 TTY_ENV = {**DEFAULT_ENV, "TERM": "xterm-256color"}
 
 _TIOCSPTLCK = 0x40045431
@@ -43,9 +44,12 @@ _TIOCGPTPEER = 0x5441
 _PTMX = (5, 2)
 
 
-@dataclass(frozen=True)
-class ExecResult:
-    returncode: int  # the command's exit code, or 128+N when killed by signal N
+class ExecResult(namedtuple("ExecResult", "returncode stdout stderr")):
+    """`returncode` (int): the command's exit code, or 128+N when killed by signal N;
+    `stdout`, `stderr` (bytes). A named tuple: this module stays free of dataclasses (running.py)."""
+
+    __slots__ = ()
+    returncode: int
     stdout: bytes
     stderr: bytes
 
@@ -278,7 +282,7 @@ def _helper(  # pragma: no cover - runs in the helper
                 os.write(fd, b"0\n")
             finally:
                 os.close(fd)
-        sc.setns(pidfd, spawn.NAMESPACES)
+        sc.setns(pidfd, NAMESPACES)
         os.setresgid(0, 0, 0)
         os.setgroups([])
         os.setresuid(0, 0, 0)
@@ -303,7 +307,7 @@ def _which(name: str, env: Mapping[str, str]) -> str:  # pragma: no cover - runs
     """`name` looked up on the command's own PATH, inside the VPS (as execvpe would)."""
     if "/" in name:
         return name
-    for directory in env.get("PATH", spawn.INIT_PATH).split(":"):
+    for directory in env.get("PATH", INIT_PATH).split(":"):
         candidate = os.path.join(directory or ".", name)
         if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
             return candidate

@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from kernel import cgroups, enter, faults, spawn, statefile, vpsfiles
+from kernel import cgroups, enter, faults, running, spawn, statefile, vpsfiles
 from kernel import syscalls as sc
 from kernel.config import NodeConfig, check_ctid
 from kernel.errors import AlreadyExists, Busy, InvalidArgument, KernelError, NotFound
@@ -154,21 +154,6 @@ class NetworkHooks(Protocol):
     def files_hook(self, ctx: StartContext) -> None: ...
     def release(self, ctid: int) -> None: ...
     def forget(self, ctid: int) -> None: ...
-
-
-def _stat(pid: int) -> list[str] | None:
-    """/proc/PID/stat fields from the state on (field 3 is [0]), or None if gone."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
-            return fh.read().rpartition(")")[2].split()
-    except OSError:
-        return None
-
-
-def _starttime(pid: int) -> int | None:
-    """Field 22 of /proc/PID/stat: tells a live init from a reused PID."""
-    fields = _stat(pid)
-    return int(fields[19]) if fields else None
 
 
 def _signal(name: str) -> int:
@@ -323,15 +308,7 @@ class Runtime:
 
     # -- status ------------------------------------------------------------------------------
     def _running_pid(self, ctid: int) -> int | None:
-        try:
-            state = statefile.read_json(self._state_path(ctid))
-        except NotFound:
-            return None
-        pid = int(state["init_pid"])
-        fields = _stat(pid)
-        if not fields or int(fields[19]) != state["starttime"] or fields[0] == "Z":
-            return None
-        return pid
+        return running.running_pid(self._state_path(ctid))
 
     def status(self, ctid: int) -> Status:
         check_ctid(ctid)
@@ -549,7 +526,7 @@ class Runtime:
             starting.exec_init()
             statefile.write_json(
                 self._state_path(ctid),
-                {"init_pid": starting.pid, "starttime": _starttime(starting.pid), "started": time.time()},
+                {"init_pid": starting.pid, "starttime": running.starttime(starting.pid), "started": time.time()},
             )
             revert.add(lambda: statefile.remove(self._state_path(ctid)), "forget init")
             self._run_hooks("started", ctx)
@@ -613,7 +590,7 @@ class Runtime:
         except NotFound:
             return None
         pid = int(state["init_pid"])
-        fields = _stat(pid)
+        fields = running.proc_stat(pid)
         if not fields or int(fields[19]) != state["starttime"] or int(fields[1]) != os.getpid():
             return None
         return spawn.reap(pid)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import struct
-from dataclasses import dataclass
+from collections import namedtuple
 
 from kernel import syscalls as sc
 from kernel.errors import NotSupported
@@ -49,8 +49,10 @@ _OFF_ARCH = 4
 _OFF_ARG1_LOW = 24  # args[1], low 32 bits (little endian)
 
 
-@dataclass(frozen=True)
-class Arch:
+class Arch(namedtuple("Arch", "audit numbers x32")):
+    """`audit` (AUDIT_ARCH_*), syscall `numbers` by name, `x32` (the ABI shares the arch value)."""
+
+    __slots__ = ()
     audit: int
     numbers: dict[str, int]
     x32: bool

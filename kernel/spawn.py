@@ -28,17 +28,7 @@ from kernel import rootfs, seccomp
 from kernel import syscalls as sc
 from kernel.errors import KernelError, Timeout, from_errno
 from kernel.idrange import IdRange
-
-NAMESPACES = (
-    sc.CLONE_NEWUSER
-    | sc.CLONE_NEWNS
-    | sc.CLONE_NEWPID
-    | sc.CLONE_NEWUTS
-    | sc.CLONE_NEWIPC
-    | sc.CLONE_NEWNET
-    | sc.CLONE_NEWCGROUP
-)
-INIT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+from kernel.running import INIT_PATH, NAMESPACES
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 
 from kernel.errors import NotSupported, from_errno
 
@@ -115,7 +114,7 @@ _NR_COMMON = {
     "mount_setattr": 442,
 }
 
-MACHINE = platform.machine()
+MACHINE = os.uname().machine  # platform.machine() without importing platform
 _NR = {"x86_64": _NR_X86_64, "aarch64": _NR_AARCH64}.get(MACHINE, {}) | _NR_COMMON
 
 _libc = ctypes.CDLL(None, use_errno=True)

@@ -2,7 +2,8 @@
 
 `inventory` lists the node's VPSs (from its registry, with their kernel state)
 and its orphans: kernel objects named for this node — cgroups under its
-prefix, volumes in its private directory, id ranges it holds — whose CTID
+prefix, volumes in its private directory or in the storage pools it claimed
+(kernel/storage: a pool claimed by another node is never listed), id ranges it holds — whose CTID
 has no registry entry. Objects of other nodes are never looked at: every
 name is derived from this node's own prefix, state root and node name.
 
@@ -39,7 +40,7 @@ def orphans(rt: Runtime) -> dict[str, list[int]]:
         cgroups |= _numeric_entries(os.path.join(mount, rt.cgroups.prefix))
     return {
         "cgroups": sorted(cgroups - known),
-        "volumes": sorted(_numeric_entries(rt.config.private_dir) - known),
+        "volumes": sorted((_numeric_entries(rt.config.private_dir) | rt.storage.volumes()) - known),
         "id_ranges": sorted(set(rt.ids.owned()) - known),
     }
 
@@ -64,6 +65,7 @@ def clean_orphans(rt: Runtime) -> list[int]:
         if rt.cgroups.exists(ctid):
             rt.cgroups.kill(ctid)
         rt.destroy(ctid)
+        rt.storage.destroy_orphan(ctid)  # pool volumes without a volume record too
     return ctids
 
 

@@ -149,6 +149,8 @@ class Driver:
 
     name: ClassVar[str] = ""
     capabilities: ClassVar[Capabilities] = Capabilities()
+    #: (subdirectory, suffix) where a volume's objects are named by CTID: what `volumes` lists
+    VOLUME_DIRS: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     def __init__(self, pool: PoolConfig) -> None:
         self.pool = pool
@@ -203,6 +205,18 @@ class Driver:
     def leftovers(self, ctid: int) -> list[str]:
         """Every host object of `ctid` this driver would make (mounts, loop devices, qgroups...)."""
         return []
+
+    def volumes(self) -> set[int]:
+        """Every CTID that has anything in this pool (volume, mount point, snapshots)."""
+        found: set[int] = set()
+        for sub, suffix in self.VOLUME_DIRS:
+            try:
+                names = os.listdir(os.path.join(self.pool.path, sub))
+            except FileNotFoundError:
+                continue
+            found |= {int(n.removesuffix(suffix)) for n in names
+                      if n.endswith(suffix) and n.removesuffix(suffix).isdigit()}
+        return found
 
     # -- second level -------------------------------------------------------------------------
     def set_ugid_quota(

@@ -40,6 +40,8 @@ class BtrfsDriver(Driver):
         diskspace=True, online_grow=True, shrink=True, snapshots=True, native_templates=True, instant_clone=True
     )
 
+    VOLUME_DIRS = (("private", ""), ("snapshots", ""))
+
     # -- pool ---------------------------------------------------------------------------------
     def setup(self) -> None:
         if mounts.fstype(self.pool.path) != "btrfs":

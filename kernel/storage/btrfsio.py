@@ -141,8 +141,10 @@ def qgroups(path: str) -> dict[int, tuple[int, int, int]]:
             continue
         try:
             values = [_read_int(os.path.join(top, name, f)) for f in ("referenced", "exclusive", "max_referenced")]
-        except FileNotFoundError:
-            continue  # dropped meanwhile
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENODEV):
+                continue  # dropped meanwhile
+            raise
         out[int(ident)] = (values[0], values[1], values[2] if values[2] != _CLEAR else 0)
     return out
 

@@ -19,6 +19,8 @@ class DirDriver(Driver):
     def setup(self) -> None:
         os.chmod(ensure_dir(self.pool.path, 0o700), 0o700)
 
+    VOLUME_DIRS = (("", ""),)
+
     def root(self, ctid: int) -> str:
         return os.path.join(self.pool.path, str(check_ctid(ctid)))
 

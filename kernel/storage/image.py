@@ -99,6 +99,8 @@ class ImageDriver(Driver):
             shutil.rmtree(tmp, ignore_errors=True)
             raise
 
+    VOLUME_DIRS = (("images", ".img"), ("private", ""), ("snapshots", ""))
+
     # -- paths --------------------------------------------------------------------------------
     def root(self, ctid: int) -> str:
         return os.path.join(self.pool.path, "private", str(check_ctid(ctid)))

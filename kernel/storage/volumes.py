@@ -31,6 +31,7 @@ from kernel.storage.base import Driver, Limits, PoolConfig, Quiesce, Snapshot, U
 from kernel.templates import TemplateCache
 
 CONFIG_FILE = "storage.json"
+CLAIM_FILE = ".ctpanel-node"  # in each pool: the node whose pool it is
 QUOTA_DIR = "/var/lib/ctpanel/quota"
 
 
@@ -98,9 +99,34 @@ class Storage:
         self._dir = ensure_dir(config.path("storage"))
 
     def setup(self) -> None:
-        """Make every pool ready (the set-up and the node worker's start call this)."""
+        """Make every pool ready (the set-up and the node worker's start call this) and claim it
+        for this node, unless another node has: then its volumes are never listed as ours."""
         for driver in self.pools.values():
             driver.setup()
+            claim = os.path.join(driver.pool.path, CLAIM_FILE)
+            if not os.path.exists(claim):
+                write_json(claim, {"node": self.config.node})
+
+    def _ours(self, driver: Driver) -> bool:
+        try:
+            return read_json(os.path.join(driver.pool.path, CLAIM_FILE)).get("node") == self.config.node
+        except NotFound:
+            return False
+
+    def volumes(self) -> set[int]:
+        """Every CTID with a volume record or anything in a pool this node claimed (reconcile's view)."""
+        found = {int(n[:-5]) for n in os.listdir(self._dir) if n.endswith(".json") and n[:-5].isdigit()}
+        for driver in self.pools.values():
+            if self._ours(driver):
+                found |= driver.volumes()
+        return found
+
+    def destroy_orphan(self, ctid: int) -> None:
+        """Remove whatever this node's pools hold for `ctid`, with or without its volume record."""
+        self.destroy(ctid)
+        for driver in self.pools.values():
+            if self._ours(driver) and ctid in driver.volumes():
+                driver.destroy(ctid)
 
     def save_config(self) -> None:
         """Record the pools in <state_root>/storage.json, so the node's CLIs (vzctl, vzlist, vzquota)

@@ -10,11 +10,12 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from worker.cli.nodeenv import node_name, state_root
+
 if TYPE_CHECKING:
     from kernel.config import NodeConfig
     from kernel.net.network import Network
 
-DEFAULT_NODE = "local"
 DEFAULT_CONF_DIR = "/etc/ctpanel/ct"
 SAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                        "deploy", "samples", "vswap.json")
@@ -34,11 +35,11 @@ class CliConfig:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> CliConfig:
         env = dict(os.environ) if env is None else env
-        node = env.get("CTPANEL_NODE_NAME") or DEFAULT_NODE
+        node = node_name(env)
         base = env.get("CTPANEL_ID_BASE")
         return cls(
             node=node,
-            state_root=env.get("CTPANEL_STATE_ROOT") or f"/var/lib/ctpanel/node/{node}",
+            state_root=state_root(env),
             cgroup_prefix=env.get("CTPANEL_CGROUP_PREFIX") or "ctpanel",
             conf_dir=env.get("CTPANEL_CONF_DIR") or DEFAULT_CONF_DIR,
             samples=env.get("CTPANEL_SAMPLES") or SAMPLES,

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING
 
 from worker.cli import codes, disk
 from worker.cli.codes import Fail
-from worker.cli.config import CliConfig
 
+TYPE_CHECKING = False  # importing typing costs milliseconds on exec's path
 if TYPE_CHECKING:
     import argparse
 
     from kernel.runtime import Runtime
+    from worker.cli.config import CliConfig
 
 CHANGES = ("start", "stop", "restart", "destroy", "mount", "umount", "pause", "resume", "set")
 DETACH = b"\x1b."
@@ -39,51 +39,66 @@ def parse_ctid(text: str) -> int:
     return int(text)
 
 
-# -- exec / exec2 / enter ----------------------------------------------------------------------
-def _running(rt: Runtime, ctid: int) -> None:
-    status = rt.status(ctid)
-    if not status.exists:
+# -- exec / exec2 / enter: the lean path (kernel.running + kernel.enter, no Runtime) -------------
+LEAN = ("exec", "exec2", "enter")
+
+
+def _init_of(state_root: str, ctid: int) -> tuple[dict[str, object], int]:
+    """The registry record and init PID of a running, unpaused VPS; else OpenVZ's exit code."""
+    from kernel import running
+
+    record, pid = running.lookup(state_root, ctid)
+    if record is None:
         raise Fail(codes.NO_PRIVATE, f"Container {ctid} does not exist")
-    if not status.running:
+    if pid is None:
         raise Fail(codes.NOT_RUNNING, "Container is not running")
-    if status.frozen:
+    if running.frozen(record["cgroups"]):  # type: ignore[arg-type]
         raise Fail(codes.NOT_RUNNING, "Container is paused (vzctl resume first)")
+    return record, pid
 
 
-def cmd_exec(config: CliConfig, args: list[str], *, own_code: bool) -> int:
+def cmd_exec(state_root: str, args: list[str], *, own_code: bool) -> int:
     """`exec`: 8 when the command fails; `exec2`: the command's own code. Args run via `sh -c`."""
     if len(args) < 2:
         raise Fail(codes.BAD_SYNTAX, "Usage: vzctl exec|exec2 CTID command [arg ...]")
     ctid = parse_ctid(args[0])
-    rt = runtime(config)
-    _running(rt, ctid)
     argv = ["sh", "-c", " ".join(args[1:])]
-    code = _attach(rt, ctid, argv, tty=os.isatty(0))
+    code = _attach(state_root, ctid, argv, tty=os.isatty(0))
     if own_code or code == 0:
         return code
     print(f"Command failed with exit code {code}", file=sys.stderr)  # vzctl's wording is close to this
     return codes.COMMAND_FAILED
 
 
-def cmd_enter(config: CliConfig, args: list[str]) -> int:
+def cmd_enter(state_root: str, args: list[str]) -> int:
     if len(args) != 1:
         raise Fail(codes.BAD_SYNTAX, "Usage: vzctl enter CTID")
     ctid = parse_ctid(args[0])
-    rt = runtime(config)
-    _running(rt, ctid)
+    _init_of(state_root, ctid)
     if not os.isatty(0):
         print("enter: stdin is not a terminal; relaying it anyway", file=sys.stderr)
     print(f"entered into CT {ctid}", file=sys.stderr)
-    code = _attach(rt, ctid, ["sh", "-c", ENTER_SHELL], tty=True)
+    code = _attach(state_root, ctid, ["sh", "-c", ENTER_SHELL], tty=True)
     print(f"exited from CT {ctid}", file=sys.stderr)
     return code
 
 
-def _attach(rt: Runtime, ctid: int, argv: list[str], *, tty: bool) -> int:
-    """Run `argv` in the VPS with the caller's stdio relayed; a new pty of the VPS when `tty`."""
+def _attach(state_root: str, ctid: int, argv: list[str], *, tty: bool) -> int:
+    """Run `argv` in the VPS with the caller's stdio relayed; a new pty of the VPS when `tty`.
+
+    As `Runtime.spawn` does it, from the node's files instead of a Runtime: the pidfd is
+    taken, then the init checked again (it may have exited and its PID been reused)."""
+    from kernel import enter, running
     from worker.cli import relay
 
-    attached = rt.spawn(ctid, argv, tty=tty)
+    record, pid = _init_of(state_root, ctid)
+    pidfd = os.pidfd_open(pid)
+    try:
+        if running.lookup(state_root, ctid)[1] != pid:
+            raise Fail(codes.NOT_RUNNING, "Container is not running")
+        attached = enter.spawn_in(pidfd, running.inner_procs(record["cgroups"]), argv, tty=tty)  # type: ignore[arg-type]
+    finally:
+        os.close(pidfd)
     try:
         if attached.master is not None:
             relay.pty(attached.master)
@@ -108,7 +123,7 @@ def cmd_console(config: CliConfig, args: list[str]) -> int:
     client = Client.for_state_root(config.state_root)
     if client is None:
         raise Fail(codes.SYSTEM_ERROR, "vzctl console needs the node supervisor (python -m worker.supervisor)")
-    _running(runtime(config), ctid)
+    _init_of(config.state_root, ctid)
     sock = client.console(ctid)
     try:
         relay.pty(sock.fileno(), detach=DETACH, banner=f"Attached to CT {ctid} console (Esc . detaches)\r\n".encode())
@@ -330,9 +345,9 @@ def cmd_change(config: CliConfig, rt: Runtime, ns: argparse.Namespace, ctid: int
 
 def run(argv: list[str], config: CliConfig) -> int:
     if argv and argv[0] in ("exec", "exec2"):
-        return cmd_exec(config, argv[1:], own_code=argv[0] == "exec2")
+        return cmd_exec(config.state_root, argv[1:], own_code=argv[0] == "exec2")
     if argv and argv[0] == "enter":
-        return cmd_enter(config, argv[1:])
+        return cmd_enter(config.state_root, argv[1:])
     if argv and argv[0] == "console":
         return cmd_console(config, argv[1:])
     try:
@@ -359,6 +374,15 @@ def run(argv: list[str], config: CliConfig) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
+        if argv and argv[0] in LEAN:  # the hot path: no CliConfig (dataclasses), no Runtime
+            from worker.cli import nodeenv
+
+            state_root = nodeenv.state_root()
+            if argv[0] == "enter":
+                return cmd_enter(state_root, argv[1:])
+            return cmd_exec(state_root, argv[1:], own_code=argv[0] == "exec2")
+        from worker.cli.config import CliConfig
+
         return run(argv, CliConfig.from_env())
     except Fail as exc:
         print(exc, file=sys.stderr)

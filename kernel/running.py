@@ -1,0 +1,87 @@
+"""A running VPS as the node records it: its init, namespaces and inner cgroups.
+
+The runtime, spawn and enter use these; so does `vzctl exec`'s lean path, which
+enters a VPS without building a `Runtime`. Keep this module (and what it
+imports) free of dataclasses and typing: `vzctl exec` must start in about the
+time of a bare interpreter (issue 4).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from kernel import syscalls as sc
+
+#: The namespaces of a VPS: its init unshares all of them, a helper entering it joins all of them.
+NAMESPACES = (
+    sc.CLONE_NEWUSER
+    | sc.CLONE_NEWNS
+    | sc.CLONE_NEWPID
+    | sc.CLONE_NEWUTS
+    | sc.CLONE_NEWIPC
+    | sc.CLONE_NEWNET
+    | sc.CLONE_NEWCGROUP
+)
+#: PATH of init and of commands run inside (the command is looked up on it inside the VPS).
+INIT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+INNER = "vps"  # the inner cgroup below a VPS's outer one (kernel.cgroups.base.INNER)
+
+
+def proc_stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat fields from the state on (field 3 is [0]), or None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            return fh.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+
+
+def starttime(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat: tells a live init from a reused PID."""
+    fields = proc_stat(pid)
+    return int(fields[19]) if fields else None
+
+
+def running_pid(state_path: str) -> int | None:
+    """The init PID recorded at `state_path` (`<run_dir>/<ctid>.json`) if that process still
+    runs: same start time (not a reused PID), not a zombie."""
+    try:
+        with open(state_path, encoding="utf-8") as fh:
+            state = json.load(fh)
+    except FileNotFoundError:
+        return None
+    pid = int(state["init_pid"])
+    fields = proc_stat(pid)
+    if not fields or int(fields[19]) != state["starttime"] or fields[0] == "Z":
+        return None
+    return pid
+
+
+def inner_procs(outer: dict[str, str]) -> list[str]:
+    """The `cgroup.procs` files of the inner cgroups, from the outer paths a registry record keeps."""
+    return [os.path.join(path, INNER, "cgroup.procs") for path in outer.values()]
+
+
+def frozen(outer: dict[str, str]) -> bool:
+    """Whether the VPS is paused, read as its cgroup driver reads it: the v1 freezer where one
+    is mounted (v1 and hybrid hosts), else cgroup v2's `frozen` event."""
+    for name, path in outer.items():
+        if "freezer" in name.split(","):
+            with open(os.path.join(path, "freezer.state"), encoding="ascii") as fh:
+                return fh.read().strip() == "FROZEN"
+    if "unified" in outer:
+        with open(os.path.join(outer["unified"], "cgroup.events"), encoding="ascii") as fh:
+            return "frozen 1" in fh.read().splitlines()
+    return False
+
+
+def lookup(state_root: str, ctid: int) -> tuple[dict[str, object] | None, int | None]:
+    """CT `ctid`'s registry record (as JSON) and its running init's PID, read from the files the
+    registry (`<state_root>/ct/CTID.json`) and the runtime (`<state_root>/run/CTID.json`) keep."""
+    try:
+        with open(os.path.join(state_root, "ct", f"{ctid}.json"), encoding="utf-8") as fh:
+            record = json.load(fh)
+    except FileNotFoundError:
+        return None, None
+    return record, running_pid(os.path.join(state_root, "run", f"{ctid}.json"))
