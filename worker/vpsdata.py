@@ -30,7 +30,7 @@ from kernel import credentials, statefile, vpsfiles
 from kernel.errors import NotFound
 from kernel.runtime import Runtime
 from kernel.storage import backup as backups
-from worker import protocol, vps
+from worker import protocol, quotas, vps
 from worker.config import NodeConfig
 from worker.execution import OperationContext
 from worker.supervisor.client import try_request
@@ -123,6 +123,7 @@ def _settle_and_start(rt: Runtime, context: OperationContext, request: protocol.
     vps.apply_settings(rt, request)
     context.progress("start", 85)
     _start(rt, request.ctid)
+    quotas.converge(rt.storage, request)  # the new volume takes the second-level limits once mounted
 
 
 def _reinstall(rt: Runtime, context: OperationContext, request: protocol.VpsRequest) -> None:
@@ -186,6 +187,7 @@ def _rollback(rt: Runtime, context: OperationContext, request: protocol.VpsReque
         rt.storage.activate(ctid)
     context.progress("start", 85)
     _start(rt, ctid)
+    quotas.converge(rt.storage, request)
 
 
 # -- backups -------------------------------------------------------------------------------------------
