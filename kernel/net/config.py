@@ -131,8 +131,11 @@ class VpsNet:
     smtp: str = ""  # "" : the node's default
     nameservers: tuple[str, ...] = ()
     searchdomains: tuple[str, ...] = ()
+    netdevs: tuple[str, ...] = ()  # host NICs moved into the VPS (`--netdev_add`)
 
     def __post_init__(self) -> None:
+        for name in self.netdevs:
+            safe_ifname(name)
         ips = tuple(check_ip(a) for a in self.ips)
         if len(set(ips)) != len(ips):
             raise InvalidArgument("an address is listed twice")
@@ -169,6 +172,7 @@ class VpsNet:
             smtp=data.get("smtp", ""),
             nameservers=tuple(data.get("nameservers", ())),
             searchdomains=tuple(data.get("searchdomains", ())),
+            netdevs=tuple(data.get("netdevs", ())),
         )
 
 
@@ -190,6 +194,7 @@ class NetConfig:
     conntrack_max: int = 0  # default per-VPS conntrack cap (0: none)
     gateway4: str = "169.254.0.1"
     gateway6: str = "fe80::1"
+    device_allow: tuple[str, ...] = ()  # admin-chosen device nodes per VPS: "CTID:c|b:MAJOR:MINOR" (devices.py)
 
     def __post_init__(self) -> None:
         if self.uplink is not None:

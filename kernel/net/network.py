@@ -23,7 +23,18 @@ from kernel import statefile
 from kernel.config import NodeConfig, check_ctid
 from kernel.errors import AlreadyExists, InvalidArgument, NotFound
 from kernel.net import inside, rules
-from kernel.net.config import ROUTED_IFNAME, NetConfig, Netif, Rate, VpsNet, check_ip, make_mac, with_macs
+from kernel.net.config import (
+    ROUTED_IFNAME,
+    NetConfig,
+    Netif,
+    Rate,
+    VpsNet,
+    check_ip,
+    make_mac,
+    safe_ifname,
+    with_macs,
+)
+from kernel.net.devices import Devices, Grant, parse_allow
 from kernel.net.ip import IP
 from kernel.net.nft import Counter, Nft, in_netns
 from kernel.registry import Record, Registry
@@ -68,6 +79,7 @@ class Network:
         self.registry = Registry(node)
         self.dir = statefile.ensure_dir(node.path("net"))
         self.nft = Nft(self.net.host_netns)
+        self.devices = Devices(node, parse_allow(" ".join(self.net.device_allow)))
 
     # -- node ------------------------------------------------------------------------------
     def setup_node(self) -> None:
@@ -155,6 +167,59 @@ class Network:
         self.configure(ctid, replace(spec, netifs=keep))
         return self.spec(ctid)
 
+    def netdev_add(self, ctid: int, name: str) -> VpsNet:
+        """`vzctl set CTID --netdev_add IF`: move host NIC IF into the VPS (now if running, else at start).
+
+        It comes back on `netdev_del`; when the VPS stops, the kernel returns a physical NIC to
+        the initial namespace (a virtual one, a veth end, is destroyed with the VPS's namespace).
+        """
+        name = safe_ifname(name)
+        veths = {n for c in self.registry.ctids() for n in (self.registry.get(c).interfaces.values())}
+        if name in ("lo", self.net.uplink) or name in veths:
+            raise InvalidArgument(f"{name} is not a NIC that can be given to a VPS")
+        for other in self._stored_ctids():
+            if other != ctid and name in self.spec(other).netdevs:
+                raise AlreadyExists(f"{name} is given to CT {other}")
+        spec = self.spec(ctid)
+        if name in spec.netdevs:
+            return spec
+        live = self._live(ctid)
+        if live is not None:
+            self._move_netdev(name, f"/proc/{live['pid']}/ns/net", into=True)
+        spec = replace(spec, netdevs=(*spec.netdevs, name))
+        statefile.write_json(self._spec_path(ctid), spec.to_json())
+        return spec
+
+    def netdev_del(self, ctid: int, name: str) -> VpsNet:
+        """`vzctl set CTID --netdev_del IF`: back into the node's namespace at once."""
+        spec = self.spec(ctid)
+        if name not in spec.netdevs:
+            raise NotFound(f"CT {ctid} was not given {name!r}")
+        live = self._live(ctid)
+        if live is not None:
+            self._move_netdev(name, f"/proc/{live['pid']}/ns/net", into=False)
+        spec = replace(spec, netdevs=tuple(n for n in spec.netdevs if n != name))
+        statefile.write_json(self._spec_path(ctid), spec.to_json())
+        return spec
+
+    def _move_netdev(self, name: str, vps_ns: str, *, into: bool) -> None:
+        source, target = (self.net.host_netns, vps_ns) if into else (vps_ns, self.net.host_netns or "/proc/self/ns/net")
+        with IP(source) as ip:
+            if ip.link(name) is None:
+                where = "the VPS" if not into else "this node"
+                raise NotFound(f"no interface {name!r} in {where}")
+            ip.link_set(name, netns=target)
+
+    def grant_device(self, ctid: int, grant: Grant) -> None:
+        """`--devnodes` / `--features tun,fuse`: the node in the VPS's /dev, at once if running."""
+        live = self._live(ctid)
+        self.devices.grant(ctid, grant, init_pid=live["pid"] if live else None)
+
+    def revoke_device(self, ctid: int, name: str) -> bool:
+        """`--devnodes NAME:none` / `--features tun:off`: gone from a running VPS's /dev at once."""
+        live = self._live(ctid)
+        return self.devices.revoke(ctid, name, init_pid=live["pid"] if live else None)
+
     def set_rate(self, ctid: int, rate: Rate) -> VpsNet:
         spec = replace(self.spec(ctid), rate=rate)
         self.configure(ctid, spec)
@@ -163,17 +228,26 @@ class Network:
     def forget(self, ctid: int) -> None:
         """On destroy: release everything and drop the stored desired state and totals."""
         self.release(ctid)
+        self.devices.forget(ctid)
         statefile.remove(self._spec_path(ctid))
         with self._totals() as totals:
             totals["vps"].pop(str(ctid), None)
 
-    def _check_unique(self, ctid: int, spec: VpsNet) -> None:
-        mine = {ipaddress.ip_network(a) for a in _all_ips(spec)}
+    def _stored_ctids(self) -> list[int]:
+        """The VPSs with a stored network (`<CTID>.json`)."""
+        out = []
         for name in os.listdir(self.dir):
             stem, _, ext = name.partition(".")
-            if ext != "json" or not stem.isdigit() or int(stem) == ctid:
+            if ext == "json" and stem.isdigit():
+                out.append(int(stem))
+        return out
+
+    def _check_unique(self, ctid: int, spec: VpsNet) -> None:
+        mine = {ipaddress.ip_network(a) for a in _all_ips(spec)}
+        for stem in self._stored_ctids():
+            if stem == ctid:
                 continue
-            other = self.spec(int(stem))
+            other = self.spec(stem)
             for addr in _all_ips(other):
                 net = ipaddress.ip_network(addr)
                 if any(net.version == m.version and net.overlaps(m) for m in mine):  # type: ignore[arg-type]
@@ -268,6 +342,9 @@ class Network:
             vps.link_set(ROUTED_IFNAME, up=True)
         for netif in spec.netifs:
             self._bridge_up(netif, hosts[netif.name], vps_ns)
+        for name in spec.netdevs:
+            self._move_netdev(name, vps_ns, into=True)
+        self.devices.start(ctid, init_pid)
         for addr in spec.ips:
             self._route_ip(ctid, live, addr, add=True)
         self._shape(spec.rate, hosts)
