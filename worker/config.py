@@ -26,13 +26,15 @@ def _ports(env: dict[str, str], name: str) -> tuple[int, ...]:
 
 
 def net_settings(env: dict[str, str]) -> dict[str, object]:
-    """CTPANEL_NET_UPLINK, _HOST_NETNS, _OPEN_TCP and _OPEN_UDP as `kernel.net.config.NetConfig`'s
-    keywords: the node worker and vzctl read them alike."""
+    """CTPANEL_NET_UPLINK, _HOST_NETNS, _OPEN_TCP, _OPEN_UDP and CTPANEL_DEVICES_ALLOW
+    (`CTID:c|b:MAJOR:MINOR` items) as `kernel.net.config.NetConfig`'s keywords: the node
+    worker and vzctl read them alike."""
     return {
         "uplink": env.get("CTPANEL_NET_UPLINK", "").strip() or None,
         "host_netns": env.get("CTPANEL_NET_HOST_NETNS", "").strip() or None,
         "open_tcp": _ports(env, "CTPANEL_NET_OPEN_TCP"),
         "open_udp": _ports(env, "CTPANEL_NET_OPEN_UDP"),
+        "device_allow": tuple(env.get("CTPANEL_DEVICES_ALLOW", "").replace(",", " ").split()),
     }
 
 
@@ -75,6 +77,7 @@ class NodeConfig:
     net_host_netns: str | None = None  # a named network namespace as the host side (tests); None: our own
     net_open_tcp: tuple[int, ...] = ()  # node services VPSs may reach
     net_open_udp: tuple[int, ...] = ()
+    net_device_allow: tuple[str, ...] = ()  # admin-chosen device nodes per VPS (kernel/net/devices.py)
 
     @property
     def queue(self) -> str:

@@ -67,7 +67,8 @@ def runtime(config: NodeConfig) -> Runtime:
     storage.setup()
     storage.save_config()  # vzctl/vzlist/vzquota on this node read the same pools
     network = Network(node, NetConfig(host_netns=config.net_host_netns, uplink=config.net_uplink,
-                                      open_tcp=config.net_open_tcp, open_udp=config.net_open_udp))
+                                      open_tcp=config.net_open_tcp, open_udp=config.net_open_udp,
+                                      device_allow=config.net_device_allow))
     network.setup_node()
     driver = cgroups.detect(config.cgroup_prefix)
     rt = Runtime(node, cgroup_driver=driver, storage=storage, network=network,

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from kernel.net.network import Network
 
 DEFAULT_CONF_DIR = "/etc/ctpanel/ct"
+NET_VARIABLES = ("CTPANEL_NET_", "CTPANEL_DEVICES_ALLOW")
 SAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                        "deploy", "samples", "vswap.json")
 
@@ -30,7 +31,7 @@ class CliConfig:
     samples: str
     idmap_registry: str | None = None
     id_base: int | None = None
-    net_env: tuple[tuple[str, str], ...] = ()  # the CTPANEL_NET_* variables, read when a command needs them
+    net_env: tuple[tuple[str, str], ...] = ()  # CTPANEL_NET_*, CTPANEL_DEVICES_ALLOW: read when a command needs them
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> CliConfig:
@@ -45,7 +46,7 @@ class CliConfig:
             samples=env.get("CTPANEL_SAMPLES") or SAMPLES,
             idmap_registry=env.get("CTPANEL_IDMAP_REGISTRY") or None,
             id_base=int(base) if base else None,
-            net_env=tuple(sorted((k, v) for k, v in env.items() if k.startswith("CTPANEL_NET_"))),
+            net_env=tuple(sorted((k, v) for k, v in env.items() if k.startswith(NET_VARIABLES))),
         )
 
     def kernel(self) -> NodeConfig:

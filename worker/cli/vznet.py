@@ -5,6 +5,11 @@
     --netif_add IF[,MAC,HOST_IFNAME,HOST_MAC,BRIDGE] / --netif_del IF|all
     --nameserver ADDR, --searchdomain NAME (repeatable; replace the lists)
     --rate in:100M,out:20M                bits per second as seen from the VPS; K/M/G = 10^3/6/9; 0 = unlimited
+    --netdev_add IF / --netdev_del IF     move a host NIC into the VPS and back
+    --features tun:on,fuse:off            /dev/net/tun, /dev/fuse
+    --devnodes NAME:r|w|rw|none           the host's /dev/NAME (its numbers) at /dev/NAME in the VPS
+    --devices c|b:MAJOR:MINOR:PERM        with a --devnodes NAME of the same position: those numbers
+                                          at /dev/NAME (alone it is refused: a VPS cannot mknod)
 
 Changes go through `kernel.net.network.Network`: stored, and applied at once when the VPS
 runs with the node's network (started by the node worker or supervisor).
@@ -21,9 +26,11 @@ from worker.cli.codes import Fail
 
 if TYPE_CHECKING:
     from kernel.net.config import Netif, Rate, VpsNet
+    from kernel.net.devices import Grant
     from kernel.net.network import Network
 
-FLAGS = ("ipadd", "ipdel", "netif_add", "netif_del", "nameserver", "searchdomain", "rate")
+FLAGS = ("ipadd", "ipdel", "netif_add", "netif_del", "nameserver", "searchdomain", "rate",
+         "netdev_add", "netdev_del", "features", "devnodes", "devices")  # fmt: skip
 _UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9}
 
 
@@ -36,6 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nameserver", action="append", metavar="ADDR")
     parser.add_argument("--searchdomain", action="append", metavar="NAME")
     parser.add_argument("--rate", metavar="in:BPS,out:BPS")
+    parser.add_argument("--netdev_add", action="append", metavar="IF")
+    parser.add_argument("--netdev_del", action="append", metavar="IF")
+    parser.add_argument("--features", metavar="tun:on|off,fuse:on|off")
+    parser.add_argument("--devnodes", action="append", metavar="NAME:r|w|rw|none")
+    parser.add_argument("--devices", action="append", metavar="c|b:MAJOR:MINOR:r|w|rw|none")
 
 
 def given(ns: argparse.Namespace) -> bool:
@@ -112,10 +124,57 @@ def wanted(spec: VpsNet, ns: argparse.Namespace) -> VpsNet:
     return spec
 
 
+def device_changes(ns: argparse.Namespace) -> list[tuple[str, Grant | None]]:
+    """(name under /dev, grant or None to revoke) for --features, --devnodes and --devices."""
+    from kernel.net.devices import FEATURES, PERMS, Grant, host_device
+
+    out: list[tuple[str, Grant | None]] = []
+    for item in (ns.features or "").split(",") if ns.features else ():
+        name, _, state = item.strip().partition(":")
+        if name not in FEATURES or state not in ("on", "off"):
+            raise Fail(codes.BAD_SYNTAX, f"Invalid --features {item!r}: {', '.join(FEATURES)} with :on or :off")
+        out.append((FEATURES[name].name, FEATURES[name] if state == "on" else None))
+    devnodes, devices = ns.devnodes or [], ns.devices or []
+    if len(devices) > len(devnodes):
+        raise Fail(codes.BAD_VALUE, "--devices: a VPS cannot create device files in its user namespace; "
+                   "name each one with a --devnodes NAME:PERM (the node makes /dev/NAME)")  # fmt: skip
+    for index, item in enumerate(devnodes):
+        name, _, perm = item.rpartition(":")
+        if not name or perm not in PERMS:
+            raise Fail(codes.BAD_SYNTAX, f"Invalid --devnodes {item!r}: NAME:r|w|rw|none")
+        if perm == "none":
+            out.append((name, None))
+            continue
+        if index < len(devices):
+            parts = devices[index].split(":")
+            if len(parts) != 4 or parts[0] not in ("c", "b") or not (parts[1].isdigit() and parts[2].isdigit()):
+                raise Fail(codes.BAD_SYNTAX, f"Invalid --devices {devices[index]!r}: c|b:MAJOR:MINOR:PERM")
+            kind, major, minor = parts[0], int(parts[1]), int(parts[2])
+        else:
+            kind, major, minor = host_device(name)
+        out.append((name, Grant(name=name, kind=kind, major=major, minor=minor, perm=perm)))
+    return out
+
+
 def apply(network: Network, ctid: int, ns: argparse.Namespace) -> dict[str, str]:
-    """Apply the flags; the CTID.conf values that describe the result (OpenVZ's keys)."""
+    """Apply the flags; the CTID.conf values that describe the result (OpenVZ's keys).
+    Everything is checked before anything changes, except what only the kernel can tell."""
+    changes = device_changes(ns)
     spec = wanted(network.spec(ctid), ns)
+    for grant in (g for _, g in changes if g is not None):
+        if not network.devices.allowed(ctid, grant):
+            raise Fail(codes.NO_ACCESS, f"Device {grant.device} is not allowed for CT {ctid} on this node "
+                       "(CTPANEL_DEVICES_ALLOW)")  # fmt: skip
     network.configure(ctid, spec)
+    for name in ns.netdev_del or ():
+        network.netdev_del(ctid, name)
+    for name in ns.netdev_add or ():
+        network.netdev_add(ctid, name)
+    for name, grant in changes:
+        if grant is None:
+            network.revoke_device(ctid, name)
+        else:
+            network.grant_device(ctid, grant)
     spec = network.spec(ctid)  # with the MACs generated for new interfaces
     netifs = ";".join(
         f"ifname={n.name},mac={n.mac},host_ifname={n.host_ifname},host_mac={n.host_mac},bridge={n.bridge}"
@@ -128,4 +187,7 @@ def apply(network: Network, ctid: int, ns: argparse.Namespace) -> dict[str, str]
         "NAMESERVER": " ".join(spec.nameservers),
         "SEARCHDOMAIN": " ".join(spec.searchdomains),
         "RATE": f"in:{spec.rate.in_bps},out:{spec.rate.out_bps}",
+        "NETDEV": " ".join(spec.netdevs),
+        "DEVNODES": " ".join(f"{g.name}:{g.perm}" for g in network.devices.grants(ctid)),
+        "DEVICES": " ".join(f"{g.device}:{g.perm}" for g in network.devices.grants(ctid)),
     }

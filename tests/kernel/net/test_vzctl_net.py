@@ -85,3 +85,38 @@ def test_vzctl_network_flags_apply_live(lab: Lab, vzctl_run, tmp_path) -> None: 
     assert lab.network.spec(a) == before
     assert in_ns(lab.host, "ip", "link", "show", "master", "br7").stdout == ""
     assert os.path.exists(os.path.join(str(tmp_path), f"{a}.conf"))
+
+
+def test_vzctl_device_flags(lab: Lab, vzctl_run, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    a = lab.vps(VpsNet(ips=(vps_addrs(0)[0],)))
+    c = str(a)
+    assert lab.vsh(a, "tunctl -t tap7")[0] != 0
+    assert vzctl_run("set", c, "--features", "tun:on,fuse:on") == (0, "")
+    assert lab.vsh(a, "tunctl -t tap7 && test -c /dev/fuse")[0] == 0
+    assert conf.read_ct_conf(str(tmp_path), a)["DEVNODES"] == "net/tun:rw fuse:rw"
+    assert vzctl_run("set", c, "--features", "fuse:off")[0] == 0
+    assert lab.vsh(a, "test -c /dev/fuse")[0] != 0
+
+    assert vzctl_run("set", c, "--devices", "c:1:5:r")[0] == codes.BAD_VALUE  # no name for the node
+    assert vzctl_run("set", c, "--devnodes", "ctp/zero:r", "--devices", "c:1:5:r")[0] == codes.NO_ACCESS
+    assert vzctl_run("set", c, "--devnodes", "null:rw")[0] == codes.NO_ACCESS  # the host's c 1:3
+    assert vzctl_run("set", c, "--devnodes", "nosuchdev:rw")[0] == codes.NO_PRIVATE
+    assert vzctl_run("set", c, "--devnodes", "ctp/zero:rwx")[0] == codes.BAD_SYNTAX
+    assert vzctl_run("set", c, "--features", "kvm:on")[0] == codes.BAD_SYNTAX
+    assert lab.vsh(a, "test -e /dev/ctp/zero")[0] != 0
+    monkeypatch.setenv("CTPANEL_DEVICES_ALLOW", f"{a}:c:1:5")
+    assert vzctl_run("set", c, "--devnodes", "ctp/zero:r", "--devices", "c:1:5:r")[0] == 0
+    assert lab.vsh(a, "head -c 2 /dev/ctp/zero | od -An -tx1")[1].split() == ["00", "00"]
+    assert vzctl_run("set", c, "--devnodes", "ctp/zero:none")[0] == 0
+    assert lab.vsh(a, "test -c /dev/ctp/zero")[0] != 0
+
+    with IP(lab.host) as h:
+        h.veth_add("ctpnic1", "ctpnic1p")
+    assert vzctl_run("set", c, "--netdev_add", "ctpnic1")[0] == 0
+    assert lab.vsh(a, "ip link show ctpnic1")[0] == 0
+    assert conf.read_ct_conf(str(tmp_path), a)["NETDEV"] == "ctpnic1"
+    assert vzctl_run("set", c, "--netdev_del", "ctpnic1")[0] == 0
+    with IP(lab.host) as h:
+        assert h.link("ctpnic1") is not None
+    assert vzctl_run("set", c, "--netdev_add", "up0")[0] == codes.BAD_VALUE
+    assert vzctl_run("set", c, "--netdev_del", "ctpnic9")[0] == codes.NO_PRIVATE

@@ -59,3 +59,18 @@ def test_wanted_applies_deletions_before_additions() -> None:
         vznet.wanted(spec, flags("--netif_del", "eth9"))
     assert vznet.wanted(spec, flags("--nameserver", "198.51.100.53")).nameservers == ("198.51.100.53",)
     assert not vznet.given(flags("--ifname", "eth0")) and vznet.given(flags("--rate", "in:1M"))
+
+
+def test_device_flags_pair_devices_with_devnodes() -> None:
+    from kernel.net.devices import FEATURES, Grant
+
+    changes = vznet.device_changes(flags("--features", "tun:on,fuse:off", "--devnodes", "ttyS9:rw",
+                                         "--devices", "c:4:73:rw", "--devnodes", "ctp/x:none"))  # fmt: skip
+    assert changes == [("net/tun", FEATURES["tun"]), ("fuse", None),
+                       ("ttyS9", Grant("ttyS9", "c", 4, 73, "rw")), ("ctp/x", None)]  # fmt: skip
+    for bad in (("--devices", "c:4:73:rw"), ("--devnodes", "ttyS9:rw", "--devices", "x:4:73:rw"),
+                ("--features", "tun"), ("--devnodes", "ttyS9")):  # fmt: skip
+        with pytest.raises(Fail):
+            vznet.device_changes(flags(*bad))
+    with pytest.raises(InvalidArgument):
+        vznet.device_changes(flags("--devnodes", "../etc/x:rw", "--devices", "c:1:3:rw"))
