@@ -46,6 +46,8 @@ class VPS(models.Model):
     suspended = models.BooleanField(default=False, help_text="Stopped and locked against its customer")
     suspend_reason = models.CharField(max_length=200, blank=True)
     ssh_keys = models.JSONField(default=list, blank=True, help_text="OpenSSH public keys for root")
+    ugid_quotas = models.JSONField(default=list, blank=True,
+                                   help_text="Second-level quotas inside the VPS (protocol.check_ugid_quotas)")
     state_changed = models.DateTimeField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)

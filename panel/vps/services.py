@@ -36,8 +36,19 @@ def build_request(vps: VPS, task: str, operation: Operation, *, fast: bool = Fal
     return protocol.VpsRequest(
         task=task, node=vps.node.name, operation_id=str(operation.id), ctid=vps.ctid, hostname=vps.hostname,
         template=vps.template, limits=protocol.check_limits(vps.limits), onboot=vps.onboot, fast=fast,
-        ipv4=ipv4, ipv6=ipv6, ssh_keys=list(vps.ssh_keys), root_password_hash=root_password_hash, **data,
+        ipv4=ipv4, ipv6=ipv6, ssh_keys=list(vps.ssh_keys), root_password_hash=root_password_hash,
+        ugid_quotas=ugid_quotas(vps), **data,
     )
+
+
+def ugid_quotas(vps: VPS) -> list[dict[str, Any]]:
+    """The second-level quotas a request carries (panel/vps/quotas.py): the stored list, cut to what the
+    limits allow now (after a plan change to a smaller quotaugidlimit the lowest ids of each kind keep theirs)."""
+    limit = vps.limits.get("quotaugidlimit", 0)
+    kept: list[dict[str, Any]] = []
+    for kind in protocol.UGID_KINDS:
+        kept += sorted((q for q in vps.ugid_quotas if q["kind"] == kind), key=lambda q: q["id"])[:limit]
+    return kept
 
 
 def _send(actor: Any, vps: VPS, task: str, **options: Any) -> Operation:

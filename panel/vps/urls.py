@@ -1,6 +1,6 @@
 from django.urls import path
 
-from panel.vps import data_views, views
+from panel.vps import data_views, quota_views, views
 from panel.vps.console import views as console
 
 app_name = "vps"
@@ -40,4 +40,7 @@ urlpatterns = [
          name="backup-restore"),
     path("vps/<int:ctid>/backups/<str:backup_id>/delete/", data_views.BackupDeleteView.as_view(),
          name="backup-delete"),
+    path("vps/<int:ctid>/quotas/", quota_views.QuotaCardView.as_view(), name="quotas"),
+    path("vps/<int:ctid>/quotas/set/", quota_views.QuotaSetView.as_view(), name="quota-set"),
+    path("vps/<int:ctid>/quotas/remove/", quota_views.QuotaRemoveView.as_view(), name="quota-remove"),
 ]
