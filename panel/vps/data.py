@@ -25,6 +25,8 @@ from django.utils import timezone
 
 from panel.core.choices import OperationStatus
 from panel.core.models import Operation
+from panel.core.notify import services as notify
+from panel.core.notify.choices import NoticeLevel
 from panel.vps import placement, secrets, services
 from panel.vps.choices import DesiredState
 from panel.vps.models import VPS, Backup, Snapshot
@@ -102,27 +104,13 @@ def create_snapshot(actor: Any, vps: VPS, name: str = "") -> Operation:
     return services._send(actor, vps, protocol.TASK_VPS_SNAPSHOT, snapshot=name)
 
 
-def _snapshot(vps: VPS, name: str) -> Snapshot:
-    found = vps.snapshots.filter(name=name).first()
-    if found is None:
-        raise ValidationError({"name": f"This VPS has no snapshot {name}."})
-    return found
-
-
-@transaction.atomic
 def rollback_snapshot(actor: Any, vps: VPS, name: str) -> Operation:
     """Stop the VPS, make its disk what it was at the snapshot, start it."""
-    vps = _locked(actor, vps, runs=True)
-    _snapshot(vps, name)
-    _start_after(vps)
-    return services._send(actor, vps, protocol.TASK_VPS_ROLLBACK, snapshot=name)
+    return _on_one(actor, vps, protocol.TASK_VPS_ROLLBACK, runs=True, snapshot=name)
 
 
-@transaction.atomic
 def delete_snapshot(actor: Any, vps: VPS, name: str) -> Operation:
-    vps = _locked(actor, vps)
-    _snapshot(vps, name)
-    return services._send(actor, vps, protocol.TASK_VPS_SNAPSHOT_DELETE, snapshot=name)
+    return _on_one(actor, vps, protocol.TASK_VPS_SNAPSHOT_DELETE, snapshot=name)
 
 
 # -- backups ---------------------------------------------------------------------------------------
@@ -138,27 +126,28 @@ def create_backup(actor: Any, vps: VPS) -> Operation:
     return services._send(actor, vps, protocol.TASK_VPS_BACKUP, keep=slots)
 
 
-def _backup(vps: VPS, backup_id: str) -> Backup:
-    found = vps.backups.filter(backup_id=backup_id).first()
-    if found is None:
-        raise ValidationError({"backup": f"This VPS has no backup {backup_id}."})
-    return found
-
-
-@transaction.atomic
 def restore_backup(actor: Any, vps: VPS, backup_id: str) -> Operation:
     """Stop the VPS, replace its disk with the backup's, start it."""
-    vps = _locked(actor, vps, runs=True)
-    _backup(vps, backup_id)
-    _start_after(vps)
-    return services._send(actor, vps, protocol.TASK_VPS_RESTORE, backup=backup_id)
+    return _on_one(actor, vps, protocol.TASK_VPS_RESTORE, runs=True, backup=backup_id)
+
+
+def delete_backup(actor: Any, vps: VPS, backup_id: str) -> Operation:
+    return _on_one(actor, vps, protocol.TASK_VPS_BACKUP_DELETE, backup=backup_id)
 
 
 @transaction.atomic
-def delete_backup(actor: Any, vps: VPS, backup_id: str) -> Operation:
-    vps = _locked(actor, vps)
-    _backup(vps, backup_id)
-    return services._send(actor, vps, protocol.TASK_VPS_BACKUP_DELETE, backup=backup_id)
+def _on_one(actor: Any, vps: VPS, task: str, *, runs: bool = False, snapshot: str = "",
+            backup: str = "") -> Operation:
+    """An action on one snapshot or backup the VPS has; `runs`: the VPS is started afterwards."""
+    vps = _locked(actor, vps, runs=runs)
+    if snapshot and not vps.snapshots.filter(name=snapshot).exists():
+        raise ValidationError({"name": f"This VPS has no snapshot {snapshot}."})
+    if backup and not vps.backups.filter(backup_id=backup).exists():
+        raise ValidationError({"backup": f"This VPS has no backup {backup}."})
+    if runs:
+        _start_after(vps)
+    data = {"snapshot": snapshot} if snapshot else {"backup": backup}
+    return services._send(actor, vps, task, **data)
 
 
 # -- what the node reports -------------------------------------------------------------------------
@@ -186,11 +175,27 @@ def sync(vps: VPS, facts: dict[str, Any]) -> None:
             for i, b in wanted_b.items() if i not in have)
 
 
+def _tell_about_backup(vps: VPS, operation: Operation) -> None:
+    """The customer hears of each finished (or failed) backup: a notice, and the webhook event."""
+    if operation.status == protocol.Status.SUCCEEDED:
+        notify.notify(vps.customer, "vps.backup_finished", f"VPS {vps.hostname}: backup finished",
+                      f"The backup took {(operation.duration_ms or 0) / 1000:.1f} s.")
+    else:
+        notify.notify(vps.customer, "vps.backup_failed", f"VPS {vps.hostname}: backup failed",
+                      operation.error_message, level=NoticeLevel.WARNING)
+    notify.emit("vps.backup", {"ctid": vps.ctid, "operation": str(operation.pk), "status": operation.status},
+                tenant=vps.customer)
+
+
 def on_operation_reported(sender: type, operation: Operation, **kwargs: object) -> None:
-    if operation.target_type != "vps" or operation.status != protocol.Status.SUCCEEDED:
+    if operation.target_type != "vps" or not operation.is_terminal:
         return
-    vps = VPS.objects.filter(ctid=int(operation.target_id)).first()
+    vps = VPS.objects.select_related("customer").filter(ctid=int(operation.target_id)).first()
     if vps is None:
+        return
+    if operation.action == protocol.TASK_VPS_BACKUP:
+        _tell_about_backup(vps, operation)
+    if operation.status != protocol.Status.SUCCEEDED:
         return
     if operation.result.get("state") == protocol.VpsState.ABSENT:
         vps.snapshots.all().delete()

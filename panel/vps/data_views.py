@@ -66,14 +66,15 @@ class DataCardView(generic.ObjectView):
 
 
 class DataActionView(generic.PanelView):
-    """One POST: a data service call with the VPS (and the snapshot or backup named in the URL)."""
+    """One POST: `service(user, vps, **URL arguments)` (a snapshot's `name` or a backup's `backup_id`)."""
 
     queryset = VPS.objects.select_related("node", "plan")
     http_method_names = ["post"]
+    service: Any = None
     verb = ""
 
     def call(self, request: HttpRequest, vps: VPS, **kwargs: Any) -> Any:
-        raise NotImplementedError
+        return type(self).service(request.user, vps, *kwargs.values())
 
     def post(self, request: HttpRequest, ctid: int, **kwargs: Any) -> HttpResponse:
         vps = self.get_object(request, CHANGE, ctid=ctid)
@@ -96,35 +97,20 @@ class SnapshotCreateView(DataActionView):
 
 
 class SnapshotRollbackView(DataActionView):
-    verb = "Rolling back"
-
-    def call(self, request, vps, name=""):
-        return data.rollback_snapshot(request.user, vps, name)
+    service, verb = data.rollback_snapshot, "Rolling back"
 
 
 class SnapshotDeleteView(DataActionView):
-    verb = "Deleting the snapshot"
-
-    def call(self, request, vps, name=""):
-        return data.delete_snapshot(request.user, vps, name)
+    service, verb = data.delete_snapshot, "Deleting the snapshot"
 
 
 class BackupCreateView(DataActionView):
-    verb = "Backing up"
-
-    def call(self, request, vps, **kwargs):
-        return data.create_backup(request.user, vps)
+    service, verb = data.create_backup, "Backing up"
 
 
 class BackupRestoreView(DataActionView):
-    verb = "Restoring the backup"
-
-    def call(self, request, vps, backup_id=""):
-        return data.restore_backup(request.user, vps, backup_id)
+    service, verb = data.restore_backup, "Restoring the backup"
 
 
 class BackupDeleteView(DataActionView):
-    verb = "Deleting the backup"
-
-    def call(self, request, vps, backup_id=""):
-        return data.delete_backup(request.user, vps, backup_id)
+    service, verb = data.delete_backup, "Deleting the backup"

@@ -7,6 +7,7 @@ import datetime
 import pytest
 
 from panel.core.models import Operation
+from panel.core.notify.models import Notice
 from panel.core.services import apply_report
 from panel.vps.models import Backup, Snapshot
 from tests.panel.tenants import client_for
@@ -101,6 +102,8 @@ def test_snapshots_and_backups_follow_the_nodes_facts_and_their_limits(world):  
     assert backup.status_code == 202
     assert c.post(f"{url}backups/").status_code == 400
     report(backup.json()["operation"], snapshots=["before-upgrade"], backups=[BACKUP_ID])
+    (notice,) = Notice.objects.filter(recipient=t.customer1)
+    assert (notice.event, notice.title) == ("vps.backup_finished", "VPS customer1-vps: backup finished")
     (listed,) = c.get(f"{url}backups/").json()
     assert (listed["backup_id"], listed["size"]) == (BACKUP_ID, 1234)
     assert datetime.datetime.fromisoformat(listed["created"]).timestamp() == 1795000001.0
