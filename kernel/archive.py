@@ -7,6 +7,12 @@ with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS, so a symlink in the archive can
 never redirect a later member. Ids are written as they are in the archive:
 on disk a VPS's files keep its own ids (its root is mounted idmapped).
 Absolute symlinks are kept: they resolve inside the VPS when the VPS uses them.
+
+With `xattrs=True` (backups), the extended attributes of files and
+directories are restored from pax `SCHILY.xattr.*` records, as GNU tar and
+star write them: `user.*`, file capabilities and POSIX ACLs only
+(`XATTRS`); any other name (trusted.*, security.selinux...) is refused, since
+host root would set it.
 """
 
 from __future__ import annotations
@@ -24,6 +30,25 @@ from kernel.errors import InvalidArgument, from_oserror
 
 _BENEATH = sc.RESOLVE_BENEATH | sc.RESOLVE_NO_SYMLINKS | sc.RESOLVE_NO_MAGICLINKS
 _MAX_ID = 65535
+PAX_XATTR = "SCHILY.xattr."
+#: What backups keep and restores set: user data, file capabilities, POSIX ACLs ("user." is a prefix).
+XATTRS = ("user.", "security.capability", "system.posix_acl_access", "system.posix_acl_default")
+
+
+def xattr_allowed(name: str) -> bool:
+    return (name.startswith(XATTRS[0]) and len(name) > len(XATTRS[0])) or name in XATTRS[1:]
+
+
+def member_xattrs(member: tarfile.TarInfo) -> dict[str, bytes]:
+    """The member's extended attributes (pax SCHILY.xattr.* records); `InvalidArgument` for a refused name."""
+    out = {}
+    for key, value in member.pax_headers.items():
+        if key.startswith(PAX_XATTR):
+            name = key[len(PAX_XATTR) :]
+            if not xattr_allowed(name):
+                raise InvalidArgument(f"extended attribute {name!r} refused in archive: {member.name!r}")
+            out[name] = value.encode("utf-8", "surrogateescape")  # tarfile keeps raw bytes that way
+    return out
 
 
 @dataclass(frozen=True)
@@ -106,25 +131,26 @@ class _Tree:
                 os.close(dirfd)
 
 
-def unpack(path: str, dest: str) -> UnpackResult:
-    """Unpack the tarball at `path` into the existing directory `dest`."""
+def unpack(path: str, dest: str, *, xattrs: bool = False) -> UnpackResult:
+    """Unpack the tarball at `path` into the existing directory `dest` (with `xattrs`: theirs too)."""
     try:
         root_fd = os.open(dest, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
         raise from_oserror(exc, "cannot open unpack destination") from exc
     tree = _Tree(root_fd)
-    dirs: list[tuple[str, tarfile.TarInfo]] = []
+    dirs: list[tuple[str, tarfile.TarInfo, dict[str, bytes]]] = []
     counts = {"files": 0, "directories": 0, "symlinks": 0, "hardlinks": 0}
     try:
         with tarfile.open(path, "r:*") as tar:
             for member in tar:
                 name = check_member(member)
+                attrs = member_xattrs(member) if xattrs and not member.issym() else {}
                 try:
-                    _unpack_one(tar, member, name, tree, dirs, counts)
+                    _unpack_one(tar, member, name, tree, dirs, counts, attrs)
                 except OSError as exc:
                     raise from_oserror(exc, f"cannot unpack {name or '/'}") from exc
-        for name, member in reversed(dirs):
-            _finish_dir(tree, name, member)
+        for name, member, attrs in reversed(dirs):
+            _finish_dir(tree, name, member, attrs)
     finally:
         os.close(root_fd)
     return UnpackResult(**counts)
@@ -146,13 +172,14 @@ def _unpack_one(
     member: tarfile.TarInfo,
     name: str,
     tree: _Tree,
-    dirs: list[tuple[str, tarfile.TarInfo]],
+    dirs: list[tuple[str, tarfile.TarInfo, dict[str, bytes]]],
     counts: dict[str, int],
+    attrs: dict[str, bytes],
 ) -> None:
     if member.isdir():
         if name:
             tree.makedirs(name)
-        dirs.append((name, member))
+        dirs.append((name, member, attrs))
         counts["directories"] += 1
         return
     head = name.rpartition("/")[0]
@@ -170,6 +197,8 @@ def _unpack_one(
                 out.flush()
                 os.fchown(fd, member.uid, member.gid)
                 os.fchmod(fd, member.mode & 0o7777)
+                for key, value in attrs.items():  # after chown (which drops capabilities) and chmod
+                    os.setxattr(fd, key, value)
                 os.utime(fd, (member.mtime, member.mtime))
             counts["files"] += 1
         elif member.issym():
@@ -192,7 +221,7 @@ def _unpack_one(
         os.close(dirfd)
 
 
-def _finish_dir(tree: _Tree, name: str, member: tarfile.TarInfo) -> None:
+def _finish_dir(tree: _Tree, name: str, member: tarfile.TarInfo, attrs: dict[str, bytes]) -> None:
     """Directory ids, modes and times last, so read-only directories could be filled first."""
     fd = (
         os.dup(tree.root_fd)
@@ -205,6 +234,8 @@ def _finish_dir(tree: _Tree, name: str, member: tarfile.TarInfo) -> None:
         proc = f"/proc/self/fd/{fd}"
         os.chown(proc, member.uid, member.gid)
         os.chmod(proc, member.mode & 0o7777)
+        for key, value in attrs.items():  # a default ACL only now: the members inside carry their own
+            os.setxattr(proc, key, value)
         os.utime(proc, (member.mtime, member.mtime))
     finally:
         os.close(fd)

@@ -194,7 +194,7 @@ class Backups:
         with Reverter() as revert:
             root = self.storage.create(ctid, None, limits or info.limits, pool)
             revert.add(lambda: self.storage.destroy(ctid), "destroy restored volume")
-            archive.unpack(tarball, root)
+            archive.unpack(tarball, root, xattrs=True)
             revert.success()
         return info
 
@@ -241,6 +241,8 @@ def _write_tarball(view: str, tarball: str, compresslevel: int) -> list[str]:
             if not (0 <= info.uid <= _MAX_ID and 0 <= info.gid <= _MAX_ID):
                 raise InvalidArgument(f"id above {_MAX_ID} in the volume: {name!r}")
             info.uname = info.gname = ""
+            if not info.issym():
+                skipped += _add_xattrs(info, path, name)
             if not info.isreg():
                 tar.addfile(info)
                 continue
@@ -254,6 +256,19 @@ def _write_tarball(view: str, tarball: str, compresslevel: int) -> list[str]:
                     raise InvalidArgument(f"{name} changed while it was backed up")
                 tar.addfile(info, fh)
     return skipped
+
+
+def _add_xattrs(info: tarfile.TarInfo, path: str, name: str) -> list[str]:
+    """Put the file's kept extended attributes (archive.XATTRS) into its pax header; return the others."""
+    try:
+        keys = os.listxattr(path, follow_symlinks=False)
+        values = {key: os.getxattr(path, key, follow_symlinks=False) for key in keys}
+    except OSError as exc:
+        raise from_oserror(exc, f"cannot read the extended attributes of {name}") from exc
+    for key, value in values.items():
+        if archive.xattr_allowed(key):
+            info.pax_headers[archive.PAX_XATTR + key] = value.decode("utf-8", "surrogateescape")
+    return [f"{name} (xattr {key})" for key in values if not archive.xattr_allowed(key)]
 
 
 def _walk(top: str) -> Iterator[tuple[str, str]]:
