@@ -1,6 +1,6 @@
 """Issue 7's network benchmark: TCP throughput and round-trip latency to a VPS, printed as a table.
 
-    .venv/bin/python -m bench.network [--seconds 5] [--runs 3] [--pings 2000]   (repository root)
+    .venv/bin/python -m bench.network [--seconds 3] [--runs 5] [--pings 1000]   (repository root)
 
 Everything runs in network namespaces made here (removed at the end); nothing touches the
 real host's network. In the bench's node namespace (the host side of VPS networking):
@@ -10,10 +10,10 @@ real host's network. In the bench's node namespace (the host side of VPS network
             ── up0 ── eth0 of a test host 203.0.113.2 (reaches the VPS routed, by proxy ARP)
     a fresh namespace's loopback (127.0.0.1)
 
-Throughput: iperf3 (Debian's), `-t SECONDS`, the node namespace as client, both directions,
-median of `--runs`. The VPS and container ends are the host's iperf3 in their network
+Throughput: iperf3 (Debian's), `-t SECONDS`, both directions, median of `--runs`; the
+paths take turns within each run. The VPS and container ends are the host's iperf3 in their network
 namespace only (`nsenter --net`), as the busybox rootfs has none. Latency: busybox
-`ping -A -c N` (next echo as soon as the reply is in), the average RTT. The same busybox
+`ping -A -c N` (next echo as soon as the reply is in), the mean of each run's average RTT. The same busybox
 rootfs for the VPS and the LXC container (privileged, `lxc.net.0.type = veth` on the
 bridge). Not a test: it asserts nothing.
 """
@@ -44,6 +44,10 @@ NODE, PEER, LOOP = "ctpbn-node", "ctpbn-peer", "ctpbn-loop"
 VPS4, NODE4, PEER4 = "203.0.113.10", "203.0.113.1", "203.0.113.2"
 BR4, LXC4 = "198.51.100.1", "198.51.100.2"
 CTID = 7100
+LOOPBACK = "host loopback (fresh namespace, 127.0.0.1)"
+VPS_NODE = "VPS <- node namespace (one veth, routed)"
+LXC_NODE = "LXC <- node namespace (one veth, isolated bridge)"
+VPS_PEER = "VPS <- test host (two veths, routed, proxy ARP)"
 
 LXC_CONFIG = """lxc.uts.name = {name}
 lxc.rootfs.path = dir:{rootfs}
@@ -84,11 +88,22 @@ def rtt(client_ns: str, addr: str, count: int) -> float:
     return float(found.group(1))
 
 
-def measure(client_ns: str, server_ns: str, addr: str, args: argparse.Namespace) -> tuple[float, float, float]:
-    """(median Gbit/s client→server, median server→client, RTT µs)."""
-    up = [iperf(client_ns, server_ns, addr, args.seconds, reverse=False) for _ in range(args.runs)]
-    down = [iperf(client_ns, server_ns, addr, args.seconds, reverse=True) for _ in range(args.runs)]
-    return statistics.median(up), statistics.median(down), rtt(client_ns, addr, args.pings) * 1000
+def measure(paths: dict[str, tuple[str, str, str]], args: argparse.Namespace) -> dict[str, tuple[float, float, float]]:
+    """Per path (client ns, server netns, address): median Gbit/s client→server and server→client,
+    and the mean ping RTT in µs. Paths take turns within every run, so a load change on this
+    shared machine hits them alike."""
+    up: dict[str, list[float]] = {name: [] for name in paths}
+    down: dict[str, list[float]] = {name: [] for name in paths}
+    pings: dict[str, list[float]] = {name: [] for name in paths}
+    for _ in range(args.runs):
+        for name, (client, server, addr) in paths.items():
+            up[name].append(iperf(client, server, addr, args.seconds, reverse=False))
+            down[name].append(iperf(client, server, addr, args.seconds, reverse=True))
+            pings[name].append(rtt(client, addr, args.pings))
+    return {
+        name: (statistics.median(up[name]), statistics.median(down[name]), statistics.mean(pings[name]) * 1000)
+        for name in paths
+    }
 
 
 def lxc_start(top: str, rootfs_tar: str) -> tuple[str, str]:
@@ -107,9 +122,9 @@ def lxc_start(top: str, rootfs_tar: str) -> tuple[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--pings", type=int, default=2000)
+    parser.add_argument("--seconds", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--pings", type=int, default=1000)
     args = parser.parse_args()
     sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
     top = tempfile.mkdtemp(prefix="ctpanel-bench-net-")
@@ -120,7 +135,7 @@ def main() -> None:
     network = Network(node, NetConfig(host_netns=NODE, uplink="up0"))
     rt = Runtime(node, lxcfs=None, network=network)
     lxc_path = ""
-    rows: list[tuple[str, tuple[float, float, float]]] = []
+    results: dict[str, tuple[float, float, float]] = {}
     try:
         with IP(NODE) as h:
             h.veth_add("up0", "eth0", peer_netns=PEER)
@@ -142,12 +157,16 @@ def main() -> None:
         network.configure(CTID, VpsNet(ips=(VPS4,)))
         rt.start(CTID)
         vps_ns = f"/proc/{rt.status(CTID).init_pid}/ns/net"
-        loop = measure(LOOP, f"/run/netns/{LOOP}", "127.0.0.1", args)
-        rows.append(("host loopback (fresh namespace, 127.0.0.1)", loop))
-        rows.append(("VPS <- node namespace (one veth, routed)", measure(NODE, vps_ns, VPS4, args)))
         lxc_path, lxc_ns = lxc_start(top, rt.templates.get("busybox").tarball)
-        rows.append(("LXC <- node namespace (one veth, isolated bridge)", measure(NODE, lxc_ns, LXC4, args)))
-        rows.append(("VPS <- test host (two veths, routed, proxy ARP)", measure(PEER, vps_ns, VPS4, args)))
+        results = measure(
+            {
+                LOOPBACK: (LOOP, f"/run/netns/{LOOP}", "127.0.0.1"),
+                VPS_NODE: (NODE, vps_ns, VPS4),
+                LXC_NODE: (NODE, lxc_ns, LXC4),
+                VPS_PEER: (PEER, vps_ns, VPS4),
+            },
+            args,
+        )
     finally:
         if lxc_path:
             ns(NODE, "lxc-stop", "-P", lxc_path, "-n", "bench", "-k", check=False)
@@ -166,18 +185,13 @@ def main() -> None:
                 with contextlib.suppress(OSError):
                     os.rmdir(leftover)
         shutil.rmtree(top, ignore_errors=True)
-    width = max(len(name) for name, _ in rows)
+    width = max(len(name) for name in results)
     print(f"{'path':<{width}}  {'to server Gbit/s':>16}  {'from server Gbit/s':>18}  {'ping RTT µs':>11}")
-    for name, (up, down, us) in rows:
+    for name, (up, down, us) in results.items():
         print(f"{name:<{width}}  {up:16.2f}  {down:18.2f}  {us:11.1f}")
-    by = dict(rows)
-    vps, lxc = (
-        by.get("VPS <- node namespace (one veth, routed)"),
-        by.get("LXC <- node namespace (one veth, isolated bridge)"),
-    )
-    if vps and lxc:
-        print(f"VPS/LXC throughput: {vps[0] / lxc[0]:.2f}x to, {vps[1] / lxc[1]:.2f}x from (target >= 0.95x); "
-              f"latency {vps[2] / lxc[2]:.2f}x (target <= 1.05x)")  # fmt: skip
+    vps, lxc = results[VPS_NODE], results[LXC_NODE]
+    print(f"VPS/LXC throughput: {vps[0] / lxc[0]:.2f}x to, {vps[1] / lxc[1]:.2f}x from (target >= 0.95x); "
+          f"latency {vps[2] / lxc[2]:.2f}x (target <= 1.05x)")  # fmt: skip
 
 
 if __name__ == "__main__":
