@@ -70,7 +70,13 @@ def runtime(config: NodeConfig) -> Runtime:
                                       open_tcp=config.net_open_tcp, open_udp=config.net_open_udp,
                                       device_allow=config.net_device_allow))
     network.setup_node()
-    driver = cgroups.detect(config.cgroup_prefix)
+    return wired(node, storage, network)
+
+
+def wired(node: KernelNodeConfig, storage: Storage, network: Network) -> Runtime:
+    """A runtime with the node's storage pools, network and beancounters hook: what the node worker
+    runs (`runtime`, which readies pools and network first) and what vzctl builds on a node."""
+    driver = cgroups.detect(node.cgroup_prefix)
     rt = Runtime(node, cgroup_driver=driver, storage=storage, network=network,
                  hooks={"limits": [ubc.limits_hook(driver, lambda ctid: beancounters(rt, ctid))]})
     return rt

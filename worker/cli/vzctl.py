@@ -27,10 +27,20 @@ DETACH = b"\x1b."
 ENTER_SHELL = "command -v bash >/dev/null && exec bash -l; exec sh -l"
 
 
-def runtime(config: CliConfig) -> Runtime:
-    from kernel.runtime import Runtime
+def runtime(config: CliConfig, *, wired: bool = True) -> Runtime:
+    """The node worker's wiring: storage pools (the node's storage.json), network (CTPANEL_NET_*)
+    and the beancounters hook, so create/start/set here do what the panel's operations do.
+    Readying the node (pools, forwarding, the node's nft table) stays the set-up's and the
+    worker's. `wired=False`: a bare runtime for reads (status)."""
+    if not wired:
+        from kernel.runtime import Runtime
 
-    return Runtime(config.kernel())
+        return Runtime(config.kernel())
+    from kernel.storage.volumes import Storage
+    from worker import vps
+
+    node = config.kernel()
+    return vps.wired(node, Storage(node), config.network())
 
 
 def parse_ctid(text: str) -> int:
@@ -355,7 +365,7 @@ def run(argv: list[str], config: CliConfig) -> int:
     except SystemExit as exc:
         return codes.OK if exc.code == 0 else codes.BAD_SYNTAX
     ctid = parse_ctid(ns.ctid)
-    rt = runtime(config)
+    rt = runtime(config, wired=ns.command != "status")
     if ns.command == "status":
         print(rt.status(ctid).vzctl_line())
         return codes.OK

@@ -23,6 +23,19 @@ def _numproc(rt: Runtime, ctid: int, running: bool) -> int:
         return 0
 
 
+def _addresses(rt: Runtime, ctid: int) -> str:
+    """The VPS's assigned addresses (its network's desired state), host addresses without their prefix."""
+    import ipaddress
+
+    from kernel.net.network import Network
+
+    shown = []
+    for ip in Network(rt.config).spec(ctid).ips:
+        net = ipaddress.ip_network(ip, strict=False)
+        shown.append(str(net.network_address) if net.prefixlen == net.max_prefixlen else ip)
+    return " ".join(shown) or "-"
+
+
 def _state(status: Status) -> str:
     if status.running:
         return "paused" if status.frozen else "running"
@@ -34,7 +47,7 @@ FIELDS: dict[str, tuple[str, bool, Callable[[Runtime, Record, Status], object]]]
     "ctid": ("CTID", True, lambda rt, r, s: r.ctid),
     "numproc": ("NPROC", True, lambda rt, r, s: _numproc(rt, r.ctid, s.running)),
     "status": ("STATUS", False, lambda rt, r, s: _state(s)),
-    "ip": ("IP_ADDR", False, lambda rt, r, s: " ".join(r.interfaces.values()) or "-"),
+    "ip": ("IP_ADDR", False, lambda rt, r, s: _addresses(rt, r.ctid)),
     "hostname": ("HOSTNAME", False, lambda rt, r, s: r.hostname or "-"),
     "ostemplate": ("OSTEMPLATE", False, lambda rt, r, s: r.template),
     "onboot": ("ONBOOT", False, lambda rt, r, s: "yes" if r.onboot else "no"),

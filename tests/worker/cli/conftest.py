@@ -20,6 +20,9 @@ import pytest
 from kernel import cgroups
 from kernel import syscalls as sc
 from kernel.config import DEFAULT_ID_BASE
+from kernel.net.config import NetConfig
+from kernel.net.network import Network
+from kernel.run import run as sh
 from kernel.runtime import Runtime
 from tests.kernel import leftovers
 from worker.cli import vzctl, vzlist
@@ -39,11 +42,18 @@ def cli_env() -> Iterator[dict[str, str]]:
         "CTPANEL_CONF_DIR": os.path.join(top, "conf"),
         "CTPANEL_IDMAP_REGISTRY": os.path.join(top, "idmap", "ranges.json"),
         "CTPANEL_ID_BASE": str(ID_BASE),
+        # vzctl builds the node worker's wired runtime: the node's host side is a namespace of the tests.
+        "CTPANEL_NET_HOST_NETNS": f"ctpanel-cli-{os.getpid()}",
     }
     sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)  # inits started by the CLI land here, as under the supervisor
+    sh(["ip", "netns", "add", env["CTPANEL_NET_HOST_NETNS"]])
+    network = Network(CliConfig.from_env(env).kernel(), NetConfig(host_netns=env["CTPANEL_NET_HOST_NETNS"]))
     try:
+        network.setup_node()  # what the node worker does at its start
         yield env
     finally:
+        network.teardown_node()
+        sh(["ip", "netns", "del", env["CTPANEL_NET_HOST_NETNS"]])
         driver = cgroups.detect(env["CTPANEL_CGROUP_PREFIX"])
         for mount in driver.hierarchies().values():
             path = os.path.join(mount, env["CTPANEL_CGROUP_PREFIX"])

@@ -1,0 +1,35 @@
+"""vzctl runs the node worker's wired runtime: a start gets the network and beancounters the
+panel's start would (worker.vps.wired), not a bare runtime's loopback-only, unlimited VPS."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import pytest
+
+from kernel import statefile, ubc
+from kernel.runtime import Runtime
+from worker import vps
+
+pytestmark = pytest.mark.kernel
+MiB = 1 << 20
+
+
+def test_vzctl_start_applies_network_and_beancounters(run, ctid: int, cli_runtime: Runtime) -> None:
+    c = str(ctid)
+    assert run("vzctl", "create", c, "--ostemplate", "busybox")[0] == 0
+    # What the node worker's converge stores for a panel-managed VPS; vzctl's start must apply it.
+    path = vps.beancounters_path(cli_runtime, ctid)
+    statefile.ensure_dir(os.path.dirname(path))
+    statefile.write_json(path, dataclasses.asdict(ubc.Limits(ram=64 * MiB)))
+    assert run("vzctl", "start", c)[0] == 0
+    memory = cli_runtime.cgroups.controller_dir(ctid, "memory")
+    limit_file = "memory.max" if cli_runtime.cgroups.version == 2 else "memory.limit_in_bytes"
+    with open(os.path.join(memory, limit_file), encoding="ascii") as fh:
+        assert int(fh.read()) == 64 * MiB
+    code, out, _ = run("vzctl", "exec2", c, "ls /sys/class/net")
+    assert code == 0 and "venet0" in out.split()  # the network stage ran
+    assert run("vzctl", "stop", c)[0] == 0
+    assert run("vzctl", "destroy", c)[0] == 0
+    os.unlink(path)
