@@ -140,6 +140,14 @@ def test_bridged_vps_conntrack_cap_and_host_protection(lab: Lab, bridge: str) ->
     host_before = lab.counters(b)["host"]
     lab.vsh(b, f"nc -w 1 {NODE4} 8080 </dev/null")
     assert lab.counters(b)["host"] > host_before
+    # Stopping A removes its mark entries and nothing of B's.
+    lab.stop(a)
+    marks = {
+        item["map"]["name"]: [e[0] for e in item["map"].get("elem", ())]
+        for item in lab.network.nft.list("table", "inet", lab.network.prefix)
+        if "map" in item and item["map"]["name"].startswith("vps_mark_")
+    }
+    assert marks == {"vps_mark_pre": [b], "vps_mark_in": [b]}
 
 
 def test_netif_add_and_del_live_with_stable_macs(lab: Lab, bridge: str) -> None:
