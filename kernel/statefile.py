@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import json
 import os
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -54,16 +55,38 @@ def remove(path: str) -> None:
         os.unlink(path)
 
 
+# A flock belongs to the open file description, and a forked child shares it: in a threaded
+# process (the supervisor) a VPS init forked by one thread, waiting for its exec, would keep
+# another thread's lock held after that thread let go. Children close the lock fds at fork.
+_held_locks: set[int] = set()
+_open_guard = threading.Lock()
+
+
+def _close_held_locks_in_child() -> None:
+    global _open_guard
+    for fd in _held_locks:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _held_locks.clear()
+    _open_guard = threading.Lock()
+
+
+os.register_at_fork(before=lambda: _open_guard.acquire(), after_in_parent=lambda: _open_guard.release(),
+                    after_in_child=_close_held_locks_in_child)
+
+
 @contextlib.contextmanager
 def flocked(path: str, *, wait: bool = True) -> Iterator[int]:
     """Hold an exclusive flock on `path` (created if missing) for the `with` block.
 
     With `wait=False` a held lock raises `Busy` at once (vzctl's "locked").
     """
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-    except OSError as exc:
-        raise from_oserror(exc, "cannot open lock file") from exc
+    with _open_guard:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            raise from_oserror(exc, "cannot open lock file") from exc
+        _held_locks.add(fd)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
@@ -71,4 +94,6 @@ def flocked(path: str, *, wait: bool = True) -> Iterator[int]:
             raise Busy("locked by another operation", path=path) from exc
         yield fd
     finally:
-        os.close(fd)
+        with _open_guard:
+            _held_locks.discard(fd)
+            os.close(fd)

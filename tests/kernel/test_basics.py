@@ -6,6 +6,8 @@ import errno
 import os
 import signal
 import subprocess
+import threading
+import time
 
 import pytest
 
@@ -110,6 +112,47 @@ def test_state_files_are_atomic_and_locks_exclusive(tmp_path):
         pass
     statefile.remove(path)
     statefile.remove(path)
+
+
+@pytest.mark.unit
+def test_a_child_forked_by_another_thread_does_not_keep_a_lock_held(tmp_path):
+    """The supervisor's threads: one holds CT A's lock while another forks an init that waits for its
+    exec; once the first lets go, A's lock must be free although the child still lives."""
+    lock = str(tmp_path / "a.lock")
+    holding, forked = threading.Event(), threading.Event()
+    child: list[int] = []
+
+    def hold() -> None:
+        with statefile.flocked(lock):
+            holding.set()
+            forked.wait(10)
+
+    def fork() -> None:
+        holding.wait(10)
+        ready, report = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child runs, then waits like an init before its exec
+            os.write(report, b"x")
+            time.sleep(30)
+            os._exit(0)
+        os.close(report)
+        os.read(ready, 1)
+        os.close(ready)
+        child.append(pid)
+        forked.set()
+
+    threads = [threading.Thread(target=hold), threading.Thread(target=fork)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    try:
+        assert child and os.waitpid(child[0], os.WNOHANG) == (0, 0)  # still alive
+        with statefile.flocked(lock, wait=False):
+            pass
+    finally:
+        os.kill(child[0], signal.SIGKILL)
+        os.waitpid(child[0], 0)
 
 
 @pytest.mark.unit
