@@ -45,13 +45,14 @@ def starttime(pid: int) -> int | None:
 
 def running_pid(state_path: str) -> int | None:
     """The init PID recorded at `state_path` (`<run_dir>/<ctid>.json`) if that process still
-    runs: same start time (not a reused PID), not a zombie."""
+    runs: same start time (not a reused PID), not a zombie. The file is written without fsync
+    (a host reboot ends every init): after a crash it may be empty, which reads as not running."""
     try:
         with open(state_path, encoding="utf-8") as fh:
             state = json.load(fh)
-    except FileNotFoundError:
+        pid = int(state["init_pid"])
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
         return None
-    pid = int(state["init_pid"])
     fields = proc_stat(pid)
     if not fields or int(fields[19]) != state["starttime"] or fields[0] == "Z":
         return None

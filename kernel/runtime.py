@@ -524,9 +524,10 @@ class Runtime:
             self._run_hooks("files", ctx)
             self._run_hooks("limits", ctx)
             starting.exec_init()
-            statefile.write_json(
+            statefile.write_json(  # not durable: a host reboot ends the init anyway (running.py reads it so)
                 self._state_path(ctid),
                 {"init_pid": starting.pid, "starttime": running.starttime(starting.pid), "started": time.time()},
+                durable=False,
             )
             revert.add(lambda: statefile.remove(self._state_path(ctid)), "forget init")
             self._run_hooks("started", ctx)
@@ -587,9 +588,9 @@ class Runtime:
         so a reused PID of another child is never reaped by mistake)."""
         try:
             state = statefile.read_json(self._state_path(ctid))
-        except NotFound:
+            pid = int(state["init_pid"])
+        except (NotFound, ValueError, KeyError, TypeError):  # none, or emptied by a host crash
             return None
-        pid = int(state["init_pid"])
         fields = running.proc_stat(pid)
         if not fields or int(fields[19]) != state["starttime"] or int(fields[1]) != os.getpid():
             return None

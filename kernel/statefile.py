@@ -22,8 +22,11 @@ def ensure_dir(path: str, mode: int = 0o700) -> str:
     return path
 
 
-def write_json(path: str, data: Any) -> None:
-    """Replace `path` with `data` as JSON; readers see the old or the new file, never half."""
+def write_json(path: str, data: Any, *, durable: bool = True) -> None:
+    """Replace `path` with `data` as JSON; readers see the old or the new file, never half.
+
+    `durable=False` skips the fsync, for state a host reboot makes stale anyway (a running
+    init's PID): a crash may then leave the file empty, so its readers must accept that."""
     directory = os.path.dirname(path) or "."
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
     text = json.dumps(data, indent=2, sort_keys=True) + "\n"
@@ -31,7 +34,8 @@ def write_json(path: str, data: Any) -> None:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
             os.write(fd, text.encode())
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.rename(tmp, path)
