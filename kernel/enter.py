@@ -10,6 +10,16 @@ its path inside the VPS: no host binary is ever exec'd in the VPS's mount
 namespace. H stays in the host PID namespace (invisible to the VPS) only to
 pass H2's exit status back.
 
+H takes the init's rlimits (numfile) and I/O priority first, so the command
+runs under them like the init's own children. H joins the VPS's cgroups only
+for the fork of H2 and leaves them at once (through cgroup.procs descriptors
+opened before it gave up its host privileges): a forked Python process is
+large, and inside a small memory cgroup the OOM killer would pick H instead
+of the VPS's own processes, orphaning H2. If H dies anyway, `Attached.wait`
+kills and reaps the orphaned command when it came to the caller (a
+subreaper): an unreaped zombie of the VPS's PID namespace would keep its
+init from ever finishing its exit, and `stop()` from returning.
+
 With `tty=True`, H2 opens a new pty from the VPS's own devpts (/dev/ptmx
 inside, the peer through TIOCGPTPEER, no path lookup), makes it its
 controlling terminal, and hands the master to the caller: the caller's own
@@ -21,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import resource
 import selectors
 import signal
 import socket
@@ -99,6 +110,21 @@ class Attached:
                 if until_pty:
                     return
 
+    def command_pid(self) -> int:
+        """The command's host PID, once the helper has started it (0 if it could not)."""
+        self._info.setblocking(True)
+        while not self.inner_pid:
+            msg, fds, _, _ = socket.recv_fds(self._info, 4096, 1)
+            for fd in fds:
+                os.close(fd)
+            if not msg:
+                break
+            if msg.startswith(b"pid "):
+                self.inner_pid = int(msg[4:])
+            else:
+                self._messages.append(msg)
+        return self.inner_pid
+
     def wait(self) -> int:
         """Wait for the command; its exit code. Raises if it could not be exec'd at all."""
         if self.returncode is None:
@@ -106,12 +132,23 @@ class Attached:
             self.returncode = _status_code(status)
             self._drain()
             self._info.close()
+            if os.WIFSIGNALED(status):
+                self._reap_orphan()
         for msg in self._messages:
             text = msg.decode(errors="replace").removeprefix("error ")
             if "No such file" in text or "not found" in text:
                 raise NotFound(f"exec: {text}")
             raise KernelError(f"exec: {text}")
         return self.returncode
+
+    def _reap_orphan(self) -> None:
+        """H was killed: its command, if it came to us (we are a subreaper), is killed and reaped.
+        Only our own child is touched, so a reused PID is never signalled."""
+        if self.inner_pid and _ppid(self.inner_pid) == os.getpid():
+            with contextlib.suppress(OSError):
+                os.kill(self.inner_pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self.inner_pid, 0)
 
     def kill(self) -> None:
         for pid in (self.inner_pid, self.pid):
@@ -128,11 +165,31 @@ class Attached:
                 setattr(self, name, None)
 
 
+def _ppid(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            return int(fh.read().rpartition(")")[2].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def own_procs(hierarchies: Mapping[str, str]) -> list[str]:
+    """The cgroup.procs files of the calling process's own cgroups, for each hierarchy
+    (name → mount point, as `CgroupDriver.hierarchies()`): where the helper returns to."""
+    own: dict[str, str] = {}
+    with open("/proc/self/cgroup", encoding="utf-8") as fh:
+        for line in fh:
+            _, names, path = line.rstrip("\n").split(":", 2)
+            own[names or "unified"] = path
+    return [os.path.join(mount + own[name], "cgroup.procs") for name, mount in hierarchies.items() if name in own]
+
+
 def spawn_in(
     pidfd: int,
     cgroup_procs: Sequence[str],
     argv: Sequence[str],
     *,
+    home_procs: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     cwd: str = "/",
     tty: bool = False,
@@ -157,7 +214,7 @@ def spawn_in(
         info.close()
         for fd in parent_ends:
             os.close(fd)
-        _helper(pidfd, cgroup_procs, argv, full_env, cwd, tuple(child_ends), info_child, program)
+        _helper(pidfd, cgroup_procs, home_procs, argv, full_env, cwd, tuple(child_ends), info_child, program)
     info_child.close()
     for fd in child_ends:
         os.close(fd)
@@ -205,9 +262,10 @@ def run_in(
     cwd: str = "/",
     timeout: float | None = None,
     use_seccomp: bool = True,
+    home_procs: Sequence[str] = (),
 ) -> ExecResult:
     """Run `argv` inside the VPS and capture its output (like subprocess.run)."""
-    attached = spawn_in(pidfd, cgroup_procs, argv, env=env, cwd=cwd, use_seccomp=use_seccomp)
+    attached = spawn_in(pidfd, cgroup_procs, argv, home_procs=home_procs, env=env, cwd=cwd, use_seccomp=use_seccomp)
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
         out, err = _communicate(attached, input or b"", deadline)
@@ -266,6 +324,7 @@ def _communicate(attached: Attached, data: bytes, deadline: float | None) -> tup
 def _helper(  # pragma: no cover - runs in the helper
     pidfd: int,
     cgroup_procs: Sequence[str],
+    home_procs: Sequence[str],
     argv: Sequence[str],
     env: dict[str, str],
     cwd: str,
@@ -276,23 +335,27 @@ def _helper(  # pragma: no cover - runs in the helper
     code = 126
     try:
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
-        for path in cgroup_procs:
-            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                os.write(fd, b"0\n")
-            finally:
-                os.close(fd)
+        join = [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in cgroup_procs]
+        leave = [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in home_procs]
+        _inherit_from_init(pidfd)
         sc.setns(pidfd, NAMESPACES)
         os.setresgid(0, 0, 0)
         os.setgroups([])
         os.setresuid(0, 0, 0)
-        if stdio:
-            child = _spawn_command(argv, env, cwd, stdio, program)
-        else:
-            child = os.fork()
-            if child == 0:
-                _command_on_pty(argv, env, cwd, info, program)
-        for fd in stdio:
+        for fd in join:  # the descriptors keep the host credentials they were opened with
+            os.write(fd, b"0\n")
+        try:
+            if stdio:
+                child = _spawn_command(argv, env, cwd, stdio, program)
+            else:
+                child = os.fork()
+                if child == 0:
+                    _command_on_pty(argv, env, cwd, info, program)
+        finally:
+            for fd in leave:
+                with contextlib.suppress(OSError):
+                    os.write(fd, b"0\n")
+        for fd in (*stdio, *join, *leave):
             os.close(fd)
         info.send(b"pid %d" % child)
         _, status = os.waitpid(child, 0)
@@ -301,6 +364,25 @@ def _helper(  # pragma: no cover - runs in the helper
         with contextlib.suppress(OSError):
             info.send(f"error {exc}".encode())
     os._exit(code)
+
+
+def _inherit_from_init(pidfd: int) -> None:  # pragma: no cover - runs in the helper
+    """Take the rlimits and I/O priority of the init behind `pidfd` (what its children have).
+    A hard limit above the helper's own cannot be raised (no CAP_SYS_RESOURCE): capped there."""
+    with open(f"/proc/self/fdinfo/{pidfd}", encoding="ascii") as fh:
+        pid = next(int(line.split()[1]) for line in fh if line.startswith("Pid:"))
+    for res in _RLIMITS:
+        soft, hard = resource.prlimit(pid, res)
+        own = resource.getrlimit(res)[1]
+        if own != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or hard > own):
+            hard = own
+        if hard != resource.RLIM_INFINITY and (soft == resource.RLIM_INFINITY or soft > hard):
+            soft = hard
+        resource.setrlimit(res, (soft, hard))
+    sc.ioprio_set(0, sc.ioprio_get(pid))
+
+
+_RLIMITS = tuple(sorted({getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_")}))
 
 
 def _which(name: str, env: Mapping[str, str]) -> str:  # pragma: no cover - runs inside the VPS

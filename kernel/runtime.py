@@ -691,7 +691,8 @@ class Runtime:
         with self._init_pidfd(ctid) as pidfd:
             self._refuse_frozen(ctid)
             return enter.spawn_in(
-                pidfd, self._inner_procs(ctid), argv, env=env, cwd=cwd, tty=tty, use_seccomp=use_seccomp
+                pidfd, self._inner_procs(ctid), argv, env=env, cwd=cwd, tty=tty, use_seccomp=use_seccomp,
+                home_procs=enter.own_procs(self.cgroups.hierarchies()),
             )
 
     def exec(
@@ -717,6 +718,7 @@ class Runtime:
                 input=input,
                 timeout=timeout,
                 use_seccomp=use_seccomp,
+                home_procs=enter.own_procs(self.cgroups.hierarchies()),
             )
 
 

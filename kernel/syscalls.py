@@ -80,6 +80,8 @@ CLOSE_RANGE_CLOEXEC = 1 << 2
 # keyctl(2).
 KEYCTL_JOIN_SESSION_KEYRING = 1
 
+IOPRIO_WHO_PROCESS = 1
+
 _NR_X86_64 = {
     "pivot_root": 155,
     "mount": 165,
@@ -90,6 +92,8 @@ _NR_X86_64 = {
     "seccomp": 317,
     "keyctl": 250,
     "close_range": 436,
+    "ioprio_set": 251,
+    "ioprio_get": 252,
 }
 _NR_AARCH64 = {
     "pivot_root": 41,
@@ -101,6 +105,8 @@ _NR_AARCH64 = {
     "seccomp": 277,
     "keyctl": 219,
     "close_range": 436,
+    "ioprio_set": 30,
+    "ioprio_get": 31,
 }
 _NR_COMMON = {
     "pidfd_send_signal": 424,
@@ -312,6 +318,16 @@ def close_range(first: int, last: int = 0xFFFFFFFF, flags: int = 0) -> None:
 def join_session_keyring() -> None:
     """A fresh anonymous session keyring for this process and its children."""
     _call("keyctl", ctypes.c_int(KEYCTL_JOIN_SESSION_KEYRING), None, what="keyctl")
+
+
+def ioprio_get(pid: int) -> int:
+    """The I/O priority of process `pid` (IOPRIO_WHO_PROCESS), as the kernel encodes it."""
+    return _call("ioprio_get", ctypes.c_int(IOPRIO_WHO_PROCESS), ctypes.c_int(pid), what=f"ioprio_get {pid}")
+
+
+def ioprio_set(pid: int, value: int) -> None:
+    """Set process `pid`'s I/O priority (0: the calling thread) to an encoded `ioprio_get` value."""
+    _call("ioprio_set", ctypes.c_int(IOPRIO_WHO_PROCESS), ctypes.c_int(pid), ctypes.c_int(value), what="ioprio_set")
 
 
 def prctl(option: int, arg2: int = 0) -> int:

@@ -15,15 +15,21 @@ libfuse), so it needs nothing beyond the kernel's fuse module.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import errno
 import os
+import signal
 import struct
 import threading
+import time
 from collections.abc import Callable
 
+from kernel import cgroups
 from kernel import syscalls as sc
-from kernel.ubc.counters import Row
+from kernel.cgroups import CgroupDriver
+from kernel.errors import KernelError
+from kernel.ubc.counters import FastReader, Row
 from kernel.ubc.views import user_beancounters
 
 IN_VPS_PATH = "/run/ctpanel/user_beancounters"
@@ -40,6 +46,8 @@ _NO_REPLY = {_FORGET, _BATCH_FORGET, _INTERRUPT}
 _FOPEN_DIRECT_IO = 1
 _BUFSIZE = (1 << 17) + 4096
 _VALID = 86400  # seconds the kernel may cache names and attributes: they never change
+WINDOW = 1.0  # seconds one VPS's table is reused for its readers (a sampling interval)
+_SIZE = 1 << 20  # st_size: above any table; reads end at the real end (sendfile needs a size)
 
 
 def ctid_of(pid: int, prefix: str) -> int | None:
@@ -63,7 +71,8 @@ def ctid_in(text: str, prefix: str) -> int | None:
 
 def _attr(node: int) -> bytes:
     mode = 0o040555 if node == ROOT else 0o100444
-    return _ATTR.pack(node, 0, 0, 0, 0, 0, 0, 0, 0, mode, 2 if node == ROOT else 1, 0, 0, 0, 4096, 0)
+    size, links = (0, 2) if node == ROOT else (_SIZE, 1)
+    return _ATTR.pack(node, size, 0, 0, 0, 0, 0, 0, 0, mode, links, 0, 0, 0, 4096, 0)
 
 
 def _dirent(ino: int, off: int, name: bytes, kind: int) -> bytes:
@@ -84,6 +93,16 @@ class BeancounterFS:
 
     def start(self) -> None:
         """Mount and serve from a daemon thread until `stop()`."""
+        self._mount()
+        self._thread = threading.Thread(target=self._serve, name="ubc-fuse", daemon=True)
+        self._thread.start()
+
+    def run(self) -> None:
+        """Mount and serve in this thread until unmounted (the node's server process)."""
+        self._mount()
+        self._serve()
+
+    def _mount(self) -> None:
         self._fd = os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC)
         try:
             sc.mount("ctpanel-ubc", self.mountpoint, "fuse", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC,
@@ -91,8 +110,6 @@ class BeancounterFS:
         except BaseException:
             os.close(self._fd)
             raise
-        self._thread = threading.Thread(target=self._serve, name="ubc-fuse", daemon=True)
-        self._thread.start()
 
     def stop(self) -> None:
         with contextlib.suppress(OSError):
@@ -181,3 +198,42 @@ def node_text(prefix: str, tables: Callable[[int], dict[str, Row] | None]) -> Ca
 
     return text_for
 
+
+
+def cgroup_text(driver: CgroupDriver, *, window: float = WINDOW) -> Callable[[int], str]:
+    """`text_for` reading a VPS's cgroup files at most once per `window` seconds: every reader of
+    one VPS within a window gets the same text. Counters are the kernel's since the VPS's start
+    (an in-memory ledger), as OpenVZ's table restarts with the container."""
+    reader = FastReader(driver)
+    made: dict[int | None, tuple[float, str]] = {}
+
+    def text_for(pid: int) -> str:
+        ctid = ctid_of(pid, driver.prefix)
+        now = time.monotonic()
+        hit = made.get(ctid)
+        if hit is not None and now - hit[0] < window:
+            return hit[1]
+        rows: dict[str, Row] = {}
+        if ctid is not None:
+            with contextlib.suppress(KernelError):
+                rows = reader.read_one(ctid).rows
+        text = user_beancounters({ctid: rows} if ctid is not None and rows else {})
+        made[ctid] = (now, text)
+        return text
+
+    return text_for
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m kernel.ubc.fusefile MOUNTPOINT --prefix P`: the node's server, in the foreground."""
+    parser = argparse.ArgumentParser(prog="python -m kernel.ubc.fusefile", description=main.__doc__)
+    parser.add_argument("mountpoint")
+    parser.add_argument("--prefix", required=True, help="the node's cgroup prefix")
+    args = parser.parse_args(argv)
+    server = BeancounterFS(args.mountpoint, cgroup_text(cgroups.detect(args.prefix)))
+    signal.signal(signal.SIGTERM, lambda *_: sc.umount2(args.mountpoint, sc.MNT_DETACH))
+    server.run()
+
+
+if __name__ == "__main__":
+    main()

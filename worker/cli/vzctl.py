@@ -106,7 +106,9 @@ def _attach(state_root: str, ctid: int, argv: list[str], *, tty: bool) -> int:
     try:
         if running.lookup(state_root, ctid)[1] != pid:
             raise Fail(codes.NOT_RUNNING, "Container is not running")
-        attached = enter.spawn_in(pidfd, running.inner_procs(record["cgroups"]), argv, tty=tty)  # type: ignore[arg-type]
+        outer: dict[str, str] = record["cgroups"]  # type: ignore[assignment]
+        mounts = {name: os.path.dirname(os.path.dirname(path)) for name, path in outer.items()}
+        attached = enter.spawn_in(pidfd, running.inner_procs(outer), argv, tty=tty, home_procs=enter.own_procs(mounts))
     finally:
         os.close(pidfd)
     try:

@@ -1,0 +1,132 @@
+"""Node-served files inside a VPS: the beancounter table and lxcfs's /proc files, bound into the
+VPS's own mount namespace, at start and again into running VPSs after their server restarted.
+
+Both are FUSE files served by node processes (`fusefile`'s server and lxcfs). A bind mount
+keeps the FUSE connection it was made from: when its server dies, reads fail with ENOTCONN
+(they never hang) and the VPS runs on; the restarted server has a new connection, so its
+files are bound again (`bind_into`), replacing the dead binds. The sources are cloned with
+open_tree() in the host's mount namespace; a non-dumpable child then joins the VPS's user and
+mount namespaces (as the VPS's root, no host privilege) and moves them onto the targets, made
+read-only, nosuid, nodev, noexec. Mounts made in the VPS's own nested mount namespaces keep
+the dead binds (documented limitation).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from kernel import rootfs
+from kernel import syscalls as sc
+from kernel.errors import KernelError
+from kernel.ubc.fusefile import FILE_NAME, IN_VPS_PATH
+
+if TYPE_CHECKING:
+    from kernel.runtime import StartContext
+
+_RO = sc.MOUNT_ATTR_RDONLY | sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NODEV | sc.MOUNT_ATTR_NOEXEC
+
+
+def fuse_mounted(path: str, mountinfo: str | None = None) -> bool:
+    """Whether a FUSE filesystem is mounted at host path `path`."""
+    return _fuse_count(path, mountinfo or _read("/proc/self/mountinfo")) > 0
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        return fh.read()
+
+
+def _fuse_count(target: str, mountinfo: str) -> int:
+    count = 0
+    for line in mountinfo.splitlines():
+        left, _, right = line.partition(" - ")
+        fields = left.split()
+        if len(fields) > 4 and fields[4] == target and right.split()[:1] and right.split()[0].startswith("fuse"):
+            count += 1
+    return count
+
+
+def binds(ubc_mount: str | None, lxcfs: str | None) -> list[tuple[str, str]]:
+    """(host file, path inside the VPS) pairs of every node file server mounted now."""
+    out: list[tuple[str, str]] = []
+    mountinfo = _read("/proc/self/mountinfo")
+    if ubc_mount and _fuse_count(ubc_mount, mountinfo):
+        out.append((os.path.join(ubc_mount, FILE_NAME), IN_VPS_PATH))
+    if lxcfs and _fuse_count(lxcfs, mountinfo):
+        out += [(os.path.join(lxcfs, "proc", name), f"/proc/{name}") for name in rootfs.LXCFS_PROC
+                if os.path.exists(os.path.join(lxcfs, "proc", name))]
+    return out
+
+
+def bind_into(init_pid: int, pairs: Sequence[tuple[str, str]]) -> None:
+    """Bind each host file read-only over its path inside the running VPS whose init is
+    `init_pid`, replacing FUSE binds already there (a dead server's)."""
+    if not pairs:
+        return
+    stale = _read(f"/proc/{init_pid}/mountinfo")  # mount points as the VPS's init sees them
+    pidfd = sc.pidfd_open(init_pid)
+    # setns() puts us at the namespace's root mount, which is not the VPS's root while its
+    # init still waits to exec: its own root directory is taken instead.
+    root = os.open(f"/proc/{init_pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    sources: list[tuple[int, str, int]] = []
+    try:
+        for host, inside in pairs:
+            fd = sc.open_tree(sc.AT_FDCWD, host, sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC)
+            sources.append((fd, inside, _fuse_count(inside, stale)))
+            sc.mount_setattr(fd, "", sc.AT_EMPTY_PATH, attr_set=_RO)
+        report_r, report_w = os.pipe2(os.O_CLOEXEC)
+        child = os.fork()
+        if child == 0:  # pragma: no cover - runs in the forked child only
+            code = 1
+            try:
+                sc.prctl(sc.PR_SET_DUMPABLE, 0)
+                sc.setns(pidfd, sc.CLONE_NEWUSER | sc.CLONE_NEWNS)
+                os.setresgid(0, 0, 0)
+                os.setgroups([])
+                os.setresuid(0, 0, 0)
+                os.fchdir(root)
+                os.chroot(".")
+                for fd, inside, old in sources:
+                    _replace(fd, inside, old)
+                code = 0
+            except BaseException as exc:
+                with contextlib.suppress(OSError):
+                    os.write(report_w, str(exc).encode()[:1000])
+            finally:
+                os._exit(code)
+        os.close(report_w)
+        _, status = os.waitpid(child, 0)
+        why = os.read(report_r, 1000).decode(errors="replace")
+        os.close(report_r)
+    finally:
+        for fd, _, _ in sources:
+            os.close(fd)
+        os.close(pidfd)
+        os.close(root)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise KernelError(f"could not bind the node's files into the VPS of init {init_pid}: {why}")
+
+
+def _replace(fd: int, inside: str, old: int) -> None:  # pragma: no cover - runs in the VPS's namespaces
+    for _ in range(old):
+        with contextlib.suppress(OSError, KernelError):
+            sc.umount2(inside, sc.MNT_DETACH)
+    if not os.path.lexists(inside):
+        os.makedirs(os.path.dirname(inside), 0o755, exist_ok=True)
+        os.close(os.open(inside, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o444))
+    sc.move_mount(fd, "", sc.AT_FDCWD, inside, sc.MOVE_MOUNT_F_EMPTY_PATH)
+
+
+def start_hook(ubc_mount: str) -> Callable[[StartContext], None]:
+    """The runtime's "started" stage (the VPS's root is in place only once init runs): the
+    beancounter table at `IN_VPS_PATH` while its server runs; lxcfs's files are bound by the
+    start itself. Nothing to undo: the binds die with the VPS's mount namespace. An init that
+    mounts a fresh /run later hides the file (systemd does unless /run is a mount point already)."""
+
+    def hook(ctx: StartContext) -> None:
+        bind_into(ctx.init_pid, binds(ubc_mount, None))
+
+    return hook

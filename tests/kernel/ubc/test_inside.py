@@ -1,0 +1,100 @@
+"""Inside a VPS: its own beancounter table and lxcfs's /proc files, served by the node's supervised
+file servers; a VPS never sees another's numbers; a dead server fails reads without hanging the
+VPS, and its restart binds the files again into running VPSs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+
+import pytest
+
+from kernel import cgroups
+from kernel.config import NodeConfig
+from kernel.runtime import CreateSpec, Runtime, StartOptions
+from kernel.ubc import Limits, inside, limits_hook
+from tests.kernel import leftovers
+from worker.nodefiles import NodeFiles
+
+pytestmark = pytest.mark.kernel
+MB = 1 << 20
+LIMITS = {2601: Limits(ram=64 * MB, numproc=50, cpus=1), 2602: Limits(ram=128 * MB, numproc=70)}
+TABLE = f"cat {inside.IN_VPS_PATH}"
+
+
+@pytest.fixture
+def files(node_config: NodeConfig, subreaper: None) -> Iterator[tuple[Runtime, NodeFiles]]:
+    top = tempfile.mkdtemp(prefix="ctpanel-nodefiles-")
+    lxcfs, ubc = os.path.join(top, "lxcfs"), os.path.join(top, "ubc")
+    driver = cgroups.detect(node_config.cgroup_prefix)
+    rt = Runtime(node_config, cgroup_driver=driver, lxcfs=lxcfs,
+                 hooks={"limits": [limits_hook(driver, lambda ctid: LIMITS.get(ctid, Limits()))],
+                        "started": [inside.start_hook(ubc)]})
+    rt.templates.ensure_busybox()
+    served = NodeFiles(rt, lxcfs=lxcfs, ubc=ubc)
+    served.start()
+    try:
+        for ctid in LIMITS:
+            rt.create(CreateSpec(ctid=ctid, template="busybox"))
+            rt.start(ctid, StartOptions())
+        yield rt, served
+    finally:
+        for ctid in LIMITS:
+            leftovers.force_remove(rt, ctid)
+        served.stop()
+        shutil.rmtree(top, ignore_errors=True)
+    for ctid in LIMITS:
+        assert leftovers.of(rt, ctid) == []
+
+
+def sh(rt: Runtime, ctid: int, script: str) -> tuple[int, str]:
+    # The timeout only guards against a hang (the property under test): it fails the test.
+    result = rt.exec(ctid, ["sh", "-c", script], timeout=60)
+    return result.returncode, result.stdout.decode()
+
+
+def _own_view(rt: Runtime, ctid: int, other: int) -> None:
+    code, table = sh(rt, ctid, TABLE)
+    assert code == 0
+    lines = table.splitlines()
+    assert lines[0] == "Version: 2.5"
+    assert lines[2].split()[0] == f"{ctid}:"
+    assert f"{other}:" not in table
+    numproc = next(line.split() for line in lines if "numproc" in line)
+    assert numproc[-3:-1] == [str(LIMITS[ctid].numproc)] * 2  # barrier, limit
+    # procps's `free` reads /proc/meminfo (busybox's asks sysinfo(2), which no container changes)
+    code, mem = sh(rt, ctid, "grep MemTotal /proc/meminfo")
+    assert code == 0
+    assert mem.split()[1] == str(LIMITS[ctid].ram // 1024)
+
+
+def test_each_vps_reads_its_own_numbers(files) -> None:
+    rt, _ = files
+    a, b = LIMITS
+    _own_view(rt, a, b)
+    _own_view(rt, b, a)
+    assert sh(rt, a, "nproc; grep -c ^processor /proc/cpuinfo") == (0, "1\n1\n")
+    code, mounts = sh(rt, a, "grep -E ' /proc/meminfo | /run/ctpanel/user_beancounters ' /proc/self/mountinfo")
+    assert code == 0 and len(mounts.splitlines()) == 2
+    assert " ro," in next(line for line in mounts.splitlines() if "user_beancounters" in line)
+    assert sh(rt, a, f"echo x > {inside.IN_VPS_PATH}")[0] != 0
+    assert sh(rt, a, "echo x > /proc/meminfo")[0] != 0
+
+
+def test_a_dead_server_fails_reads_and_its_restart_restores_them(files) -> None:
+    rt, served = files
+    a, b = LIMITS
+    for server in served.servers:
+        server.proc.kill()
+        server.proc.wait()
+    code, _ = sh(rt, a, TABLE)
+    assert code != 0
+    code, _ = sh(rt, a, "cat /proc/meminfo")
+    assert code != 0
+    assert sh(rt, a, "echo alive") == (0, "alive\n")
+    assert rt.status(a).running
+    assert sorted(served.check()) == ["beancounter file server", "lxcfs"]
+    _own_view(rt, a, b)
+    _own_view(rt, b, a)

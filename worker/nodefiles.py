@@ -1,0 +1,124 @@
+"""The node's file servers for inside the VPSs, run and watched by the node supervisor.
+
+Two FUSE servers: lxcfs (Debian's package; /proc/meminfo, cpuinfo, stat, uptime, loadavg,
+swaps, diskstats per cgroup, so `free`, `top` and `uptime` inside follow the VPS's limits)
+and our beancounter file server (`python -m kernel.ubc.fusefile`, the VPS's own table at
+`/run/ctpanel/user_beancounters`). Each VPS sees them through bind mounts made at start.
+If a server dies, reads of its files inside the VPSs fail with ENOTCONN and the VPSs run
+on; `check()` (every supervisor tick) restarts it and binds its new files into every
+running VPS. Stopping the supervisor stops them too; the next supervisor's `start()` binds
+again. lxcfs can be upgraded in place with SIGUSR1 (it reloads its library and keeps its
+connection), so only a crash needs the rebind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from kernel import run
+from kernel import syscalls as sc
+from kernel.errors import KernelError, Timeout
+from kernel.runtime import Runtime
+from kernel.ubc import inside
+
+log = logging.getLogger("ctpanel.nodefiles")
+
+
+def ubc_mount(rt: Runtime) -> str:
+    """Where the node's beancounter file server is mounted (one per node)."""
+    return os.path.join(rt.config.run_dir, "ubc-fs")
+
+
+@dataclass
+class _Server:
+    name: str
+    mountpoint: str
+    argv: list[str]
+    proc: subprocess.Popen[bytes] | None = None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Clear a dead mount left behind, start the server and wait until it is mounted."""
+        while inside.fuse_mounted(self.mountpoint):  # a dead server's: stat() fails there
+            sc.umount2(self.mountpoint, sc.MNT_DETACH)
+        os.makedirs(self.mountpoint, 0o755, exist_ok=True)
+        self.proc = run.background(self.argv)
+        deadline = time.monotonic() + timeout
+        while not inside.fuse_mounted(self.mountpoint):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise Timeout(f"{self.name} did not mount {self.mountpoint}")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            with contextlib.suppress(OSError):
+                self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        while inside.fuse_mounted(self.mountpoint):
+            sc.umount2(self.mountpoint, sc.MNT_DETACH)
+
+
+class NodeFiles:
+    """lxcfs at `rt.lxcfs` and the beancounter server at `ubc_mount(rt)` (or the given paths)."""
+
+    def __init__(self, rt: Runtime, *, lxcfs: str | None = None, ubc: str | None = None) -> None:
+        self.rt = rt
+        self.lxcfs = lxcfs or rt.lxcfs
+        self.ubc = ubc or ubc_mount(rt)
+        pidfile = os.path.join(rt.config.run_dir, "lxcfs.pid")
+        self.servers = [
+            _Server("beancounter file server", self.ubc,
+                    [sys.executable, "-m", "kernel.ubc.fusefile", self.ubc, "--prefix", rt.config.cgroup_prefix]),
+        ]
+        if self.lxcfs:
+            self.servers.append(_Server("lxcfs", self.lxcfs, ["lxcfs", "-f", "-l", "--enable-cfs",
+                                                              "--enable-pidfd", "-p", pidfile, self.lxcfs]))
+
+    def start(self) -> None:
+        self.check()
+
+    def check(self) -> list[str]:
+        """Restart dead servers and bind their files into every running VPS; the names restarted."""
+        restarted = []
+        for server in self.servers:
+            if server.alive():
+                continue
+            if server.proc is not None:
+                log.warning("%s exited (%s); restarting it", server.name, server.proc.returncode)
+            try:
+                server.start()
+            except KernelError as exc:
+                log.error("%s: %s", server.name, exc)
+                continue
+            restarted.append(server.name)
+        if restarted:
+            self.rebind()
+        return restarted
+
+    def rebind(self) -> None:
+        pairs = inside.binds(self.ubc, self.lxcfs)
+        for ctid in self.rt.registry.ctids():
+            with contextlib.suppress(KernelError):
+                pid = self.rt.status(ctid).init_pid
+                if pid:
+                    try:
+                        inside.bind_into(pid, pairs)
+                    except KernelError as exc:
+                        log.warning("CT %s: %s", ctid, exc)
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
