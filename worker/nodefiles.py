@@ -30,11 +30,6 @@ from kernel.ubc import inside
 log = logging.getLogger("ctpanel.nodefiles")
 
 
-def ubc_mount(rt: Runtime) -> str:
-    """Where the node's beancounter file server is mounted (one per node)."""
-    return os.path.join(rt.config.run_dir, "ubc-fs")
-
-
 @dataclass
 class _Server:
     name: str
@@ -72,12 +67,12 @@ class _Server:
 
 
 class NodeFiles:
-    """lxcfs at `rt.lxcfs` and the beancounter server at `ubc_mount(rt)` (or the given paths)."""
+    """lxcfs at `rt.lxcfs` and the beancounter server at `inside.node_mount` (or the given paths)."""
 
     def __init__(self, rt: Runtime, *, lxcfs: str | None = None, ubc: str | None = None) -> None:
         self.rt = rt
         self.lxcfs = lxcfs or rt.lxcfs
-        self.ubc = ubc or ubc_mount(rt)
+        self.ubc = ubc or inside.node_mount(rt.config.run_dir)
         pidfile = os.path.join(rt.config.run_dir, "lxcfs.pid")
         self.servers = [
             _Server("beancounter file server", self.ubc,

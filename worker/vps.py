@@ -25,6 +25,7 @@ from kernel.runtime import CreateSpec, Runtime
 from kernel.storage.base import Limits as DiskLimits
 from kernel.storage.base import PoolConfig
 from kernel.storage.volumes import Storage, StorageConfig
+from kernel.ubc import inside
 from worker import protocol, quotas
 from worker.config import NodeConfig
 from worker.execution import OperationContext
@@ -78,7 +79,8 @@ def wired(node: KernelNodeConfig, storage: Storage, network: Network) -> Runtime
     runs (`runtime`, which readies pools and network first) and what vzctl builds on a node."""
     driver = cgroups.detect(node.cgroup_prefix)
     rt = Runtime(node, cgroup_driver=driver, storage=storage, network=network,
-                 hooks={"limits": [ubc.limits_hook(driver, lambda ctid: beancounters(rt, ctid))]})
+                 hooks={"limits": [ubc.limits_hook(driver, lambda ctid: beancounters(rt, ctid))],
+                        "started": [inside.start_hook(inside.node_mount(node.run_dir))]})
     return rt
 
 

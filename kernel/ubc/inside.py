@@ -29,6 +29,11 @@ if TYPE_CHECKING:
 _RO = sc.MOUNT_ATTR_RDONLY | sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NODEV | sc.MOUNT_ATTR_NOEXEC
 
 
+def node_mount(run_dir: str) -> str:
+    """Where the node's beancounter file server is mounted (one per node, under its run directory)."""
+    return os.path.join(run_dir, "ubc-fs")
+
+
 def fuse_mounted(path: str, mountinfo: str | None = None) -> bool:
     """Whether a FUSE filesystem is mounted at host path `path`."""
     return _fuse_count(path, mountinfo or _read("/proc/self/mountinfo")) > 0
@@ -127,6 +132,7 @@ def start_hook(ubc_mount: str) -> Callable[[StartContext], None]:
     mounts a fresh /run later hides the file (systemd does unless /run is a mount point already)."""
 
     def hook(ctx: StartContext) -> None:
-        bind_into(ctx.init_pid, binds(ubc_mount, None))
+        with contextlib.suppress(KernelError):  # the VPS runs without the file; a server restart binds it
+            bind_into(ctx.init_pid, binds(ubc_mount, None))
 
     return hook

@@ -16,6 +16,7 @@ from dataclasses import replace
 
 from kernel.config import NodeConfig
 from kernel.runtime import Runtime
+from worker.nodefiles import NodeFiles
 from worker.supervisor.server import Supervisor
 
 
@@ -51,7 +52,10 @@ def build_runtime(args: argparse.Namespace) -> Runtime:
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s supervisor %(levelname)s %(message)s")
-    supervisor = Supervisor(build_runtime(args), path=args.socket or None, ring_size=args.ring_size or None)
+    rt = build_runtime(args)
+    # A full node runs lxcfs and the beancounter file server for its VPSs; a bare one (tests) does not.
+    files = None if args.node else NodeFiles(rt)
+    supervisor = Supervisor(rt, path=args.socket or None, ring_size=args.ring_size or None, files=files)
 
     def stop(_signum: int, _frame: object) -> None:
         supervisor.stopping = True  # VPSs keep running; a new supervisor adopts them

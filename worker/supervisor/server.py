@@ -22,6 +22,7 @@ from typing import Any
 from kernel import syscalls as sc
 from kernel.errors import Busy, InvalidArgument, KernelError, NotFound
 from kernel.runtime import Runtime, StartOptions, Status, exit_reason
+from worker.nodefiles import NodeFiles
 from worker.supervisor import protocol
 from worker.supervisor.console import Console
 
@@ -58,8 +59,10 @@ def _zombie_status(pid: int) -> int | None:
 
 
 class Supervisor:
-    def __init__(self, rt: Runtime, *, path: str | None = None, ring_size: int | None = None) -> None:
+    def __init__(self, rt: Runtime, *, path: str | None = None, ring_size: int | None = None,
+                 files: NodeFiles | None = None) -> None:
         self.rt = rt
+        self.files = files  # the node's in-VPS file servers (lxcfs, beancounters): run and restarted here
         self.path = path or protocol.socket_path(rt.config.state_root)
         self.ring_size = ring_size
         self.sel = selectors.DefaultSelector()
@@ -79,6 +82,8 @@ class Supervisor:
         self.sel.register(listener, selectors.EVENT_READ, ("listen", None))
         self.sel.register(self.wake_r, selectors.EVENT_READ, ("wake", None))
         self.sync()
+        if self.files:
+            self._guarded(self.files.start)
         threading.Thread(target=self.autostart, daemon=True).start()
         log.info("ready on %s, watching %d running VPS(s)", self.path, len(self.inits))
         last = time.monotonic()
@@ -104,7 +109,11 @@ class Supervisor:
                 if time.monotonic() - last >= TICK:
                     last = time.monotonic()
                     self._guarded(self.sync)
+                    if self.files:
+                        self._guarded(self.files.check)
         finally:
+            if self.files:
+                self._guarded(self.files.stop)
             listener.close()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
