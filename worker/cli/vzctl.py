@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 
-from worker.cli import codes, disk
+from worker.cli import codes
 from worker.cli.codes import Fail
 
 TYPE_CHECKING = False  # importing typing costs milliseconds on exec's path
@@ -156,7 +156,7 @@ def _via_supervisor(config: CliConfig, op: str, **args: object) -> bool:
 def _parser() -> argparse.ArgumentParser:
     import argparse
 
-    from worker.cli import vznet
+    from worker.cli import disk, vznet
 
     parser = argparse.ArgumentParser(prog="vzctl", description="Manage VPSs on this ctpanel node.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -234,7 +234,7 @@ def cmd_create(config: CliConfig, rt: Runtime, ns: argparse.Namespace, ctid: int
     from kernel.errors import NotFound
     from kernel.runtime import CreateSpec
     from kernel.storage.base import Limits as DiskLimits
-    from worker.cli import conf
+    from worker.cli import conf, disk
 
     if rt.registry.find(ctid) is not None:
         raise Fail(codes.PRIVATE_EXISTS, f"Container {ctid} already exists")
@@ -274,7 +274,7 @@ def _check_hostname(hostname: str) -> None:
 
 
 def cmd_set(config: CliConfig, rt: Runtime, ns: argparse.Namespace, ctid: int) -> str:
-    from worker.cli import conf, vznet
+    from worker.cli import conf, disk, vznet
 
     if ns.hostname is None and ns.onboot is None and not disk.requested(ns) and not vznet.given(ns):
         raise Fail(codes.BAD_SYNTAX, "Nothing to set: --hostname, --onboot, --diskspace, --diskinodes or "

@@ -1,4 +1,4 @@
-"""`vzctl exec` stays lean: its path builds no Runtime and imports no dataclasses (issue 4's
+"""`vzctl exec` stays lean: its path builds no Runtime and imports neither dataclasses nor typing (issue 4's
 target is a start within a few milliseconds of a bare interpreter; bench/runtime.py measures it)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from worker.cli import codes
 
 pytestmark = pytest.mark.kernel
-HEAVY = ("dataclasses", "kernel.runtime", "kernel.storage", "kernel.cgroups", "kernel.registry")
+HEAVY = ("dataclasses", "typing", "kernel.runtime", "kernel.storage", "kernel.cgroups", "kernel.registry")
 PROBE = ("import sys; from worker.cli.vzctl import main; code = main(sys.argv[1:]); "
          f"print(code, *sorted(m for m in {HEAVY!r} if m in sys.modules))")
 
