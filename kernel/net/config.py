@@ -208,3 +208,10 @@ class NetConfig:
             raise InvalidArgument("gateway4 must be link-local (169.254.0.0/16)")
         if not ipaddress.ip_address(self.gateway6).is_link_local:
             raise InvalidArgument("gateway6 must be link-local (fe80::/10)")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> NetConfig:
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})

@@ -40,6 +40,8 @@ from kernel.net.nft import Counter, Nft, in_netns
 from kernel.registry import Record, Registry
 from kernel.run import run
 
+NODE_FILE = "node.json"  # the NetConfig of the node's last setup_node
+
 
 @dataclass(frozen=True)
 class Traffic:
@@ -82,13 +84,23 @@ class Network:
         self.devices = Devices(node, parse_allow(" ".join(self.net.device_allow)))
 
     # -- node ------------------------------------------------------------------------------
+    @classmethod
+    def saved_config(cls, node: NodeConfig) -> NetConfig | None:
+        """The configuration the node's last `setup_node` ran with (for vzctl on the node)."""
+        try:
+            return NetConfig.from_json(statefile.read_json(node.path("net", NODE_FILE)))
+        except NotFound:
+            return None
+
     def setup_node(self) -> None:
-        """Ensure forwarding, proxy NDP on the uplink and the node's nft table (idempotent)."""
+        """Ensure forwarding, proxy NDP on the uplink and the node's nft table (idempotent); save
+        the configuration, so that vzctl on this node uses the same host side (`saved_config`)."""
         self._sysctl("net.ipv4.ip_forward", "1")
         self._sysctl("net.ipv6.conf.all.forwarding", "1")
         if self.net.uplink and self.net.proxy_neighbours:
             self._sysctl(f"net.ipv6.conf.{self.net.uplink}.proxy_ndp", "1")
         self.nft.batch(rules.node_table(self.prefix, open_tcp=self.net.open_tcp, open_udp=self.net.open_udp))
+        statefile.write_json(os.path.join(self.dir, NODE_FILE), self.net.to_json())
 
     def teardown_node(self) -> None:
         """Remove the node's nft table (every VPS must have been released first)."""

@@ -60,12 +60,17 @@ class CliConfig:
         return NodeConfig(node=self.node, state_root=self.state_root, cgroup_prefix=self.cgroup_prefix, **extra)
 
     def network(self) -> Network:
-        """The node's VPS networking as the node worker configures it (worker.config.net_settings)."""
+        """The node's VPS networking: from CTPANEL_NET_* as the node worker reads them
+        (worker.config.net_settings), else as the node worker last set it up (a shell on the
+        node has none of its variables: the quickstart's host side is a namespace of its own)."""
         from kernel.net.config import NetConfig
         from kernel.net.network import Network
         from worker.config import net_settings
 
-        return Network(self.kernel(), NetConfig(**net_settings(dict(self.net_env))))  # type: ignore[arg-type]
+        node = self.kernel()
+        if not self.net_env:
+            return Network(node, Network.saved_config(node))
+        return Network(node, NetConfig(**net_settings(dict(self.net_env))))  # type: ignore[arg-type]
 
     @property
     def drift_dir(self) -> str:

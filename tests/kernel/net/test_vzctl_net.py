@@ -120,3 +120,15 @@ def test_vzctl_device_flags(lab: Lab, vzctl_run, tmp_path, monkeypatch: pytest.M
         assert h.link("ctpnic1") is not None
     assert vzctl_run("set", c, "--netdev_add", "up0")[0] == codes.BAD_VALUE
     assert vzctl_run("set", c, "--netdev_del", "ctpnic9")[0] == codes.NO_PRIVATE
+
+
+def test_vzctl_without_net_variables_uses_the_nodes_saved_host_side(
+    lab: Lab, vzctl_run, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """A shell on the node has none of the worker's variables: vzctl takes the host side the
+    node's last setup_node saved (here the test's host namespace, not the real one)."""
+    monkeypatch.delenv("CTPANEL_NET_HOST_NETNS")
+    monkeypatch.delenv("CTPANEL_NET_UPLINK")
+    a = lab.vps(VpsNet(ips=(vps_addrs(0)[0],)))
+    assert vzctl_run("set", str(a), "--ipadd", "203.0.113.21") == (0, "")
+    assert lab.ping(a, PEER_ADDR4, source="203.0.113.21")
