@@ -7,6 +7,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
+from kernel.runtime import Runtime
 from panel.accounts.choices import Role
 from panel.accounts.models import User
 from panel.core.audit.models import ObjectChange
@@ -14,7 +15,7 @@ from panel.nodes import services as nodes
 from panel.vps import services
 from panel.vps.console.models import ConsoleMode, ConsoleSession
 from tests.browser.test_login import PASSWORD, log_in
-from tests.browser.test_vps_pages import node_ready
+from tests.browser.test_vps_pages import node_ready, node_runtime
 from tests.services import finished, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -48,7 +49,17 @@ def run(page: Page, command: str) -> None:
 
 def shows(page: Page, pattern: str, what: str) -> str:
     """The terminal's text once `pattern` (a regular expression) matches it."""
-    return wait_for(lambda: re.search(pattern, screen(page)), 20, what).group(0)
+    try:
+        return wait_for(lambda: re.search(pattern, screen(page)), 20, what).group(0)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the terminal shows:\n{screen(page)}") from None
+
+
+def foreground_sleep(rt: Runtime, ctid: int) -> bool:
+    """A `sleep` runs in the VPS as the console's foreground job (where Ctrl-C's SIGINT goes)."""
+    script = "for p in $(pidof sleep); do cut -d' ' -f5,8 /proc/$p/stat; done"
+    lines = rt.exec(ctid, ["sh", "-c", script], timeout=10).stdout.decode().split("\n")
+    return any(len(set(line.split())) == 1 for line in lines if line.strip())  # its group owns the terminal
 
 
 def replay(page: Page, ticket: str) -> str:
@@ -86,6 +97,7 @@ def test_customer_uses_the_console_and_a_login_shell(page, live_panel, console_n
         shows(page, r"hostname\s*\n\s*console-vps\s*\n", "the VPS's host name under the command")
 
         run(page, "sleep 100")
+        wait_for(lambda: foreground_sleep(node_runtime(stack), vps.ctid), 20, "sleep to run in the foreground")
         page.keyboard.press("Control+c")
         run(page, "echo back-$((40+2))")
         shows(page, r"back-42", "the prompt back after Ctrl-C")

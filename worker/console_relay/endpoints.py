@@ -9,6 +9,7 @@ import select
 import socket
 import struct
 import termios
+from collections.abc import Callable
 from typing import Protocol
 
 from kernel.enter import Attached
@@ -73,22 +74,20 @@ class ConsoleEndpoint:
         self.sock.close()
 
 
-class ShellEndpoint:
-    """A login shell in the VPS on a new pty of the VPS's own devpts; closing ends it."""
+class PtyEndpoint:
+    """A pty master we hold: a login shell in the VPS (`shell_endpoint`); `close` ends what runs on it."""
 
-    policy = "pause"
-
-    def __init__(self, rt: Runtime, ctid: int) -> None:
-        self.attached: Attached = rt.spawn(ctid, LOGIN_SHELL, tty=True)
-        assert self.attached.master is not None
-        self.master = self.attached.master
+    def __init__(self, master: int, close: Callable[[], None], policy: str = "pause") -> None:
+        self.master = master
+        self._close = close
+        self.policy = policy
 
     def read(self, size: int, timeout: float) -> bytes | None:
         if not _ready(self.master, timeout):
             return None
         try:
             return os.read(self.master, size)
-        except OSError:  # EIO: the shell and everything on its pty exited
+        except OSError:  # EIO: everything on the pty exited
             return b""
 
     def write(self, data: bytes) -> None:
@@ -104,10 +103,21 @@ class ShellEndpoint:
         set_winsize(self.master, cols, rows)
 
     def close(self) -> None:
-        self.attached.kill()
-        self.attached.close()
+        self._close()
+
+
+def shell_endpoint(rt: Runtime, ctid: int) -> PtyEndpoint:
+    """A login shell in the VPS on a new pty of the VPS's own devpts; closing the session kills it."""
+    attached: Attached = rt.spawn(ctid, LOGIN_SHELL, tty=True)
+    assert attached.master is not None
+
+    def close() -> None:
+        attached.kill()
+        attached.close()
         with contextlib.suppress(KernelError, ChildProcessError):
-            self.attached.wait()
+            attached.wait()
+
+    return PtyEndpoint(attached.master, close)
 
 
 def open_endpoint(rt: Runtime, state_root: str, ctid: int, mode: str) -> Endpoint:
@@ -120,7 +130,7 @@ def open_endpoint(rt: Runtime, state_root: str, ctid: int, mode: str) -> Endpoin
     if status.frozen:
         raise NotFound(f"CT {ctid} is paused")
     if mode == "shell":
-        return ShellEndpoint(rt, ctid)
+        return shell_endpoint(rt, ctid)
     client = Client.for_state_root(state_root)
     if client is None:
         raise NotFound("the node supervisor, which holds the consoles, is not running")

@@ -49,6 +49,7 @@ class Session:
         self.dropped = 0
         self.heard = time.monotonic()
         self.said = time.monotonic()
+        self.threads: list[threading.Thread] = []
 
     def send(self, fields: dict[str, Any]) -> None:
         self.r.xadd(self.out_key, fields, maxlen=MAXLEN, approximate=False)
@@ -63,6 +64,7 @@ class Session:
         with contextlib.suppress(OSError, KernelError):
             self.endpoint.close()
         with contextlib.suppress(redis.RedisError):
+            self._dropped_notice()
             self.send({"x": reason})
             self.r.expire(self.in_key, KEY_TTL)
 
@@ -96,12 +98,16 @@ class Session:
             self.dropped += len(data)
             return
         if self.dropped and backlog < protocol.CONSOLE_BACKLOG // 2:
-            self.send({"d": f"\r\n[ctpanel: {self.dropped} bytes of output dropped: the browser fell behind]\r\n"})
-            self.dropped = 0
+            self._dropped_notice()
         if not self.dropped:
             self.send({"d": data})
         else:
             self.dropped += len(data)
+
+    def _dropped_notice(self) -> None:
+        if self.dropped:
+            self.send({"d": f"\r\n[ctpanel: {self.dropped} bytes of output dropped: the browser fell behind]\r\n"})
+            self.dropped = 0
 
     def _keepalive(self) -> None:
         now = time.monotonic()
@@ -170,6 +176,9 @@ class Relay:
             sessions = list(self.sessions.values())
         for session in sessions:
             session.end("the console relay stopped")
+        for session in sessions:
+            for thread in session.threads:
+                thread.join(timeout=5)
 
     def open(self, raw: bytes) -> Session | None:
         try:
@@ -197,8 +206,10 @@ class Relay:
             self.sessions[session.id] = session
         log.info("console session %s: CT %s %s for %s", session.id, ticket.ctid, ticket.mode, ticket.username)
         session.send({"o": ticket.mode})
-        threading.Thread(target=session.pump_out, name=f"out-{session.id}", daemon=True).start()
-        threading.Thread(target=session.pump_in, name=f"in-{session.id}", daemon=True).start()
+        session.threads = [threading.Thread(target=session.pump_out, name=f"out-{session.id}", daemon=True),
+                           threading.Thread(target=session.pump_in, name=f"in-{session.id}", daemon=True)]
+        for thread in session.threads:
+            thread.start()
         return session
 
     def forget(self, session: Session) -> None:

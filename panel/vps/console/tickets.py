@@ -79,7 +79,7 @@ def issue(user: Any, vps: VPS, mode: str, *, client: redis.Redis | None = None) 
         node=vps.node.name, mode=mode, expires=time.time() + protocol.CONSOLE_TICKET_SECONDS)
     record = json.dumps({"ticket": ticket.to_dict(), "signature": sign(ticket)})
     client = client or redis_client()
-    client.set(KEY_PREFIX + ticket.ticket_id, record, ex=protocol.CONSOLE_TICKET_SECONDS, nx=True)
+    client.set(redis_key(ticket.ticket_id), record, ex=protocol.CONSOLE_TICKET_SECONDS, nx=True)
     return ticket.ticket_id
 
 
@@ -98,9 +98,14 @@ def parse(record: bytes | None, *, user_id: Any, ctid: int, now: float | None = 
     return Issued(ticket, data["signature"])
 
 
-def take(ticket_id: str, *, user_id: Any, ctid: int, client: redis.Redis | None = None) -> Issued:
-    """Use a ticket (once: it is gone afterwards, whether it was accepted or not)."""
+def redis_key(ticket_id: Any) -> str:
+    """Where a ticket id the browser sent is stored (TicketRefused for what cannot be one)."""
     if not isinstance(ticket_id, str) or not 16 <= len(ticket_id) <= 64:
         raise TicketRefused("This console ticket is malformed.")
+    return KEY_PREFIX + ticket_id
+
+
+def take(ticket_id: str, *, user_id: Any, ctid: int, client: redis.Redis | None = None) -> Issued:
+    """Use a ticket (once: it is gone afterwards, whether it was accepted or not)."""
     client = client or redis_client()
-    return parse(client.getdel(KEY_PREFIX + ticket_id), user_id=user_id, ctid=ctid)
+    return parse(client.getdel(redis_key(ticket_id)), user_id=user_id, ctid=ctid)

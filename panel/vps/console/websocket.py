@@ -14,6 +14,7 @@ Browser → panel: the ticket message `{"ticket", "cols", "rows"}` (text), then 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -30,6 +31,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
 from django.http.request import validate_host
 from django.utils import timezone
 
@@ -75,7 +77,7 @@ def session_user(scope: Scope) -> Any:
 def start_session(user: Any, ctid: int, issued: tickets.Issued, remote: str | None) -> ConsoleSession:
     vps = VPS.objects.select_related("node").get(ctid=ctid)
     tickets.check_access(user, vps)
-    with change_context(source="web", user=user):
+    with transaction.atomic(), change_context(source="web", user=user):  # the row and its audit entry together
         return ConsoleSession.objects.create(vps=vps, user=user, mode=issued.ticket.mode,
                                              ticket_id=issued.ticket.ticket_id, remote_addr=remote)
 
@@ -83,7 +85,7 @@ def start_session(user: Any, ctid: int, issued: tickets.Issued, remote: str | No
 def end_session(session: ConsoleSession, user: Any, reason: str, bytes_in: int, bytes_out: int) -> None:
     session.ended, session.end_reason = timezone.now(), reason[:200]
     session.bytes_in, session.bytes_out = bytes_in, bytes_out
-    with change_context(source="web", user=user):
+    with transaction.atomic(), change_context(source="web", user=user):
         session.save()
 
 
@@ -139,7 +141,11 @@ class Bridge:
                     last = entry_id
                     if b"d" in fields:
                         self.bytes_out += len(fields[b"d"])
-                        await self.send({"type": "websocket.send", "bytes": fields[b"d"]})
+                        try:
+                            await self.send({"type": "websocket.send", "bytes": fields[b"d"]})
+                        except OSError:  # uvicorn's ClientDisconnected: gone before its disconnect message
+                            self.browser_gone = True
+                            return "closed by the browser"
                     elif b"x" in fields:
                         return fields[b"x"].decode(errors="replace")
                 await self.r.xdel(self.out_key, *[entry_id for entry_id, _ in entries])
@@ -196,10 +202,7 @@ async def _serve(scope: Scope, receive: Any, send: Any, r: aioredis.Redis, user:
 
     try:
         hello = await _hello(receive)
-        ticket_id = hello.get("ticket")
-        if not isinstance(ticket_id, str) or not 16 <= len(ticket_id) <= 64:
-            raise tickets.TicketRefused("This console ticket is malformed.")
-        issued = tickets.parse(await r.getdel(tickets.KEY_PREFIX + ticket_id), user_id=user.pk, ctid=ctid)
+        issued = tickets.parse(await r.getdel(tickets.redis_key(hello.get("ticket"))), user_id=user.pk, ctid=ctid)
         cols, rows = protocol.console_size(hello.get("cols"), hello.get("rows"))
         client = scope.get("client") or (None,)
         session = await sync_to_async(start_session)(user, ctid, issued, client[0])
@@ -224,8 +227,13 @@ async def _serve(scope: Scope, receive: Any, send: Any, r: aioredis.Redis, user:
         await refuse(reason)
         return
     await bridge.text({"open": issued.ticket.mode})
-    reason = await bridge.run()
+    try:
+        reason = await bridge.run()
+    except Exception as exc:  # Redis gone, a bug: the session still ends in the log
+        log.exception("console session %s of CT %s failed", sid, ctid)
+        reason = f"panel error: {type(exc).__name__}"
     await sync_to_async(end_session)(session, user, reason, bridge.bytes_in, bridge.bytes_out)
     if not bridge.browser_gone:
-        await bridge.text({"closed": reason})
-        await send({"type": "websocket.close", "code": CLOSE_ENDED})
+        with contextlib.suppress(OSError):
+            await bridge.text({"closed": reason})
+            await send({"type": "websocket.close", "code": CLOSE_ENDED})
