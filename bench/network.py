@@ -14,9 +14,10 @@ Throughput: iperf3 (Debian's), `-t SECONDS`, both directions, median of `--runs`
 paths take turns within each run. The VPS and container ends are the host's iperf3 in their network
 namespace only (`nsenter --net`), as the busybox rootfs has none. Latency: busybox
 `ping -A -c N` (next echo as soon as the reply is in), the median of the runs' average
-RTTs (after a warm-up of 100). The same busybox rootfs for the VPS and the LXC container (privileged, `lxc.net.0.type = veth` on the
-bridge). Last, the VPS path again without the VPS's netdev table (anti-spoofing and
-counters), beside LXC: what those chains cost. Not a test: it asserts nothing.
+RTTs (after a warm-up of 100). The same busybox rootfs for the VPS and the LXC container
+(privileged, `lxc.net.0.type = veth` on the bridge). Last, the VPS path again without the
+VPS's netdev table (anti-spoofing and counters), beside LXC: what those chains cost.
+Not a test: it asserts nothing.
 """
 
 from __future__ import annotations
