@@ -17,6 +17,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from panel.core import bulk
 from panel.usage import traffic
 from panel.usage.models import Beancounter, CounterState, FailEvent, Sample
 from panel.vps.choices import VpsState
@@ -58,59 +59,68 @@ def _delta(name: str, raw: dict[str, Any], previous: dict[str, int] | None) -> i
     return raw[name] - previous[name]
 
 
+SAMPLE_FIELDS = ("vps", "time", "epoch", "seconds", *protocol.USAGE_COUNTERS, *protocol.USAGE_GAUGES, "cpu_percent",
+                 "rx_bps", "tx_bps", "rx_bytes", "tx_bytes")
+
+
+def _rate(delta: int | None, seconds: float | None, scale: float) -> float | None:
+    return delta * scale / seconds if seconds and seconds > 0 and delta is not None else None
+
+
 def ingest(batch: protocol.UsageBatch) -> int:
-    """Store `batch`; returns how many samples were new. Samples for VPSs not on the batch's node are ignored."""
+    """Store `batch`; returns how many samples were new. Samples for VPSs not on the batch's node are ignored.
+
+    Rows are written as tuples in one statement per table (panel/core/bulk.py): at 10,000 VPSs a
+    minute, model instances would cost the panel worker more than the database's work."""
     time = batch_time(batch)
     ctids = [s["ctid"] for s in batch.samples]
-    vpss = {v.ctid: v for v in VPS.objects.filter(ctid__in=ctids, node__name=batch.node)
-            .exclude(state=VpsState.DESTROYED).select_related("plan", "customer")}
+    # ctid -> (primary key, the plan's traffic reset day and quota)
+    vpss = {ctid: (pk, day or 1, quota or 0) for ctid, pk, day, quota in VPS.objects
+            .filter(ctid__in=ctids, node__name=batch.node).exclude(state=VpsState.DESTROYED)
+            .values_list("ctid", "pk", "plan__traffic_reset_day", "plan__traffic")}
     if len(vpss) < len(set(ctids)):
         log.warning("usage batch from %s names VPSs it does not hold: %s", batch.node,
                     sorted(set(ctids) - set(vpss)))
     samples, fails, states, rows, used = [], [], [], [], {}
     with transaction.atomic():
-        known = {s.vps_id: s for s in CounterState.objects.select_for_update().filter(
-            vps__in=[v.pk for v in vpss.values()])}
+        known = {vps_id: (epoch, at, totals, failcnt) for vps_id, epoch, at, totals, failcnt
+                 in CounterState.objects.select_for_update().filter(vps__in=[v[0] for v in vpss.values()])
+                 .values_list("vps", "epoch", "time", "totals", "failcnt")}
         for raw in batch.samples:
             vps = vpss.get(raw["ctid"])
             if vps is None:
                 continue
-            state = known.get(vps.pk)
-            same_epoch = state is not None and state.epoch == raw["epoch"]
-            if same_epoch and state.time >= time:
+            vps_id = vps[0]
+            state = known.get(vps_id)
+            same_epoch = state is not None and state[0] == raw["epoch"]
+            if same_epoch and state[1] >= time:
                 continue  # seen already (a redelivery) or older than what we have
-            previous = state.totals if same_epoch else None
-            seconds = (time - state.time).total_seconds() if same_epoch else None
+            previous = state[2] if same_epoch else None
+            seconds = (time - state[1]).total_seconds() if same_epoch else None
             delta = {name: _delta(name, raw, previous) for name in protocol.USAGE_COUNTERS}
-            rate = seconds if seconds and seconds > 0 else None
-            sample = Sample(
-                vps=vps, time=time, epoch=raw["epoch"], seconds=seconds,
-                **{name: raw.get(name) for name in (*protocol.USAGE_COUNTERS, *protocol.USAGE_GAUGES)},
-                cpu_percent=delta["cpu_ns"] / (rate * 1e9) * 100 if rate and delta["cpu_ns"] is not None else None,
-                rx_bps=delta["net_rx_bytes"] * 8 / rate if rate and delta["net_rx_bytes"] is not None else None,
-                tx_bps=delta["net_tx_bytes"] * 8 / rate if rate and delta["net_tx_bytes"] is not None else None,
-                rx_bytes=delta["net_rx_bytes"] or 0, tx_bytes=delta["net_tx_bytes"] or 0,
-            )
-            samples.append(sample)
-            if sample.rx_bytes or sample.tx_bytes:
-                used[vps] = (sample.rx_bytes, sample.tx_bytes)
+            rx, tx = delta["net_rx_bytes"] or 0, delta["net_tx_bytes"] or 0
+            samples.append((
+                vps_id, time, raw["epoch"], seconds,
+                *(raw.get(name) for name in (*protocol.USAGE_COUNTERS, *protocol.USAGE_GAUGES)),
+                _rate(delta["cpu_ns"], seconds, 100 / 1e9), _rate(delta["net_rx_bytes"], seconds, 8),
+                _rate(delta["net_tx_bytes"], seconds, 8), rx, tx,
+            ))
+            if rx or tx:
+                used[vps_id] = (rx, tx, vps[1], vps[2])
             beans = _beancounters(raw.get("beancounters"))
-            failcnt_before = state.failcnt if same_epoch else {}
+            failcnt_before = state[3] if same_epoch else {}
             for name, row in beans.items():
                 grown = row["failcnt"] - failcnt_before.get(name, 0)
                 if grown > 0:
-                    fails.append(FailEvent(vps=vps, time=time, resource=name, count=min(grown, 2**31 - 1),
-                                           held=row["held"], limit=row["limit"]))
-                rows.append(Beancounter(vps=vps, resource=name, updated=time, **row))
-            states.append(CounterState(
-                vps=vps, epoch=raw["epoch"], time=time,
-                totals={n: raw[n] for n in protocol.USAGE_COUNTERS if n in raw},
-                failcnt={name: row["failcnt"] for name, row in beans.items()}))
-        Sample.objects.bulk_create(samples, ignore_conflicts=True)
-        FailEvent.objects.bulk_create(fails)
-        CounterState.objects.bulk_create(states, update_conflicts=True, unique_fields=["vps"],
-                                         update_fields=["epoch", "time", "totals", "failcnt"])
-        Beancounter.objects.bulk_create(rows, update_conflicts=True, unique_fields=["vps", "resource"],
-                                        update_fields=[*BEANCOUNTER_FIELDS, "updated"])
+                    fails.append((vps_id, time, name, min(grown, 2**31 - 1), row["held"], row["limit"]))
+                rows.append((vps_id, name, time, *(row[f] for f in BEANCOUNTER_FIELDS)))
+            states.append((vps_id, raw["epoch"], time, {n: raw[n] for n in protocol.USAGE_COUNTERS if n in raw},
+                           {name: row["failcnt"] for name, row in beans.items()}))
+        bulk.insert_rows(Sample, SAMPLE_FIELDS, samples, conflict=("vps", "time"))
+        bulk.insert_rows(FailEvent, ("vps", "time", "resource", "count", "held", "limit"), fails)
+        bulk.insert_rows(CounterState, ("vps", "epoch", "time", "totals", "failcnt"), states, conflict=("vps",),
+                         update=("epoch", "time", "totals", "failcnt"))
+        bulk.insert_rows(Beancounter, ("vps", "resource", "updated", *BEANCOUNTER_FIELDS), rows,
+                         conflict=("vps", "resource"), update=(*BEANCOUNTER_FIELDS, "updated"))
         traffic.add(used, time)
     return len(samples)

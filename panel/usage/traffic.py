@@ -15,9 +15,9 @@ from __future__ import annotations
 import datetime
 import logging
 
-from django.db import connection
 from django.utils import timezone
 
+from panel.core import bulk
 from panel.core.notify import services as notify
 from panel.core.notify.choices import NoticeLevel
 from panel.plans.choices import OverQuotaAction
@@ -42,30 +42,19 @@ def period_bounds(reset_day: int, on: datetime.date) -> tuple[datetime.date, dat
     return start, shift(start, 1)
 
 
-_ADD_TRAFFIC = (
-    'INSERT INTO usage_trafficperiod (vps_id, start, "end", rx_bytes, tx_bytes, quota, notified_80, notified_100, '
-    "over_action) VALUES {rows} ON CONFLICT (vps_id, start) DO UPDATE SET "
-    "rx_bytes = usage_trafficperiod.rx_bytes + EXCLUDED.rx_bytes, "
-    "tx_bytes = usage_trafficperiod.tx_bytes + EXCLUDED.tx_bytes RETURNING id"
-)
-
-
-def _reset_day(vps: VPS) -> int:
-    return vps.plan.traffic_reset_day if vps.plan is not None else 1
-
-
-def add(used: dict[VPS, tuple[int, int]], time: datetime.datetime) -> None:
-    """Count (received, sent) bytes for each VPS in its current period (one statement), then check quotas."""
+def add(used: dict[int, tuple[int, int, int, int]], time: datetime.datetime) -> None:
+    """Count traffic in each VPS's current period (one statement), then check quotas. `used` maps a
+    VPS's primary key to (received bytes, sent bytes, its plan's reset day, its plan's quota)."""
     if not used:
         return
-    values, params = [], []
-    for vps, (rx, tx) in used.items():
-        start, end = period_bounds(_reset_day(vps), time.date())
-        values.append("(%s, %s, %s, %s, %s, %s, false, false, '')")
-        params += [vps.pk, start, end, rx, tx, vps.plan.traffic if vps.plan is not None else 0]
-    with connection.cursor() as cursor:
-        cursor.execute(_ADD_TRAFFIC.replace("{rows}", ", ".join(values)), params)
-        ids = [row[0] for row in cursor.fetchall()]
+    rows = []
+    for vps_id, (rx, tx, day, quota) in used.items():
+        start, end = period_bounds(day, time.date())
+        rows.append((vps_id, start, end, rx, tx, quota, False, False, ""))
+    ids = bulk.insert_rows(
+        TrafficPeriod, ("vps", "start", "end", "rx_bytes", "tx_bytes", "quota", "notified_80", "notified_100",
+                        "over_action"),
+        rows, conflict=("vps", "start"), add=("rx_bytes", "tx_bytes"), returning="id")
     for period in TrafficPeriod.objects.filter(id__in=ids, quota__gt=0).select_related("vps__plan", "vps__customer"):
         check_quota(period)
 
