@@ -28,7 +28,7 @@ from panel.core.models import Operation
 from panel.core.notify import services as notify
 from panel.core.notify.choices import NoticeLevel
 from panel.vps import placement, secrets, services
-from panel.vps.choices import DesiredState
+from panel.vps.choices import DesiredState, VpsState
 from panel.vps.models import VPS, Backup, Snapshot
 from panel.vps.validators import validate_template_name
 from worker import protocol
@@ -44,10 +44,15 @@ def backup_slots(vps: VPS) -> int:
     return vps.plan.backup_slots if vps.plan is not None else DEFAULT_BACKUP_SLOTS
 
 
+# A VPS the node has made (not one still being created, or destroyed).
+MADE = (VpsState.RUNNING, VpsState.STOPPED, VpsState.PAUSED, VpsState.ERROR)
+
+
 def _locked(actor: Any, vps: VPS, *, runs: bool = False) -> VPS:
-    """The VPS row, locked for this transaction, after the usual checks (permission, destroyed, suspended)."""
+    """The VPS row, locked for this transaction, after the usual checks (permission, destroyed, suspended,
+    made on its node)."""
     vps = VPS.objects.select_for_update(of=("self",)).select_related("node", "plan", "customer").get(pk=vps.pk)
-    return services._checked(actor, vps, runs=runs)
+    return services._checked(actor, vps, runs=runs, allowed=MADE)
 
 
 def _running(vps: VPS, task: str) -> int:

@@ -26,6 +26,13 @@ def data_calls(url: str) -> list[tuple[str, str, dict]]:
             ("post", f"{url}backups/{BACKUP_ID}/restore/", {}), ("delete", f"{url}backups/{BACKUP_ID}/", {})]
 
 
+def made(vps):
+    """The fixture's VPSs are still "being created" (no node runs them): data actions need a made one."""
+    vps.state = "running"
+    vps.save()
+    return vps
+
+
 def report(op_id: str, *, snapshots=(), backups=()) -> None:
     """What the node would answer: the operation succeeded, the VPS runs, these are its snapshots and backups."""
     op = Operation.objects.get(pk=op_id)
@@ -58,7 +65,7 @@ def test_data_endpoints_answer_only_to_whom_may_see_the_vps(world, viewer_name):
 
 def test_each_data_endpoint_answers_202_with_its_operation(world):  # noqa: F811
     t, _plan, vpss = world
-    vps = vpss["customer1"]
+    vps = made(vpss["customer1"])
     Snapshot.objects.create(vps=vps, name="s1", created=vps.created)
     Backup.objects.create(vps=vps, backup_id=BACKUP_ID, created=vps.created, size=1)
     c = client_for(t.customer1)
@@ -81,7 +88,7 @@ def test_each_data_endpoint_answers_202_with_its_operation(world):  # noqa: F811
 
 def test_snapshots_and_backups_follow_the_nodes_facts_and_their_limits(world):  # noqa: F811
     t, _plan, vpss = world
-    vps = vpss["customer1"]
+    vps = made(vpss["customer1"])
     c = client_for(t.customer1)
     url = f"/api/vps/vps/{vps.ctid}/"
     first = c.post(f"{url}snapshots/", {"name": "before-upgrade"}, content_type=JSON)
@@ -123,7 +130,7 @@ def test_snapshots_and_backups_follow_the_nodes_facts_and_their_limits(world):  
 
 def test_idempotency_key_makes_a_retried_action_one_operation(world):  # noqa: F811
     t, _plan, vpss = world
-    url = f"/api/vps/vps/{vpss['customer1'].ctid}/"
+    url = f"/api/vps/vps/{made(vpss['customer1']).ctid}/"
     c = client_for(t.customer1)
     first = c.post(f"{url}backups/", content_type=JSON, HTTP_IDEMPOTENCY_KEY="b-1")
     again = c.post(f"{url}backups/", content_type=JSON, HTTP_IDEMPOTENCY_KEY="b-1")
@@ -143,6 +150,10 @@ def test_reinstall_refusals_and_suspension(world):  # noqa: F811
     vps = vpss["customer1"]
     url = f"/api/vps/vps/{vps.ctid}/"
     customer, reseller = client_for(t.customer1), client_for(t.reseller1)
+    creating = customer.post(f"{url}reinstall/", {"template": "busybox", "password": "long enough pw"},
+                             content_type=JSON)
+    assert creating.status_code == 400 and "being created" in str(creating.json())
+    made(vps)
     no_login = customer.post(f"{url}reinstall/", {"template": "busybox"}, content_type=JSON)
     assert no_login.status_code == 400 and "password" in no_login.json()
     assert customer.post(f"{url}reinstall/", {"template": "alpine", "password": "long enough pw"},
