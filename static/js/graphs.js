@@ -14,19 +14,33 @@
     const units = ["", "k", "M", "G", "T", "P"];
     let i = 0;
     while (Math.abs(value) >= 1000 && i < units.length - 1) { value /= 1000; i += 1; }
-    return `${value.toFixed(value < 10 && i > 0 ? 1 : 0)} ${units[i]}${suffix}`;
+    const decimals = (i > 0 && value < 10) || (i === 0 && !Number.isInteger(value)) ? 1 : 0;
+    return `${value.toFixed(decimals)} ${units[i]}${suffix}`;
   }
   function format(unit, value) {
     if (value == null) return "—";
     if (unit === "percent") return `${value.toFixed(1)} %`;
     return si(value, unit === "bytes" ? "B" : "bit/s");
   }
+  function values(data, name) { return data[name].filter((v) => v != null); }
+  function mean(list) { return list.reduce((a, b) => a + b, 0) / list.length; }
+  // Average and peak of a chart with an average and a peak line; the average of each line otherwise.
   function summary(unit, data, lines) {
-    const values = data[lines[0][0]].filter((v) => v != null);
-    if (!values.length) return "no data in this range";
-    const peaks = data[lines[lines.length - 1][0]].filter((v) => v != null);
-    const average = values.reduce((a, b) => a + b, 0) / values.length;
-    return `average ${format(unit, average)}, peak ${format(unit, Math.max(...peaks))}`;
+    if (!values(data, lines[0][0]).length) return "no data in this range";
+    if (lines.length === 2 && lines[1][1] === "peak") {
+      return `average ${format(unit, mean(values(data, lines[0][0])))}, ` +
+        `peak ${format(unit, Math.max(...values(data, lines[1][0])))}`;
+    }
+    return lines.map(([name, label]) => `${label} ${format(unit, mean(values(data, name)))} on average`).join(", ");
+  }
+
+  // Short time labels: 24-hour clock within a day, the date beyond.
+  function timeLabels(step) {
+    const two = (n) => String(n).padStart(2, "0");
+    return (u, ticks) => ticks.map((t) => {
+      const d = new Date(t * 1000);
+      return step < 3600 ? `${two(d.getHours())}:${two(d.getMinutes())}` : `${d.getMonth() + 1}/${d.getDate()}`;
+    });
   }
 
   function draw(root, data) {
@@ -37,17 +51,20 @@
       if (!target) continue;
       const lines = [...chart.lines];
       const columns = [data.t, ...lines.map(([name]) => data[name])];
+      // The limit is drawn only when the use comes near it; a line far above would flatten the use to nothing.
       const limit = chart.limit && data.limits[chart.limit];
-      if (limit) {
+      const peak = Math.max(0, ...values(data, lines[lines.length - 1][0]));
+      if (limit && peak >= limit / 2) {
         lines.push(["limit", "limit", "#4f5b69"]);
         columns.push(data.t.map(() => limit));
       }
-      note.textContent = summary(chart.unit, data, chart.lines);
+      note.textContent = summary(chart.unit, data, chart.lines) + (limit ? ` (limit ${format(chart.unit, limit)})` : "");
       if (root.charts[key]) root.charts[key].destroy();
       root.charts[key] = new uPlot({
         width: Math.max(target.clientWidth, 200), height: 160,
         scales: { x: { time: true, range: [data.since, data.until] }, y: { range: (u, min, max) => [0, Math.max(max, 1)] } },
-        axes: [{}, { size: 70, values: (u, ticks) => ticks.map((v) => format(chart.unit, v)) }],
+        axes: [{ space: 55, values: timeLabels(data.range === "day" || data.range === "hour" ? 60 : 3600) },
+          { size: 70, values: (u, ticks) => ticks.map((v) => format(chart.unit, v)) }],
         series: [{}, ...lines.map(([, label, stroke]) => ({
           label, stroke, width: 1.5, dash: label === "limit" ? [6, 4] : undefined,
           value: (u, v) => format(chart.unit, v),

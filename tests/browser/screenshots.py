@@ -11,6 +11,7 @@ one PNG per page (laptop 1280x800, plus a few at phone size).
 
 from __future__ import annotations
 
+import datetime
 import re
 import sys
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 from django.core.management.color import no_style
 from django.db import connection
+from django.utils import timezone
 from playwright.sync_api import Browser, Page, expect
 
 from panel.accounts.choices import Role
@@ -29,7 +31,8 @@ from panel.nodes import services as nodes
 from panel.plans import budgets
 from panel.plans import services as plans
 from panel.plans.models import Plan
-from panel.usage.models import Sample
+from panel.usage import rollups
+from panel.usage.models import Rollup, Sample
 from panel.vps import services as vps_services
 from panel.vps.models import VPS
 from tests.browser.test_login import PASSWORD, log_in
@@ -41,6 +44,8 @@ OUT = Path(__file__).resolve().parent.parent.parent / "docs" / "screenshots"
 GB = 10**9
 LAPTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
+# Work for a VPS to show in its graphs: bursts of shell arithmetic, a second's rest between them.
+BUSY = "while :; do i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; sleep 1; done"
 
 
 def shoot(page: Page, name: str) -> None:
@@ -125,6 +130,14 @@ def usage_reported(vps: VPS, timeout: float = 150) -> None:
         time.sleep(1)
 
 
+def samples_since(vps: VPS, since, count: int, timeout: float = 420) -> None:
+    """The node samples once a minute: wait for `count` samples of `vps` taken after `since`."""
+    deadline = time.monotonic() + timeout
+    while Sample.objects.filter(vps=vps, time__gt=since).count() < count:
+        assert time.monotonic() < deadline, f"fewer than {count} usage samples of VPS {vps.ctid} in {timeout:g} s"
+        time.sleep(2)
+
+
 def operation_done(op, status: str, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not op.is_terminal and time.monotonic() < deadline:
@@ -133,6 +146,7 @@ def operation_done(op, status: str, timeout: float = 120) -> None:
     assert op.status == status, f"{op.action}: {op.status} {op.error_code} {op.error_message}"
 
 
+@pytest.mark.timeout(900)  # it waits for a few minutes of real usage samples for the graphs
 def test_screenshots(browser: Browser, live_panel: str, stack) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     users = populate(stack.node_name)
@@ -205,6 +219,9 @@ def test_screenshots(browser: Browser, live_panel: str, stack) -> None:
     expect(carol.locator("#operation-progress")).to_contain_text("Succeeded", timeout=60000)
     expect(carol.locator("#vps-state")).to_contain_text("Running", timeout=60000)
     shoot(carol, "customer-vps-restarted")
+    # Some work in the shop for its graphs (they are shot at the end, after a few samples).
+    busy_since = timezone.now()
+    node_runtime(stack).exec(vpss["shop"].ctid, ["sh", "-c", f"({BUSY}) >/dev/null 2>&1 </dev/null &"], timeout=10)
     carol.goto(f"{base}/vps/add/")
     carol.get_by_role("textbox", name="Host name").fill("mail.carol.example")
     shoot(carol, "customer-vps-create")
@@ -238,6 +255,20 @@ def test_screenshots(browser: Browser, live_panel: str, stack) -> None:
         shoot(carol, name)
     carol.goto(f"{base}/nodes/")
     shoot(carol, "customer-not-allowed")
+
+    # Usage: the shop's graphs from real samples, and the usage reports (the 5-minute rollup job run now).
+    samples_since(vpss["shop"], busy_since, 3)
+    carol.goto(f"{base}/vps/{vpss['shop'].ctid}/")
+    expect(carol.locator("#vps-graphs canvas")).to_have_count(4)
+    expect(carol.locator("#vps-graphs .graphs-status")).to_contain_text("points")
+    carol.wait_for_load_state("networkidle")
+    carol.locator("#vps-graphs").screenshot(path=str(OUT / "customer-vps-graphs.png"))
+    carol.locator("#vps-usage").screenshot(path=str(OUT / "customer-vps-usage.png"))
+    rollups.rollup(Rollup.FIVE_MINUTES, now=timezone.now() + datetime.timedelta(minutes=5))
+    acme.goto(f"{base}/usage/?days=1")
+    shoot(acme, "reseller-usage")
+    admin.goto(f"{base}/usage/?days=1&group=reseller")
+    shoot(admin, "admin-usage")
 
     # Phone size
     phone = signed_in(browser, base, "acme", viewport=PHONE)

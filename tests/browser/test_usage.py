@@ -62,7 +62,8 @@ def test_the_beancounter_table_shows_the_failcnt_of_a_vps_that_hit_numproc(page,
 
         # The hour graph draws the samples the node sent.
         assert Sample.objects.filter(vps=vps).count() >= 2
-        expect(page.locator("#vps-graphs .graphs-status")).to_contain_text(re.compile(r"\d+ points over the last hour"))
+        status = page.locator("#vps-graphs .graphs-status")
+        expect(status).to_contain_text(re.compile(r"\d+ points? over the last hour"))
         expect(page.locator("#vps-graphs canvas")).to_have_count(4)
         expect(page.locator('[data-summary="cpu"]')).to_contain_text("average")
     finally:
