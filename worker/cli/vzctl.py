@@ -231,6 +231,7 @@ def _exists(rt: Runtime, ctid: int) -> None:
 
 
 def cmd_create(config: CliConfig, rt: Runtime, ns: argparse.Namespace, ctid: int) -> str:
+    from kernel import debootstrap
     from kernel.errors import NotFound
     from kernel.runtime import CreateSpec
     from kernel.storage.base import Limits as DiskLimits
@@ -242,6 +243,8 @@ def cmd_create(config: CliConfig, rt: Runtime, ns: argparse.Namespace, ctid: int
     try:
         if ns.ostemplate == "busybox":
             rt.templates.ensure_busybox()
+        elif ns.ostemplate in debootstrap.RELEASES:  # from the machine's cache; built when missing (minutes)
+            debootstrap.ensure_debian(rt.templates, ns.ostemplate)
         rt.templates.verify(ns.ostemplate)
     except NotFound:
         raise Fail(codes.TEMPLATE_NOT_FOUND, f"OS template {ns.ostemplate!r} not found") from None
