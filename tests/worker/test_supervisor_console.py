@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import socket
+import struct
+import termios
 
 import pytest
 
@@ -59,3 +63,16 @@ def test_protocol_lines_round_trip_and_refuse_garbage():
 
 def test_the_socket_lives_in_the_root_only_run_directory():
     assert protocol.socket_path("/var/lib/ctpanel/node/n1") == "/var/lib/ctpanel/node/n1/run/supervisor.sock"
+
+
+def test_resize_sets_the_window_size_of_the_console_pty():
+    master, slave = os.openpty()
+    console = Console(101, ring_size=1024)
+    console.set_master(master)
+    try:
+        console.resize(132, 43)
+        rows, cols, _, _ = struct.unpack("HHHH", fcntl.ioctl(slave, termios.TIOCGWINSZ, b"\0" * 8))
+        assert (rows, cols) == (43, 132)  # what `stty size` reads inside the VPS
+    finally:
+        console.close()
+        os.close(slave)
