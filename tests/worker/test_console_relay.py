@@ -221,3 +221,14 @@ def test_a_session_whose_panel_side_went_away_ends(relay, monkeypatch):
 def _rss() -> int:
     with open("/proc/self/status") as fh:
         return int(re.search(r"VmRSS:\s+(\d+) kB", fh.read()).group(1)) * 1024
+
+
+@pytest.mark.parametrize(("size", "why"), [("9999x1", "console size"), ("wide", "invalid literal")])
+def test_a_malformed_resize_ends_the_session_plainly(relay, size, why):
+    relay.hosts[101] = host_pty(["sleep", "60"], "pause")
+    request = relay.panel.request()
+    assert b"o" in relay.panel.open(request)
+    relay.panel.send(request.session, {"r": size})
+    _, reason = relay.panel.drain(request.session)
+    assert reason.startswith(f"relay error: {why}")
+    assert relay.hosts[101][1].wait(timeout=10) is not None

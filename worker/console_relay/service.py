@@ -131,7 +131,7 @@ class Session:
                             return
                 if time.monotonic() - self.heard > protocol.CONSOLE_IDLE_SECONDS:
                     self.end("the panel side went away")
-        except (redis.RedisError, OSError, KernelError, protocol.ProtocolError) as exc:
+        except (redis.RedisError, OSError, KernelError, protocol.ProtocolError, ValueError) as exc:
             self.end(f"relay error: {exc}")
 
     def _input(self, fields: dict[bytes, bytes]) -> None:
