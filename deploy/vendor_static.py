@@ -13,7 +13,7 @@ from pathlib import Path
 TOP = Path(__file__).resolve().parent.parent
 VENDOR_FILES = {
     "htmx.org/dist/htmx.min.js": "htmx.min.js",
-    # The browser console (issue 10); the page that uses them comes with the console relay.
+    # The browser console (issue 10, templates/vps/console.html).
     "@xterm/xterm/lib/xterm.js": "xterm.js",
     "@xterm/xterm/css/xterm.css": "xterm.css",
     "@xterm/addon-fit/lib/addon-fit.js": "addon-fit.js",
