@@ -254,10 +254,14 @@ def forget(rt: Runtime, ctid: int) -> None:
 
 def write_credentials(rt: Runtime, request: protocol.VpsRequest) -> None:
     """Root's password hash (when the request carries one) and the panel's SSH keys, into the VPS's files."""
-    with rt.lock(request.ctid), vpsfiles.VpsRoot(rt.storage.activate(request.ctid)) as files:
-        if request.root_password_hash:
-            credentials.set_root_password(files, request.root_password_hash)
-        credentials.set_authorized_keys(files, request.ssh_keys)
+    ctid = request.ctid
+    with rt.lock(ctid):
+        # A VPS made before storage pools has its root in the registry record only.
+        root = rt.storage.activate(ctid) if rt.storage.find(ctid) is not None else rt.registry.get(ctid).volume
+        with vpsfiles.VpsRoot(root) as files:
+            if request.root_password_hash:
+                credentials.set_root_password(files, request.root_password_hash)
+            credentials.set_authorized_keys(files, request.ssh_keys)
 
 
 DATA_ACTIONS: dict[str, Callable[[Runtime, OperationContext, protocol.VpsRequest], None]] = {

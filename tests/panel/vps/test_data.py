@@ -122,6 +122,13 @@ def test_reinstall_keeps_ctid_addresses_and_limits_and_gives_a_new_root(node, vp
     redeliver(rt, op)
     assert cat(rt, ctid, "/root/after-reinstall") == "after"
     assert rt.status(ctid).running
+    # A password or key change later (node.vps.set) reaches the same files; keys root added by hand stay.
+    assert sh(rt, ctid, "echo 'ssh-ed25519 AAAAown root@laptop' >> /root/.ssh/authorized_keys")[0] == 0
+    finished(services.set_root_password(t.customer1, vps, "another password"))
+    changed = root_hash(rt, ctid)
+    assert changed != new_hash and crypt.crypt("another password", changed) == changed
+    finished(services.set_ssh_keys(t.customer1, vps, []))
+    assert cat(rt, ctid, "/root/.ssh/authorized_keys").splitlines() == ["ssh-ed25519 AAAAown root@laptop"]
     finished(services.destroy(t.customer1, VPS.objects.get(ctid=ctid)))
     assert rt.registry.find(ctid) is None and rt.storage.leftovers(ctid) == []
 
