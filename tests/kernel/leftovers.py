@@ -1,10 +1,12 @@
-"""What a VPS can leave behind on the host, and forced clean-up for test teardown."""
+"""What a VPS can leave behind on the host, forced clean-up for test teardown, and waiting for an init to end."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import select
 
+from kernel import syscalls as sc
 from kernel.errors import KernelError
 from kernel.runtime import Runtime
 
@@ -67,3 +69,12 @@ def force_remove(runtime: Runtime, ctid: int) -> None:
         runtime.cgroups.remove(ctid)
     with contextlib.suppress(KernelError):
         runtime.destroy(ctid)
+
+
+def wait_exit(pid: int, bound: float = 20.0) -> None:
+    """Until process `pid` (a VPS's init) has ended; fails after `bound` seconds (a hang, not timing)."""
+    pidfd = sc.pidfd_open(pid)
+    try:
+        assert select.select([pidfd], [], [], bound)[0], f"process {pid} did not end"
+    finally:
+        os.close(pidfd)

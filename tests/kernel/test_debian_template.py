@@ -8,7 +8,6 @@ runs on the delegated subtree of the controller-less cgroup2 mount.
 from __future__ import annotations
 
 import os
-import select
 import time
 
 import pytest
@@ -38,14 +37,6 @@ def booted(rt: Runtime) -> str:
         time.sleep(0.1)
 
 
-def wait_exit(pid: int) -> None:
-    pidfd = sc.pidfd_open(pid)
-    try:
-        assert select.select([pidfd], [], [], BOUND)[0], "init did not end"
-    finally:
-        os.close(pidfd)
-
-
 @pytest.fixture(scope="module")
 def debian(runtime: Runtime) -> str:
     return debootstrap.ensure_debian(runtime.templates).meta.name
@@ -73,7 +64,7 @@ def test_debian_boots_with_systemd_as_pid_1_and_stops_cleanly(runtime: Runtime, 
             sc.pidfd_send_signal(pidfd, _signal(record.halt_signal))
         finally:
             os.close(pidfd)
-        wait_exit(pid)
+        leftovers.wait_exit(pid, BOUND)
         ended = rt.collect(CTID)
         assert ended is not None and ended.reason == "poweroff"
 
@@ -83,7 +74,7 @@ def test_debian_boots_with_systemd_as_pid_1_and_stops_cleanly(runtime: Runtime, 
         pid = rt.status(CTID).init_pid
         assert pid is not None
         rt.exec(CTID, ["systemctl", "reboot"], timeout=BOUND)
-        wait_exit(pid)
+        leftovers.wait_exit(pid, BOUND)
         ended = rt.collect(CTID)
         assert ended is not None and ended.reason == "reboot"
         rt.start(CTID)

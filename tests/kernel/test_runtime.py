@@ -13,7 +13,6 @@ import time
 import pytest
 
 from kernel import statefile, vpsfiles
-from kernel import syscalls as sc
 from kernel.errors import AlreadyExists, Busy, InvalidArgument, KernelError, NotFound
 from kernel.runtime import CreateSpec, Runtime, StartContext, StartOptions
 from tests.kernel import leftovers
@@ -86,21 +85,13 @@ def test_halt_timeout_falls_back_to_kill(runtime, make_vps):
     assert time.monotonic() - started < 3
 
 
-def _wait_exit(pid: int) -> None:
-    pidfd = sc.pidfd_open(pid)
-    try:
-        assert select.select([pidfd], [], [], 20)[0]
-    finally:
-        os.close(pidfd)
-
-
 @pytest.mark.parametrize(("command", "reason"), [("poweroff", "poweroff"), ("reboot", "reboot")])
 def test_poweroff_and_reboot_inside_are_told_apart(runtime, make_vps, command, reason):
     ctid = make_vps()
     pid = runtime.status(ctid).init_pid
     assert runtime.collect(ctid) is None  # still running
     runtime.exec(ctid, [command])
-    _wait_exit(pid)
+    leftovers.wait_exit(pid)
     assert not runtime.status(ctid).running
     ended = runtime.collect(ctid)
     assert ended is not None and ended.reason == reason

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import shutil
 import tempfile
 import uuid
@@ -51,14 +50,6 @@ def sh(rt: Runtime, script: str) -> tuple[int, str]:
     return result.returncode, result.stdout.decode()
 
 
-def wait_exit(pid: int) -> None:
-    pidfd = sc.pidfd_open(pid)
-    try:
-        assert select.select([pidfd], [], [], BOUND)[0], "init did not end"
-    finally:
-        os.close(pidfd)
-
-
 def test_lifecycle_on_pure_cgroup_v2(rt: Runtime) -> None:
     assert isinstance(rt.cgroups, cgroups.V2Driver)
     record = rt.create(CreateSpec(ctid=CTID, template="busybox", hostname="vm1.example.com"))
@@ -79,7 +70,7 @@ def test_lifecycle_on_pure_cgroup_v2(rt: Runtime) -> None:
     pid = rt.status(CTID).init_pid
     assert pid is not None
     rt.exec(CTID, ["reboot"], timeout=BOUND)
-    wait_exit(pid)
+    leftovers.wait_exit(pid, BOUND)
     ended = rt.collect(CTID)
     assert ended is not None and ended.reason == "reboot"
     assert rt.start(CTID, OPTIONS).init_pid != pid
