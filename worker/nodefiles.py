@@ -104,13 +104,12 @@ class NodeFiles:
         return restarted
 
     def rebind(self) -> None:
-        pairs = inside.binds(self.ubc, self.lxcfs)
         for ctid in self.rt.registry.ctids():
             with contextlib.suppress(KernelError):
                 pid = self.rt.status(ctid).init_pid
                 if pid:
                     try:
-                        inside.bind_into(pid, pairs)
+                        inside.bind_into(pid, inside.binds(ctid, self.ubc, self.lxcfs))
                     except KernelError as exc:
                         log.warning("CT %s: %s", ctid, exc)
 

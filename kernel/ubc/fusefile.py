@@ -1,16 +1,17 @@
-"""The in-VPS beancounter file: one small FUSE filesystem for the node, answering each reader
-with its own VPS's table (OpenVZ format) at read time.
+"""The in-VPS beancounter file: one small FUSE filesystem for the node with one file per VPS,
+`<mount>/<ctid>`, holding that VPS's table in OpenVZ's format; each VPS gets only its own file
+bound read-only at `IN_VPS_PATH` (kernel/ubc/inside.py), so no VPS can name another's.
 
-procfs cannot gain a `/proc/user_beancounters` entry, so the file is served
-from a FUSE mount on the host (one for the node) holding a single read-only
-file, `user_beancounters`; it is meant to be bind-mounted read-only into every
-VPS at `IN_VPS_PATH`. The kernel tells the server the reader's PID (in the
-server's PID namespace); the server maps it to a CTID through /proc/PID/cgroup
-and answers that VPS's table only. A reader in no VPS gets the header alone.
-The text is made once per open() so reads at any offset see one snapshot.
+procfs cannot gain a `/proc/user_beancounters` entry, hence a FUSE file. Cheap to serve: a
+file is a separate inode per VPS, so the kernel's page cache may keep its text (nothing is
+shared between VPSs), and the server neither answers every open (FUSE_NO_OPEN_SUPPORT: no
+OPEN/RELEASE round trips) nor every read. A VPS's text is made at most once per `window`
+seconds; a timer drops the texts that were read and tells the kernel to drop its copy
+(FUSE_NOTIFY_INVAL_INODE), so the next read gets a fresh table. The table is therefore at
+most `window` seconds old. The fixed-width format keeps a VPS's file size constant.
 
-Speaks the FUSE wire protocol on /dev/fuse directly (a handful of opcodes; no
-libfuse), so it needs nothing beyond the kernel's fuse module.
+Speaks the FUSE wire protocol on /dev/fuse directly (a handful of opcodes; no libfuse), so it
+needs nothing beyond the kernel's fuse module.
 """
 
 from __future__ import annotations
@@ -33,8 +34,7 @@ from kernel.ubc.counters import FastReader, Row
 from kernel.ubc.views import user_beancounters
 
 IN_VPS_PATH = "/run/ctpanel/user_beancounters"
-FILE_NAME = "user_beancounters"
-ROOT, FILE = 1, 2
+ROOT, FILE_BASE = 1, 2  # a VPS's file is node FILE_BASE + ctid
 
 _IN = struct.Struct("<IIQQIIIHH")
 _OUT = struct.Struct("<IiQ")
@@ -43,36 +43,18 @@ _READ_IN = struct.Struct("<QQIIQII")
 _LOOKUP, _FORGET, _GETATTR, _OPEN, _READ, _STATFS, _RELEASE = 1, 2, 3, 14, 15, 17, 18
 _INIT, _OPENDIR, _READDIR, _RELEASEDIR, _INTERRUPT, _DESTROY, _BATCH_FORGET = 26, 27, 28, 29, 36, 38, 42
 _NO_REPLY = {_FORGET, _BATCH_FORGET, _INTERRUPT}
-_FOPEN_DIRECT_IO = 1
+_AUTO_INVAL_DATA, _NO_OPEN_SUPPORT = 1 << 12, 1 << 17
+_NOTIFY_INVAL_INODE = 2
+_FOPEN_KEEP_CACHE = 1 << 1
 _BUFSIZE = (1 << 17) + 4096
-_VALID = 86400  # seconds the kernel may cache names and attributes: they never change
-WINDOW = 1.0  # seconds one VPS's table is reused for its readers (a sampling interval)
-_SIZE = 1 << 20  # st_size: above any table; reads end at the real end (sendfile needs a size)
+_VALID = 86400  # seconds the kernel may keep names and attributes: a text change is notified
+WINDOW = 5.0  # seconds a VPS's text is reused (how old the table inside may be)
 
 
-def ctid_of(pid: int, prefix: str) -> int | None:
-    """The CTID whose cgroups hold `pid` (from /proc/PID/cgroup), or None."""
-    try:
-        with open(f"/proc/{pid}/cgroup", encoding="ascii", errors="replace") as fh:
-            return ctid_in(fh.read(), prefix)
-    except OSError:
-        return None
-
-
-def ctid_in(text: str, prefix: str) -> int | None:
-    """The CTID named by a /proc/PID/cgroup text (`N:ctrl:/<prefix>/<ctid>/...`), or None."""
-    for line in text.splitlines():
-        path = line.split(":", 2)[-1]
-        parts = path.split("/")
-        if len(parts) > 2 and parts[1] == prefix and parts[2].isdigit():
-            return int(parts[2])
-    return None
-
-
-def _attr(node: int) -> bytes:
-    mode = 0o040555 if node == ROOT else 0o100444
-    size, links = (0, 2) if node == ROOT else (_SIZE, 1)
-    return _ATTR.pack(node, size, 0, 0, 0, 0, 0, 0, 0, mode, links, 0, 0, 0, 4096, 0)
+def _attr(node: int, size: int = 0, mtime_ns: int = 0) -> bytes:
+    mode, links = (0o040555, 2) if node == ROOT else (0o100444, 1)
+    sec, nsec = divmod(mtime_ns, 1_000_000_000)
+    return _ATTR.pack(node, size, 0, 0, sec, sec, nsec, nsec, nsec, mode, links, 0, 0, 0, 4096, 0)
 
 
 def _dirent(ino: int, off: int, name: bytes, kind: int) -> bytes:
@@ -81,25 +63,31 @@ def _dirent(ino: int, off: int, name: bytes, kind: int) -> bytes:
 
 
 class BeancounterFS:
-    """`text_for(pid)` returns the file's content for reader `pid` (see `ctid_of`)."""
+    """`text_for(ctid)` returns VPS `ctid`'s file content; made at most once per `window` seconds."""
 
-    def __init__(self, mountpoint: str, text_for: Callable[[int], str]) -> None:
+    def __init__(self, mountpoint: str, text_for: Callable[[int], str], *, window: float = WINDOW) -> None:
         self.mountpoint = mountpoint
         self.text_for = text_for
+        self.window = window
         self._fd = -1
-        self._open: dict[int, bytes] = {}
-        self._next_fh = 1
-        self._thread: threading.Thread | None = None
+        self._texts: dict[int, tuple[bytes, int]] = {}  # ctid → (text, made at, ns): read since the last drop
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._no_open = False
+        self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        """Mount and serve from a daemon thread until `stop()`."""
+        """Mount and serve from daemon threads until `stop()`."""
         self._mount()
-        self._thread = threading.Thread(target=self._serve, name="ubc-fuse", daemon=True)
-        self._thread.start()
+        for target, name in ((self._serve, "ubc-fuse"), (self._expire, "ubc-fuse-expire")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def run(self) -> None:
         """Mount and serve in this thread until unmounted (the node's server process)."""
         self._mount()
+        threading.Thread(target=self._expire, name="ubc-fuse-expire", daemon=True).start()
         self._serve()
 
     def _mount(self) -> None:
@@ -112,12 +100,34 @@ class BeancounterFS:
             raise
 
     def stop(self) -> None:
+        self._stopped.set()
         with contextlib.suppress(OSError):
             sc.umount2(self.mountpoint, sc.MNT_DETACH)
-        if self._thread:
-            self._thread.join(10)
+        for thread in self._threads:
+            thread.join(10)
         with contextlib.suppress(OSError):
             os.close(self._fd)
+
+    def _text(self, ctid: int) -> tuple[bytes, int]:
+        with self._lock:
+            made = self._texts.get(ctid)
+            if made is None:
+                made = self._texts[ctid] = (self.text_for(ctid).encode(), time.time_ns())
+            return made
+
+    def _expire(self) -> None:
+        """Every window: drop the texts that were read and have the kernel drop its copies."""
+        while not self._stopped.wait(self.window):
+            with self._lock:
+                read, self._texts = list(self._texts), {}
+            for ctid in read:
+                notice = struct.pack("<Qqq", FILE_BASE + ctid, 0, 0)  # attributes and every page
+                try:
+                    os.write(self._fd, _OUT.pack(_OUT.size + len(notice), _NOTIFY_INVAL_INODE, 0) + notice)
+                except OSError as exc:
+                    if exc.errno in (errno.EBADF, errno.ENODEV):
+                        return  # unmounted
+                    # ENOENT: the kernel holds no inode for it (not looked up any more)
 
     def _serve(self) -> None:
         while True:
@@ -127,11 +137,11 @@ class BeancounterFS:
                 if exc.errno in (errno.EINTR, errno.EAGAIN, errno.ENOENT):
                     continue  # ENOENT: the request was interrupted before we read it
                 return  # ENODEV: unmounted
-            _, opcode, unique, node, _, _, pid, _, _ = _IN.unpack_from(request)
+            _, opcode, unique, node, _, _, _, _, _ = _IN.unpack_from(request)
             if opcode in _NO_REPLY:
                 continue
             try:
-                body = self._handle(opcode, node, pid, request[_IN.size:])
+                body = self._handle(opcode, node, request[_IN.size:])
                 error = 0
             except OSError as exc:
                 body, error = b"", -(exc.errno or errno.EIO)
@@ -140,88 +150,71 @@ class BeancounterFS:
             if opcode == _DESTROY:
                 return
 
-    def _handle(self, opcode: int, node: int, pid: int, arg: bytes) -> bytes:
+    def _file_attr(self, node: int) -> bytes:
+        text, made = self._text(node - FILE_BASE)
+        return _attr(node, len(text), made)
+
+    def _handle(self, opcode: int, node: int, arg: bytes) -> bytes:
         if opcode == _INIT:
-            minor = struct.unpack_from("<II", arg)[1]
-            return struct.pack("<IIIIHHIIHHI7I", 7, min(minor, 31), 0, 0, 1, 1, 4096, 1, 1, 0, 0, *[0] * 7)
+            minor, _, offered = struct.unpack_from("<III", arg, 4)
+            flags = offered & (_AUTO_INVAL_DATA | _NO_OPEN_SUPPORT)
+            self._no_open = bool(flags & _NO_OPEN_SUPPORT)
+            return struct.pack("<IIIIHHIIHHI7I", 7, min(minor, 31), 0, flags, 1, 1, 4096, 1, 1, 0, 0, *[0] * 7)
         if opcode == _LOOKUP:
-            if node == ROOT and arg.rstrip(b"\0") == FILE_NAME.encode():
-                return struct.pack("<QQQQII", FILE, 0, _VALID, _VALID, 0, 0) + _attr(FILE)
-            raise OSError(errno.ENOENT, "no such file")
+            name = arg.split(b"\0", 1)[0]
+            if node != ROOT or not name.isdigit() or len(name) > 9:
+                raise OSError(errno.ENOENT, "no such file")
+            child = FILE_BASE + int(name)
+            return struct.pack("<QQQQII", child, 0, _VALID, _VALID, 0, 0) + self._file_attr(child)
         if opcode == _GETATTR:
-            return struct.pack("<QII", _VALID, 0, 0) + _attr(node)
-        if opcode in (_OPEN, _OPENDIR):
-            fh = self._next_fh
-            self._next_fh += 1
-            if opcode == _OPEN:
-                if node != FILE:
-                    raise OSError(errno.EISDIR, "a directory")
-                self._open[fh] = self.text_for(pid).encode()
-            return struct.pack("<QII", fh, _FOPEN_DIRECT_IO if opcode == _OPEN else 0, 0)
+            return struct.pack("<QII", _VALID, 0, 0) + (_attr(ROOT) if node == ROOT else self._file_attr(node))
+        if opcode == _OPEN:
+            if self._no_open:
+                raise OSError(errno.ENOSYS, "no open needed")  # the kernel then sends no OPEN/RELEASE
+            return struct.pack("<QII", 0, _FOPEN_KEEP_CACHE, 0)
+        if opcode == _OPENDIR:
+            return struct.pack("<QII", 0, 0, 0)
         if opcode == _READ:
-            fh, offset, size = _READ_IN.unpack_from(arg)[:3]
-            return self._open.get(fh, b"")[offset:offset + size]
+            offset, size = _READ_IN.unpack_from(arg)[1:3]
+            return self._text(node - FILE_BASE)[0][offset:offset + size]
         if opcode == _READDIR:
             offset, size = _READ_IN.unpack_from(arg)[1:3]
-            entries = [(ROOT, b".", 4), (ROOT, b"..", 4), (FILE, FILE_NAME.encode(), 8)]
             out = b""
-            for index, (ino, name, kind) in enumerate(entries[offset:], start=offset + 1):
-                entry = _dirent(ino, index, name, kind)
+            for index, (name, kind) in enumerate([(b".", 4), (b"..", 4)][offset:], start=offset + 1):
+                entry = _dirent(ROOT, index, name, kind)
                 if len(out) + len(entry) > size:
                     break
                 out += entry
             return out
-        if opcode in (_RELEASE, _RELEASEDIR):
-            self._open.pop(struct.unpack_from("<Q", arg)[0], None)
-            return b""
-        if opcode == _DESTROY:
+        if opcode in (_RELEASE, _RELEASEDIR, _DESTROY):
             return b""
         if opcode == _STATFS:
             return struct.pack("<QQQQQIIII6I", 0, 0, 0, 1, 0, 4096, 255, 4096, 0, *[0] * 6)
         raise OSError(errno.ENOSYS, "not implemented")  # FLUSH too: the kernel then stops sending it
 
 
-def node_text(prefix: str, tables: Callable[[int], dict[str, Row] | None]) -> Callable[[int], str]:
+def node_text(tables: Callable[[int], dict[str, Row] | None]) -> Callable[[int], str]:
     """`text_for` over a per-CTID table source (e.g. a cached `FastReader` result)."""
 
-    made: dict[int | None, tuple[object, str]] = {}
-
-    def text_for(pid: int) -> str:
-        ctid = ctid_of(pid, prefix)
-        rows = tables(ctid) if ctid is not None else None
-        cached = made.get(ctid)
-        if cached is not None and cached[0] is rows:
-            return cached[1]  # the same table as last time: format it once
-        text = user_beancounters({ctid: rows} if ctid is not None and rows else {})
-        made[ctid] = (rows, text)
-        return text
+    def text_for(ctid: int) -> str:
+        rows = tables(ctid)
+        return user_beancounters({ctid: rows} if rows else {})
 
     return text_for
 
 
-
-def cgroup_text(driver: CgroupDriver, *, window: float = WINDOW) -> Callable[[int], str]:
-    """`text_for` reading a VPS's cgroup files at most once per `window` seconds: every reader of
-    one VPS within a window gets the same text. Counters are the kernel's since the VPS's start
-    (an in-memory ledger), as OpenVZ's table restarts with the container."""
+def cgroup_text(driver: CgroupDriver) -> Callable[[int], str]:
+    """`text_for` reading the VPS's cgroup files. Counters are the kernel's since the VPS's
+    start (an in-memory ledger), as OpenVZ's table restarts with the container."""
     reader = FastReader(driver)
-    made: dict[int | None, tuple[float, str]] = {}
 
-    def text_for(pid: int) -> str:
-        ctid = ctid_of(pid, driver.prefix)
-        now = time.monotonic()
-        hit = made.get(ctid)
-        if hit is not None and now - hit[0] < window:
-            return hit[1]
-        rows: dict[str, Row] = {}
-        if ctid is not None:
-            with contextlib.suppress(KernelError):
-                rows = reader.read_one(ctid).rows
-        text = user_beancounters({ctid: rows} if ctid is not None and rows else {})
-        made[ctid] = (now, text)
-        return text
+    def rows(ctid: int) -> dict[str, Row] | None:
+        try:
+            return reader.read_one(ctid).rows
+        except KernelError:
+            return None
 
-    return text_for
+    return node_text(rows)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -229,8 +222,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m kernel.ubc.fusefile", description=main.__doc__)
     parser.add_argument("mountpoint")
     parser.add_argument("--prefix", required=True, help="the node's cgroup prefix")
+    parser.add_argument("--window", type=float, default=WINDOW, help="seconds a table is reused")
     args = parser.parse_args(argv)
-    server = BeancounterFS(args.mountpoint, cgroup_text(cgroups.detect(args.prefix)))
+    server = BeancounterFS(args.mountpoint, cgroup_text(cgroups.detect(args.prefix)), window=args.window)
     signal.signal(signal.SIGTERM, lambda *_: sc.umount2(args.mountpoint, sc.MNT_DETACH))
     server.run()
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from kernel import rootfs
 from kernel import syscalls as sc
 from kernel.errors import KernelError
-from kernel.ubc.fusefile import FILE_NAME, IN_VPS_PATH
+from kernel.ubc.fusefile import IN_VPS_PATH
 
 if TYPE_CHECKING:
     from kernel.runtime import StartContext
@@ -54,12 +54,13 @@ def _fuse_count(target: str, mountinfo: str) -> int:
     return count
 
 
-def binds(ubc_mount: str | None, lxcfs: str | None) -> list[tuple[str, str]]:
-    """(host file, path inside the VPS) pairs of every node file server mounted now."""
+def binds(ctid: int, ubc_mount: str | None, lxcfs: str | None) -> list[tuple[str, str]]:
+    """(host file, path inside VPS `ctid`) pairs of every node file server mounted now: the VPS's
+    own beancounter file, lxcfs's /proc files."""
     out: list[tuple[str, str]] = []
     mountinfo = _read("/proc/self/mountinfo")
     if ubc_mount and _fuse_count(ubc_mount, mountinfo):
-        out.append((os.path.join(ubc_mount, FILE_NAME), IN_VPS_PATH))
+        out.append((os.path.join(ubc_mount, str(ctid)), IN_VPS_PATH))
     if lxcfs and _fuse_count(lxcfs, mountinfo):
         out += [(os.path.join(lxcfs, "proc", name), f"/proc/{name}") for name in rootfs.LXCFS_PROC
                 if os.path.exists(os.path.join(lxcfs, "proc", name))]
@@ -133,6 +134,6 @@ def start_hook(ubc_mount: str) -> Callable[[StartContext], None]:
 
     def hook(ctx: StartContext) -> None:
         with contextlib.suppress(KernelError):  # the VPS runs without the file; a server restart binds it
-            bind_into(ctx.init_pid, binds(ubc_mount, None))
+            bind_into(ctx.init_pid, binds(ctx.record.ctid, ubc_mount, None))
 
     return hook

@@ -1,15 +1,17 @@
-"""The node's beancounter FUSE file answers each reader with its own VPS's table (kernel tier)."""
+"""The node's beancounter FUSE server: one file per VPS with that VPS's table, renewed after its
+window (kernel tier; the per-VPS binds and isolation inside VPSs are in test_inside.py)."""
 
 from __future__ import annotations
 
 import os
+import signal
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from kernel import cgroups
-from kernel.ubc import FastReader
-from kernel.ubc.fusefile import FILE_NAME, BeancounterFS, node_text
+from kernel.ubc.fusefile import BeancounterFS, cgroup_text
 
 pytestmark = pytest.mark.kernel
 
@@ -28,51 +30,37 @@ def bare_vpss() -> Iterator[cgroups.CgroupDriver]:
         os.rmdir(os.path.join(mount, driver.prefix))
 
 
-def _read_as(driver: cgroups.CgroupDriver, ctid: int | None, path: str) -> str:
-    """Read `path` from a child process placed in `ctid`'s cgroups (None: left on the host)."""
-    r, w = os.pipe()
-    go_r, go_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        os.close(r)
-        os.close(go_w)
-        os.read(go_r, 1)
-        with open(path, "rb") as fh:
-            os.write(w, fh.read())
-        os._exit(0)
-    os.close(w)
-    os.close(go_r)
-    try:
-        if ctid is not None:
-            driver.attach(ctid, pid)
-        os.write(go_w, b"g")
-        chunks = []
-        while chunk := os.read(r, 65536):
-            chunks.append(chunk)
-    finally:
-        os.close(r)
-        os.close(go_w)
-        _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    return b"".join(chunks).decode()
+def _numproc(text: str) -> int:
+    return int(next(line.split() for line in text.splitlines() if "numproc" in line)[-5])
 
 
-def test_each_reader_sees_its_own_vps(bare_vpss, tmp_path) -> None:
+def test_one_file_per_vps_renewed_after_its_window(bare_vpss, tmp_path) -> None:
     driver = bare_vpss
-    reader = FastReader(driver)
-    server = BeancounterFS(str(tmp_path), node_text(driver.prefix, lambda c: reader.read_all([c])[c].rows))
+    server = BeancounterFS(str(tmp_path), cgroup_text(driver), window=0.3)
     server.start()
+    sleeper = 0
     try:
-        path = str(tmp_path / FILE_NAME)
-        assert os.listdir(tmp_path) == [FILE_NAME]
         for ctid in (201, 202):
-            lines = _read_as(driver, ctid, path).splitlines()
+            lines = (tmp_path / str(ctid)).read_text().splitlines()
             assert lines[0] == "Version: 2.5"
             assert lines[2].startswith(f"{ctid:>9}:  ")
-            assert all(not line.lstrip().startswith(f"{other}:") for other in (201, 202) if other != ctid
-                       for line in lines)
+            assert not any(line.lstrip().startswith(f"{303 - ctid}:") for line in lines)
             assert any(line.split()[:1] == ["physpages"] for line in lines)
-        assert _read_as(driver, None, path).splitlines()[2:] == []
+        assert (tmp_path / "999").read_text().splitlines()[2:] == []  # no such VPS: the header alone
+        assert not (tmp_path / "user_beancounters").exists()
+        before = _numproc((tmp_path / "201").read_text())
+        sleeper = os.fork()
+        if sleeper == 0:  # pragma: no cover - child
+            signal.pause()
+            os._exit(0)
+        driver.attach(201, sleeper)
+        deadline = time.monotonic() + 20
+        while _numproc((tmp_path / "201").read_text()) != before + 1:  # the next window's table
+            assert time.monotonic() < deadline, "the table was not renewed"
+            time.sleep(0.1)
     finally:
+        if sleeper:
+            os.kill(sleeper, signal.SIGKILL)
+            os.waitpid(sleeper, 0)
         server.stop()
     assert not os.path.ismount(tmp_path)

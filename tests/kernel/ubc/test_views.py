@@ -49,14 +49,3 @@ def test_accounting_parsers() -> None:
              "2: FLOCK  ADVISORY  WRITE 77 00:14:9 0 EOF\n")
     assert lock_owners(locks) == [4242, 77]
     assert count_rules([{"metainfo": {}}, {"table": {}}, {"rule": {}}, {"rule": {}}]) == 2
-
-
-def test_reader_cgroup_to_ctid() -> None:
-    from kernel.ubc.fusefile import ctid_in
-
-    v1 = "9:pids:/ctpanel/101/vps\n4:memory:/ctpanel/101/vps\n1:name=systemd:/\n"
-    assert ctid_in(v1, "ctpanel") == 101
-    assert ctid_in("0::/ctpanel/2002/vps/nested\n", "ctpanel") == 2002
-    assert ctid_in("0::/other/101/vps\n", "ctpanel") is None
-    assert ctid_in("0::/\n", "ctpanel") is None
-    assert ctid_in("0::/ctpanel/x/vps\n", "ctpanel") is None
