@@ -28,12 +28,15 @@ def sh(rt: Runtime, script: str) -> tuple[int, str]:
 
 
 def booted(rt: Runtime) -> str:
-    """`systemctl is-system-running --wait` once systemd's private socket answers."""
+    """`systemctl is-system-running --wait` once systemd answers: before it made /run/systemd/system
+    the answer is "offline", before its private socket "Failed to connect to bus"."""
     deadline = time.monotonic() + BOUND
     while True:
         result = rt.exec(CTID, ["systemctl", "is-system-running", "--wait"], timeout=BOUND)
-        if b"Failed to connect to bus" not in result.stderr or time.monotonic() > deadline:
-            return result.stdout.decode().strip() or result.stderr.decode()
+        state = result.stdout.decode().strip()
+        early = state == "offline" or b"Failed to connect to bus" in result.stderr
+        if not early or time.monotonic() > deadline:
+            return state or result.stderr.decode()
         time.sleep(0.1)
 
 
