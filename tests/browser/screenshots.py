@@ -219,6 +219,18 @@ def test_screenshots(browser: Browser, live_panel: str, stack) -> None:
     expect(carol.locator("#operation-progress")).to_contain_text("Succeeded", timeout=60000)
     expect(carol.locator("#vps-state")).to_contain_text("Running", timeout=60000)
     shoot(carol, "customer-vps-restarted")
+    # Reinstall (filled in, not sent) and the snapshots and backups card after a backup.
+    carol.goto(f"{base}/vps/{vpss['shop'].ctid}/reinstall/")
+    carol.get_by_label("New root password").fill("a new root password")
+    carol.get_by_label("The same password again").fill("a new root password")
+    carol.get_by_label("Type the host name to confirm").fill(vpss["shop"].hostname)
+    shoot(carol, "customer-vps-reinstall")
+    carol.goto(f"{base}/vps/{vpss['shop'].ctid}/")
+    carol.locator("#vps-data").get_by_role("button", name="Back up now").click()
+    expect(carol.locator("#operation-progress")).to_contain_text("Succeeded", timeout=60000)
+    expect(carol.locator("#vps-data").get_by_role("button", name=re.compile("Restore the backup"))).to_have_count(
+        1, timeout=60000)
+    carol.locator("#vps-data").screenshot(path=str(OUT / "customer-vps-data.png"))
     # Some work in the shop for its graphs (they are shot at the end, after a few samples).
     busy_since = timezone.now()
     node_runtime(stack).exec(vpss["shop"].ctid, ["sh", "-c", f"({BUSY}) >/dev/null 2>&1 </dev/null &"], timeout=10)
