@@ -1,0 +1,116 @@
+"""The bypasses SECURITY.md names, tried from inside a VPS: a freshly mounted devpts (no `max=`)
+and a fresh IPC namespace (default shm sysctls). Neither row has a kernel limit of its own; what
+bounds them is the VPS's memory cgroup, and that is what these tests show."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+
+import pytest
+
+from kernel import syscalls as sc
+from kernel.enter import Attached
+from kernel.ubc import FastReader, Limits
+
+pytestmark = pytest.mark.kernel
+MB = 1 << 20
+# Opens up to {n} pty masters from {p} on fds 10.. (stops at the first refusal), says how many,
+# then holds them in `sleep`.
+HOLD = ('i=0; while [ $i -lt {n} ]; do eval "command exec $((i+10))<>{p}" 2>/dev/null || break; '
+        'i=$((i+1)); done; echo $i; exec sleep 1000')
+
+
+def sh(runtime, ctid: int, script: str) -> str:
+    result = runtime.exec(ctid, ["sh", "-c", script], timeout=60)
+    return result.stdout.decode()
+
+
+def _hold(runtime, ctid: int, ptmx: str, n: int) -> tuple[int, Attached]:
+    """A VPS process holding up to `n` ptys from `ptmx`: (how many it got, the process)."""
+    attached = runtime.spawn(ctid, ["sh", "-c", HOLD.format(n=n, p=ptmx)])
+    line = b""
+    while not line.endswith(b"\n"):
+        chunk = os.read(attached.stdout, 1)
+        assert chunk, "the holder ended early"
+        line += chunk
+    return int(line), attached
+
+
+def _release(attached: Attached) -> None:
+    attached.kill()
+    attached.close()
+    attached.wait()
+
+
+def _kmem(runtime, ctid: int) -> int:
+    return FastReader(runtime.cgroups).read_all([ctid])[ctid].rows["kmemsize"].held
+
+
+def test_fresh_devpts_escapes_numpty_but_is_charged_to_the_vps(limited_vps, runtime) -> None:
+    ctid = limited_vps(Limits(numpty=8))
+    got, own = _hold(runtime, ctid, "/dev/ptmx", 12)
+    assert got == 8  # the VPS's own devpts: max=8 holds
+    # The bypass: a new devpts instance has no max= of ours, so numpty does not bind there.
+    assert sh(runtime, ctid, "mkdir -p /tmp/pts && mount -t devpts -o newinstance,ptmxmode=0666 devpts /tmp/pts"
+                             " && echo mounted") == "mounted\n"
+    before = _kmem(runtime, ctid)
+    got, fresh = _hold(runtime, ctid, "/tmp/pts/ptmx", 70)
+    try:
+        assert got == 70
+        # What bounds it: each pty's kernel memory is charged to the VPS's memory cgroup (so
+        # `ram`), and every master is a descriptor (numfile per process, numproc processes).
+        assert _kmem(runtime, ctid) - before >= 70 * 1024
+    finally:
+        _release(fresh)
+        _release(own)
+
+
+SHM_HOG = 256 * MB
+
+
+def _shm_hog_in_fresh_ipc_ns(runtime, ctid: int) -> int:
+    """A process of the VPS (its cgroups, its user namespace as root) makes a fresh IPC namespace
+    and fills a SysV segment bigger than the VPS's RAM; its wait status."""
+    init = runtime.status(ctid).init_pid
+    procs = [os.path.join(p, "cgroup.procs") for p in runtime.cgroups.paths(ctid).inner.values()]
+    pidfd = sc.pidfd_open(init)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs as the VPS's root
+        code = 1
+        try:
+            for path in procs:
+                with open(path, "w") as fh:
+                    fh.write("0\n")
+            sc.setns(pidfd, sc.CLONE_NEWUSER | sc.CLONE_NEWIPC)
+            os.setresgid(0, 0, 0)
+            os.setgroups([])
+            os.setresuid(0, 0, 0)
+            sc.unshare(sc.CLONE_NEWIPC)
+            with open("/proc/sys/kernel/shmmax") as fh:
+                assert int(fh.read()) >= SHM_HOG  # the fresh namespace's default: no shmpages cap
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.shmat.restype = ctypes.c_void_p
+            shmid = libc.shmget(0, ctypes.c_size_t(SHM_HOG), 0o1600)  # IPC_PRIVATE, IPC_CREAT
+            addr = libc.shmat(shmid, None, 0)
+            for offset in range(0, SHM_HOG, MB):
+                ctypes.memset(addr + offset, 1, MB)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(pidfd)
+    _, status = os.waitpid(pid, 0)
+    return status
+
+
+def test_fresh_ipc_namespace_shm_is_held_to_the_vps_ram(limited_vps, runtime) -> None:
+    ctid = limited_vps(Limits(ram=64 * MB, swap=0))
+    before = FastReader(runtime.cgroups).read_all([ctid])[ctid]
+    status = _shm_hog_in_fresh_ipc_ns(runtime, ctid)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL  # the OOM killer, inside
+    after = FastReader(runtime.cgroups).read_all([ctid])[ctid]
+    assert after.rows["physpages"].failcnt > before.rows["physpages"].failcnt
+    assert after.totals["oom_kill"] > before.totals["oom_kill"]
+    assert after.rows["physpages"].maxheld <= 64 * MB
+    assert sh(runtime, ctid, "echo alive") == "alive\n"
