@@ -2,21 +2,30 @@
 
 A consumer bootstep on the worker's timer (like the heartbeat) reads every
 VPS's counters in one pass of the cgroup files (kernel/ubc's fast tier:
-beancounter rows, CPU time, memory, processes) and sends totals with their
-epoch, never deltas; the ledger keeps the totals monotonic across cgroup
-re-creation and worker restarts.
+beancounter rows, CPU time, memory, processes), the traffic totals of every
+VPS's nft table in two nft calls (kernel/net), and disk use from the storage
+drivers — the slowest source, so each VPS's disk figures are refreshed once
+per CTPANEL_USAGE_DISK_SECONDS (300), a slice of the VPSs per batch, and the
+last figures sent in between. Totals are sent with their epoch, never deltas:
+ledgers keep them monotonic across cgroup re-creation, rebuilt nft tables and
+worker restarts; the sample's epoch changes only when a ledger was lost.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import math
 import os
 import time
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
 from celery import bootsteps
 
+from kernel import statefile
+from kernel.errors import KernelError
 from kernel.ubc.counters import FastReader, Ledger
 from worker import protocol, vps
 from worker.config import NodeConfig
@@ -28,19 +37,84 @@ def interval() -> int:
     return int(os.environ.get("CTPANEL_USAGE_SECONDS", "60"))
 
 
+def disk_interval() -> int:
+    return int(os.environ.get("CTPANEL_USAGE_DISK_SECONDS", "300"))
+
+
+@dataclass
+class Sampler:
+    """The node's sources of usage and what it keeps between batches."""
+
+    config: NodeConfig
+    fast: FastReader
+    traffic: Ledger  # net totals folded across the network's own epochs (a lost traffic.json)
+    disk: dict[int, tuple[int, int | None]] = field(default_factory=dict)  # ctid -> (bytes, inodes)
+    disk_next: int = 0  # where the next slice of disk refreshes starts
+
+    def collect(self) -> protocol.UsageBatch:
+        """Every VPS of this node that has cgroups (running or recently stopped)."""
+        rt = vps.runtime(self.config)
+        known = set(rt.registry.ctids())
+        samples = {ctid: sample.to_usage() for ctid, sample in self.fast.read_all().items() if ctid in known}
+        net = self._traffic(rt, known)
+        self._refresh_disk(rt, sorted(samples))
+        epoch = hashlib.blake2s(f"{self.fast.ledger.epoch}.{self.traffic.epoch}".encode(), digest_size=16).hexdigest()
+        for ctid, sample in samples.items():
+            sample["epoch"] = epoch
+            sample.update(net.get(ctid, {}))
+            if ctid in self.disk:
+                used, inodes = self.disk[ctid]
+                sample["disk_bytes"] = used
+                if inodes is not None:
+                    sample["disk_inodes"] = inodes
+        for ledger in (self.fast.ledger, self.traffic):
+            ledger.forget(known)
+            ledger.save()
+        for ctid in set(self.disk) - known:
+            del self.disk[ctid]
+        return protocol.UsageBatch(node=self.config.name, sent_at=time.time(), interval=interval(),
+                                   samples=[samples[ctid] for ctid in sorted(samples)])
+
+    def _traffic(self, rt: Any, known: set[int]) -> dict[int, dict[str, int]]:
+        if rt.network is None:
+            return {}
+        try:
+            report = rt.network.traffic()
+        except KernelError:
+            log.exception("traffic counters not read; this batch has none")
+            return {}
+        ident = int(float(report.epoch) * 1e6) if report.epoch.replace(".", "", 1).isdigit() else hash(report.epoch)
+        return {ctid: self.traffic.observe(ctid, ident, {
+            "net_rx_bytes": t.in_bytes, "net_rx_packets": t.in_packets,
+            "net_tx_bytes": t.out_bytes, "net_tx_packets": t.out_packets,
+        }) for ctid, t in report.vps.items() if ctid in known}
+
+    def _refresh_disk(self, rt: Any, ctids: list[int]) -> None:
+        """Refresh the disk figures of the VPSs never measured plus one slice of the others, so each
+        is measured once per disk interval whatever the number of VPSs."""
+        if not ctids:
+            return
+        per_batch = math.ceil(len(ctids) * interval() / max(disk_interval(), interval()))
+        start = self.disk_next % len(ctids)
+        chosen = {*(c for c in ctids if c not in self.disk), *(ctids + ctids)[start:start + per_batch]}
+        self.disk_next = start + per_batch
+        for ctid in chosen:
+            try:
+                usage = rt.storage.usage(ctid)
+            except KernelError:
+                continue  # no volume (being destroyed) or a driver that cannot say
+            self.disk[ctid] = (usage.bytes_used, usage.inodes_used)
+
+
 @cache
-def reader(config: NodeConfig) -> FastReader:
-    return FastReader(vps.runtime(config).cgroups, Ledger.for_node(config.state_root))
+def sampler(config: NodeConfig) -> Sampler:
+    ubc_dir = statefile.ensure_dir(os.path.join(config.state_root, "ubc"))
+    return Sampler(config, FastReader(vps.runtime(config).cgroups, Ledger.for_node(config.state_root)),
+                   Ledger(os.path.join(ubc_dir, "traffic-ledger.json")))
 
 
 def collect(config: NodeConfig) -> protocol.UsageBatch:
-    """Every VPS of this node that has cgroups (running or recently stopped)."""
-    fast = reader(config)
-    known = set(vps.runtime(config).registry.ctids())
-    samples = [sample.to_usage() for ctid, sample in sorted(fast.read_all().items()) if ctid in known]
-    fast.ledger.forget(known)
-    fast.ledger.save()
-    return protocol.UsageBatch(node=config.name, sent_at=time.time(), interval=interval(), samples=samples)
+    return sampler(config).collect()
 
 
 class UsageStep(bootsteps.StartStopStep):

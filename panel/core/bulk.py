@@ -31,7 +31,10 @@ def insert_rows(model: type[models.Model], fields: Sequence[str], rows: Sequence
         if isinstance(field, models.JSONField):
             arrays[i] = [None if v is None else json.dumps(v) for v in arrays[i]]
     table = quote(meta.db_table)
-    unnest = ", ".join(f"%b::{field.db_type(connection)}[]" for field in columns)
+    # Strings travel as text: an explicit cast to varchar(n) would cut a long value silently, the
+    # INSERT's own assignment refuses it ("value too long") as an ORM insert would.
+    unnest = ", ".join(f"%b::{'text' if isinstance(field, models.CharField) else field.db_type(connection)}[]"
+                       for field in columns)
     # Names come from the model's metadata, values only as parameters.
     sql = (f"INSERT INTO {table} ({', '.join(quote(f.column) for f in columns)}) "  # noqa: S608
            f"SELECT * FROM unnest({unnest})")
