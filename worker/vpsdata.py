@@ -140,7 +140,8 @@ def _restore(rt: Runtime, context: OperationContext, request: protocol.VpsReques
     """The VPS's volume as it was in backup `request.backup` (of this VPS), then started."""
     store = _backups(rt)
     path = backups.find(store.dir, request.ctid, request.backup)
-    info = store.read(path)
+    # A damaged backup is refused before the VPS's volume is touched (a refused unpack could not be).
+    info = store.read(path) if _replaced_by(rt, request.ctid) == request.operation_id else store.verify(path)
     record = rt.registry.get(request.ctid)
     template = str(info.config.get("template") or record.template)
     try:

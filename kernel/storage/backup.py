@@ -153,6 +153,13 @@ class Backups:
         """Remove every backup of `ctid` (its VPS is destroyed). Idempotent."""
         shutil.rmtree(self._ct_dir(ctid), ignore_errors=True)
 
+    def verify(self, path: str) -> BackupInfo:
+        """The backup at `path`, its tarball checked against its checksum (before anything is replaced)."""
+        info = self.read(path)
+        if _sha256(os.path.join(path, TARBALL)) != info.sha256:
+            raise InvalidArgument(f"{path}: the tarball does not match its checksum")
+        return info
+
     @staticmethod
     def read(path: str) -> BackupInfo:
         """The backup at `path` (a directory holding backup.json), validated."""
@@ -185,10 +192,8 @@ class Backups:
         The pool defaults to the backup's own pool name when this node has it, else the
         node's default; the limits to the backup's.
         """
-        info = self.read(path)
+        info = self.verify(path)
         tarball = os.path.join(path, TARBALL)
-        if _sha256(tarball) != info.sha256:
-            raise InvalidArgument(f"{path}: the tarball does not match its checksum")
         if pool is None:
             pool = info.pool if info.pool in self.storage.pools else None
         with Reverter() as revert:

@@ -30,7 +30,7 @@ from panel.vps.models import VPS
 from tests.panel.tenants import make_tenants
 from tests.panel.vps.test_api import ssh_key
 from tests.panel.vps.test_wired import memory_limit, sh
-from tests.services import finished, wait_for
+from tests.services import finished, terminal, wait_for
 from worker import protocol
 from worker.config import NodeConfig
 from worker.journal import Journal, owner_id
@@ -173,6 +173,18 @@ def test_snapshot_rollback_and_backup_restore_bring_files_back(node, vps_on):
     redeliver(rt, backup_op)  # its run "died": the second delivery finds the backup instead of taking another
     assert os.listdir(on_node.parent) == [backup.backup_id]
     finished(data.create_snapshot(t.customer1, vps, "doomed"))
+    # A damaged backup is refused before anything is replaced: the VPS runs on with its files.
+    damaged = finished(data.create_backup(t.customer1, vps))
+    (damaged_id,) = set(vps.backups.values_list("backup_id", flat=True)) - {backup.backup_id}
+    with open(on_node.parent / damaged_id / "rootfs.tar.gz", "ab") as fh:
+        fh.write(b"tampered")
+    refused = terminal(data.restore_backup(t.customer1, vps, damaged_id))
+    assert (refused.status, refused.error_code) == ("failed", "kernel.invalid"), refused.error_message
+    assert "does not match its checksum" in refused.error_message
+    assert rt.status(ctid).running and cat(rt, ctid, "/root/data") == "one"
+    assert [s.name for s in rt.storage.snapshot_list(ctid)] == ["doomed"]
+    finished(data.delete_backup(t.customer1, vps, damaged_id))
+    assert damaged.status == "succeeded"
     assert sh(rt, ctid, "rm /root/data")[0] == 0
     finished(data.restore_backup(t.customer1, vps, backup.backup_id))
     vps.refresh_from_db()
