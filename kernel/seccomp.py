@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import struct
 from collections import namedtuple
 
@@ -142,7 +143,17 @@ def _errno(value: int) -> int:
 
 
 def build(machine: str = sc.MACHINE, deny: dict[str, int] | None = None) -> bytes:
-    """The filter as packed `struct sock_filter` instructions."""
+    """The filter as packed `struct sock_filter` instructions (the default one built once per
+    process: every start and every exec loads it)."""
+    return _default(machine) if deny is None else _build(machine, deny)
+
+
+@functools.cache
+def _default(machine: str) -> bytes:
+    return _build(machine, None)
+
+
+def _build(machine: str, deny: dict[str, int] | None) -> bytes:
     arch = ARCHES.get(machine)
     if arch is None:
         raise NotSupported(f"no seccomp profile for {machine}")

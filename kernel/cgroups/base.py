@@ -45,6 +45,7 @@ class CgroupDriver:
             raise InvalidArgument(f"bad cgroup prefix: {prefix!r}")
         self.prefix = prefix
         self.fs: CgroupFS = fs or RealFS()
+        self._paths: dict[int, CgroupPaths] = {}  # a VPS's paths never change for a driver
 
     # -- naming ------------------------------------------------------------------
     def hierarchies(self) -> dict[str, str]:
@@ -52,9 +53,13 @@ class CgroupDriver:
         raise NotSupported("no cgroup hierarchies")
 
     def paths(self, ctid: int) -> CgroupPaths:
-        check_ctid(ctid)
-        outer = {h: os.path.join(m, self.prefix, str(ctid)) for h, m in self.hierarchies().items()}
-        return CgroupPaths(outer, {h: os.path.join(p, INNER) for h, p in outer.items()})
+        """Computed once per CTID (every verb asks; on v1 that is a dozen hierarchies each time)."""
+        found = self._paths.get(ctid)
+        if found is None:
+            check_ctid(ctid)
+            outer = {h: os.path.join(m, self.prefix, str(ctid)) for h, m in self.hierarchies().items()}
+            found = self._paths[ctid] = CgroupPaths(outer, {h: os.path.join(p, INNER) for h, p in outer.items()})
+        return CgroupPaths(dict(found.outer), dict(found.inner))
 
     def hierarchy_of(self, controller: str) -> str:
         """The hierarchy name whose cgroups hold `controller`'s files; `NotFound` if not mounted."""

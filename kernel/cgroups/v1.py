@@ -57,7 +57,8 @@ class V1Driver(CgroupDriver):
             parent = mount
             for path in (os.path.join(mount, self.prefix), paths.outer[name], paths.inner[name]):
                 fresh = not self.fs.exists(path)
-                self.fs.mkdir(path)
+                if fresh:
+                    self.fs.mkdir(path)
                 if fresh and "cpuset" in self._controllers(name):
                     # A new v1 cpuset is empty and refuses tasks until given cpus and mems.
                     for knob in ("cpuset.cpus", "cpuset.mems"):
