@@ -70,12 +70,12 @@ def remove_quota(actor: Any, vps: VPS, *, kind: str, ident: int) -> Operation:
 class QuotaForm(UserFormMixin, forms.Form):
     kind = forms.ChoiceField(label="For", choices=list(KINDS.items()))
     ident = forms.IntegerField(label="User or group id", min_value=0, max_value=protocol.UGID_MAX,
-                               help_text="The numeric id inside the VPS, e.g. 1000 (see `id -u name`)")
+                               help_text="The numeric id inside the VPS, e.g. 1000 (id -u NAME there shows it)")
     space_hard = ByteSizeField(label="Disk space, hard limit", help_text="e.g. 5 GB; writes past it fail")
     space_soft = ByteSizeField(label="Disk space, soft limit", required=False,
-                               help_text="Optional, below the hard limit: a warning level")
+                               help_text="Below the hard limit: a warning level")
     inodes_hard = forms.IntegerField(label="Files, hard limit", min_value=0, required=False,
-                                     help_text="Optional: how many files and directories")
+                                     help_text="How many files and directories")
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
