@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -17,6 +19,7 @@ from kernel.runtime import CreateSpec, Runtime, StartOptions
 from kernel.ubc import Limits, inside, limits_hook
 from tests.kernel import leftovers
 from worker.nodefiles import NodeFiles
+from worker.supervisor.server import Supervisor
 
 pytestmark = pytest.mark.kernel
 MB = 1 << 20
@@ -98,3 +101,27 @@ def test_a_dead_server_fails_reads_and_its_restart_restores_them(files) -> None:
     assert sorted(served.check()) == ["beancounter file server", "lxcfs"]
     _own_view(rt, a, b)
     _own_view(rt, b, a)
+
+
+def test_the_supervisor_restarts_a_dead_server_and_binds_again(files, tmp_path) -> None:
+    rt, served = files
+    a, b = LIMITS
+    supervisor = Supervisor(rt, path=str(tmp_path / "supervisor.sock"), files=served)
+    loop = threading.Thread(target=supervisor.serve, daemon=True)
+    loop.start()
+    try:
+        lxcfs = next(server for server in served.servers if server.name == "lxcfs")
+        dead = lxcfs.proc
+        dead.kill()
+        dead.wait()
+        deadline = time.monotonic() + 30
+        while lxcfs.proc is dead or sh(rt, a, "cat /proc/meminfo")[0] != 0:  # its next tick
+            assert time.monotonic() < deadline, "the supervisor did not restart lxcfs"
+            time.sleep(0.2)
+        _own_view(rt, a, b)
+        _own_view(rt, b, a)
+    finally:
+        supervisor.stopping = True
+        loop.join(30)
+    assert not loop.is_alive()
+    assert not any(server.alive() for server in served.servers)  # they stop with the supervisor
