@@ -45,7 +45,7 @@ from collections.abc import Mapping, Sequence
 from kernel import seccomp
 from kernel import syscalls as sc
 from kernel.errors import InvalidArgument, KernelError, NotFound, Timeout
-from kernel.running import INIT_PATH, NAMESPACES
+from kernel.running import INIT_PATH, NAMESPACES, proc_stat
 
 DEFAULT_ENV = {"PATH": INIT_PATH, "HOME": "/root", "TERM": "dumb", "container": "ctpanel"}
 TTY_ENV = {**DEFAULT_ENV, "TERM": "xterm-256color"}
@@ -144,7 +144,8 @@ class Attached:
     def _reap_orphan(self) -> None:
         """H was killed: its command, if it came to us (we are a subreaper), is killed and reaped.
         Only our own child is touched, so a reused PID is never signalled."""
-        if self.inner_pid and _ppid(self.inner_pid) == os.getpid():
+        fields = proc_stat(self.inner_pid) if self.inner_pid else None
+        if fields and int(fields[1]) == os.getpid():
             with contextlib.suppress(OSError):
                 os.kill(self.inner_pid, signal.SIGKILL)
             with contextlib.suppress(ChildProcessError):
@@ -163,14 +164,6 @@ class Attached:
                 with contextlib.suppress(OSError):
                     os.close(fd)
                 setattr(self, name, None)
-
-
-def _ppid(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
-            return int(fh.read().rpartition(")")[2].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def own_procs(hierarchies: Mapping[str, str]) -> list[str]:
