@@ -16,12 +16,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 
-from kernel import run
+from kernel import run, running, statefile
 from kernel import syscalls as sc
 from kernel.errors import KernelError, Timeout
 from kernel.runtime import Runtime
@@ -35,22 +36,43 @@ class _Server:
     name: str
     mountpoint: str
     argv: list[str]
+    pidfile: str  # the running server's PID, for a supervisor restarted after a crash
     proc: subprocess.Popen[bytes] | None = None
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
     def start(self, timeout: float = 10.0) -> None:
-        """Clear a dead mount left behind, start the server and wait until it is mounted."""
+        """End a server a crashed supervisor left behind, clear its mount, start the server and
+        wait until it is mounted."""
+        self._end_leftover()
         while inside.fuse_mounted(self.mountpoint):  # a dead server's: stat() fails there
             sc.umount2(self.mountpoint, sc.MNT_DETACH)
         os.makedirs(self.mountpoint, 0o755, exist_ok=True)
         self.proc = run.background(self.argv)
+        statefile.write_json(self.pidfile, {"pid": self.proc.pid}, durable=False)
         deadline = time.monotonic() + timeout
         while not inside.fuse_mounted(self.mountpoint):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise Timeout(f"{self.name} did not mount {self.mountpoint}")
+            time.sleep(0.02)
+
+    def _end_leftover(self) -> None:
+        """A previous supervisor's server (recorded PID, still serving this mount point: checked on
+        its command line, so a reused PID is left alone) is killed; it is not our child."""
+        try:
+            pid = int(statefile.read_json(self.pidfile)["pid"])
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmdline = fh.read().split(b"\0")
+        except (KernelError, OSError, ValueError, KeyError, TypeError):
+            return
+        if self.mountpoint.encode() not in cmdline or (self.proc is not None and self.proc.pid == pid):
+            return
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while (running.proc_stat(pid) or ["Z"])[0] not in ("Z", "X") and time.monotonic() < deadline:
             time.sleep(0.02)
 
     def stop(self) -> None:
@@ -73,14 +95,16 @@ class NodeFiles:
         self.rt = rt
         self.lxcfs = lxcfs or rt.lxcfs
         self.ubc = ubc or inside.node_mount(rt.config.run_dir)
-        pidfile = os.path.join(rt.config.run_dir, "lxcfs.pid")
+        run_dir = rt.config.run_dir
         self.servers = [
             _Server("beancounter file server", self.ubc,
-                    [sys.executable, "-m", "kernel.ubc.fusefile", self.ubc, "--prefix", rt.config.cgroup_prefix]),
+                    [sys.executable, "-m", "kernel.ubc.fusefile", self.ubc, "--prefix", rt.config.cgroup_prefix],
+                    os.path.join(run_dir, "ubc-fs.json")),
         ]
-        if self.lxcfs:
-            self.servers.append(_Server("lxcfs", self.lxcfs, ["lxcfs", "-f", "-l", "--enable-cfs",
-                                                              "--enable-pidfd", "-p", pidfile, self.lxcfs]))
+        if self.lxcfs:  # lxcfs keeps a pidfile of its own (-p), locked while it runs
+            self.servers.append(_Server("lxcfs", self.lxcfs, ["lxcfs", "-f", "-l", "--enable-cfs", "--enable-pidfd",
+                                                              "-p", os.path.join(run_dir, "lxcfs.pid"), self.lxcfs],
+                                        os.path.join(run_dir, "lxcfs.json")))
 
     def start(self) -> None:
         self.check()

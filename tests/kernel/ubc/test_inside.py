@@ -125,3 +125,20 @@ def test_the_supervisor_restarts_a_dead_server_and_binds_again(files, tmp_path) 
         loop.join(30)
     assert not loop.is_alive()
     assert not any(server.alive() for server in served.servers)  # they stop with the supervisor
+
+
+def test_a_new_supervisor_ends_the_servers_a_crashed_one_left(files) -> None:
+    rt, served = files
+    a, b = LIMITS
+    # A supervisor killed with SIGKILL leaves its servers running; the next one's NodeFiles
+    # (same mount points) ends them, starts its own and binds them into the running VPSs.
+    again = NodeFiles(rt, lxcfs=served.lxcfs, ubc=served.ubc)
+    again.start()
+    try:
+        for old in served.servers:
+            assert old.proc.wait(30) is not None  # killed by the new supervisor's start
+        assert all(server.alive() for server in again.servers)
+        _own_view(rt, a, b)
+        _own_view(rt, b, a)
+    finally:
+        again.stop()
