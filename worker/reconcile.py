@@ -19,6 +19,8 @@ import logging
 import os
 from typing import Any
 
+from kernel import statefile
+from kernel.errors import NotFound
 from kernel.runtime import Runtime
 from worker.journal import Journal
 from worker.vps import facts
@@ -45,6 +47,26 @@ def orphans(rt: Runtime) -> dict[str, list[int]]:
     }
 
 
+def take_forced(state_root: str) -> list[dict[str, Any]]:
+    """The changes `vzctl --force` made to panel-managed VPSs (worker/cli/vzctl.py's `record_drift`
+    appends them to <state_root>/drift/<ctid>.json); taken once: the report that carries them is
+    kept by the journal and re-sent on redelivery."""
+    directory = os.path.join(state_root, "drift")
+    found: list[dict[str, Any]] = []
+    for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else ():
+        if not (name.endswith(".json") and name[:-5].isdigit()):
+            continue
+        path = os.path.join(directory, name)
+        with statefile.flocked(path + ".lock"):
+            try:
+                entries = statefile.read_json(path)
+            except (NotFound, ValueError):
+                continue
+            found += [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+            statefile.remove(path)
+    return found
+
+
 def inventory(rt: Runtime) -> dict[str, Any]:
     vpss = []
     for ctid in rt.registry.ctids():
@@ -53,7 +75,7 @@ def inventory(rt: Runtime) -> dict[str, Any]:
             continue
         vpss.append({**facts(rt, ctid), "panel_managed": record.panel_managed, "hostname": record.hostname,
                      "template": record.template})
-    return {"node": rt.config.node, "vpss": vpss, "orphans": orphans(rt)}
+    return {"node": rt.config.node, "vpss": vpss, "orphans": orphans(rt), "forced": take_forced(rt.config.state_root)}
 
 
 def clean_orphans(rt: Runtime) -> list[int]:

@@ -8,7 +8,9 @@ records the differences in the operation's result under "drift":
 - unmanaged: the node has a VPS the panel does not know (vzctl-made, node-local);
 - state: the node's state differs from the panel's last known one (the panel
   takes the node's, and says whether that differs from the desired state);
-- orphans: the node's kernel objects without a VPS (removed with `clean`).
+- orphans: the node's kernel objects without a VPS (removed with `clean`);
+- forced: changes made on the node with `vzctl --force` to VPSs the panel manages
+  (command, time and what changed), each reported once.
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ def drift(node_name: str, inventory: dict[str, Any]) -> dict[str, Any]:
             result.setdefault("not_as_desired", []).append(
                 {"ctid": vps.ctid, "desired": vps.desired_state, "node": actual})
     result["unmanaged"] = sorted(set(on_node) - panel_ctids)
+    result["forced"] = [entry for entry in inventory.get("forced", [])
+                        if isinstance(entry, dict) and entry.get("ctid") in panel_ctids]
     return result
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -90,5 +92,27 @@ def test_reconcile_updates_a_state_changed_on_the_node(stack):
         assert drift["not_as_desired"] == [{"ctid": vps.ctid, "desired": "running", "node": "stopped"}]
         vps.refresh_from_db()
         assert vps.state == "stopped"
+    finally:
+        finished(services.destroy(admin, vps))
+
+
+def test_a_forced_vzctl_change_on_the_node_is_reported_once(stack):
+    admin = User.objects.create_user("root-admin", role=Role.ADMIN)
+    alice = User.objects.create_user("alice", role=Role.CUSTOMER)
+    node, _ = nodes.register_node(stack.node_name)
+    vps, op = services.create_vps(admin, customer=alice, node=node, template="busybox", hostname="managed",
+                                  start=False)
+    finished(op)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CTPANEL_", "DJANGO_"))} | stack.node_env
+    vzctl = [sys.executable, "-m", "worker.cli.vzctl", "set", str(vps.ctid), "--hostname", "changed.example.com"]
+    try:
+        refused = subprocess.run(vzctl, env=env, capture_output=True, text=True, timeout=60)
+        assert refused.returncode != 0 and "managed by the panel" in refused.stderr
+        forced = subprocess.run([*vzctl, "--force"], env=env, capture_output=True, text=True, timeout=60)
+        assert forced.returncode == 0, forced.stderr
+
+        drift = finished(reconcile.request_inventory(admin, node)).result["drift"]
+        assert [(e["ctid"], e["command"]) for e in drift["forced"]] == [(vps.ctid, "set")], drift["forced"]
+        assert finished(reconcile.request_inventory(admin, node)).result["drift"]["forced"] == []
     finally:
         finished(services.destroy(admin, vps))
