@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from kernel import statefile
 from kernel.config import NodeConfig, check_ctid
 from kernel.errors import AlreadyExists, InvalidArgument, NotFound
-from kernel.net import inside, rules
+from kernel.net import inside, nfobjects, rules
 from kernel.net.config import (
     ROUTED_IFNAME,
     NetConfig,
@@ -573,8 +573,8 @@ class Network:
         current table (identified by its handle). `fold` moves that VPS's current table into
         its base (used right before the table is deleted or rebuilt).
         """
-        tables = {name: handle for name, handle in self._table_handles()}
-        counters = self.nft.all_counters() if tables else {}
+        all_tables, counters = nfobjects.read(self.net.host_netns)  # netlink: nft(8) would dump the ruleset
+        tables = {name: handle for name, handle in self._vps_tables(all_tables)}
         out: dict[int, Traffic] = {}
         with self._totals() as totals:
             for key, entry in totals["vps"].items():
@@ -605,15 +605,14 @@ class Network:
                     out[ctid] = last
             return TrafficReport(epoch=totals["epoch"], vps=out)
 
-    def _table_handles(self) -> list[tuple[str, int]]:
+    def _vps_tables(self, tables: dict[tuple[str, str], int]) -> list[tuple[str, int]]:
+        """(name, handle) of this node's VPS netdev tables among `tables`."""
         out = []
-        for item in self.nft.list("tables"):
-            table = item["table"]
-            name = table["name"]
-            if table["family"] == "netdev" and name.startswith(self.prefix + "_"):
+        for (family, name), handle in tables.items():
+            if family == "netdev" and name.startswith(self.prefix + "_"):
                 tail = name[len(self.prefix) + 1 :]
                 if tail.isdigit():
-                    out.append((name, table["handle"]))
+                    out.append((name, handle))
         return out
 
     # -- inside --------------------------------------------------------------------------------
