@@ -8,6 +8,8 @@ fixture), signs the customer in with Debian's chromium and loads each page
 BENCH_LOADS (20) times, reading Chromium's own timing: first contentful
 paint and domInteractive from the Navigation Timing entry, and the server's
 answer (responseStart). The target of issue 10 is <= 300 ms to first render.
+Headless Chromium does not record a first contentful paint for every load:
+`FCP n` says how many of the loads the FCP columns stand on.
 Not a test: it is collected only when named, and asserts nothing.
 """
 
@@ -68,20 +70,21 @@ def run(live_panel) -> None:
         page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
         log_in(page, live_panel, "bench-customer")
         print(f"\n{count} VPSs, {loads} loads per page (ms; Chromium's navigation timing on loopback)")
-        print(f"{'page':<12}{'server p50':>11}{'FCP p50':>9}{'FCP p95':>9}{'interactive p50':>17}"
+        print(f"{'page':<12}{'server p50':>11}{'FCP p50':>9}{'FCP p95':>9}{'FCP n':>7}{'interactive p50':>17}"
               f"{'interactive p95':>17}")
         for name, path in pages.items():
             timings = []
             for _ in range(loads + 1):
                 page.goto(live_panel + path, wait_until="load")
-                timings.append(page.evaluate(TIMING))
                 # What the page asks for once loaded (usage part, graph data) finishes before the next visit,
-                # so each visit is measured on a quiet server, as a person opening the page would see it.
+                # so each visit is measured on a quiet server, as a person opening the page would see it; by
+                # then the first paint, which may come after the load event, has its entry too.
                 page.wait_for_load_state("networkidle")
+                timings.append(page.evaluate(TIMING))
             timings = timings[1:]  # the first load warms the server's caches
             fcp = [t["fcp"] for t in timings if t["fcp"] is not None]
             interactive = [t["interactive"] for t in timings]
             print(f"{name:<12}{statistics.median(t['server'] for t in timings):>11.0f}"
-                  f"{percentile(fcp, 0.5):>9.0f}{percentile(fcp, 0.95):>9.0f}"
+                  f"{percentile(fcp, 0.5):>9.0f}{percentile(fcp, 0.95):>9.0f}{len(fcp):>7}"
                   f"{percentile(interactive, 0.5):>17.0f}{percentile(interactive, 0.95):>17.0f}")
         browser.close()
