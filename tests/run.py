@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -59,7 +60,27 @@ def run_vm(junit: Path) -> int:
     return subprocess.call([sys.executable, "-m", "tests.vmhost", "--junit-xml", str(junit)], cwd=TOP)
 
 
+def remove_empty_cgroups(run: str) -> None:
+    """This run's cgroup prefixes (`ctpanel-test-<run>` and the suffixed ones of extra test nodes),
+    once the tests have left them empty: rmdir only, so a VPS a test failed to stop stays visible."""
+    for hierarchy in Path("/sys/fs/cgroup").glob("*"):
+        for prefix in [*hierarchy.glob(f"ctpanel-test-{run}"), *hierarchy.glob(f"ctpanel-test-{run}-*")]:
+            for directory in sorted((p for p in prefix.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+                with contextlib.suppress(OSError):
+                    directory.rmdir()
+            with contextlib.suppress(OSError):
+                prefix.rmdir()
+
+
 def main(argv: list[str]) -> int:
+    try:
+        return _main(argv)
+    finally:
+        if os.environ.get("CTPANEL_TEST_RUN"):
+            remove_empty_cgroups(os.environ["CTPANEL_TEST_RUN"])
+
+
+def _main(argv: list[str]) -> int:
     if argv:
         return subprocess.call([sys.executable, "-m", "pytest", *argv], cwd=TOP)
     total = Counts()
