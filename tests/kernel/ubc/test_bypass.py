@@ -7,19 +7,21 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import time
 
 import pytest
 
 from kernel import syscalls as sc
-from kernel.enter import Attached
 from kernel.ubc import FastReader, Limits
 
 pytestmark = pytest.mark.kernel
 MB = 1 << 20
-# Opens up to {n} pty masters from {p} on fds 10.. (stops at the first refusal), says how many,
-# then holds them in `sleep`.
-HOLD = ('i=0; while [ $i -lt {n} ]; do eval "command exec $((i+10))<>{p}" 2>/dev/null || break; '
-        'i=$((i+1)); done; echo $i; exec sleep 1000')
+# In the background (a process of the VPS, its init's child once the exec'd shell ends): opens up to
+# {n} pty masters from {p} on fds 10.. (stops at the first refusal), writes how many to {out}, then
+# holds them in `sleep`.
+HOLD = ('(i=0; while [ $i -lt {n} ]; do eval "command exec $((i+10))<>{p}" 2>/dev/null || break; '
+        'i=$((i+1)); done; echo $i > {out}.new; mv {out}.new {out}; exec sleep 1000) '
+        '</dev/null >/dev/null 2>&1 &')
 
 
 def sh(runtime, ctid: int, script: str) -> str:
@@ -27,21 +29,14 @@ def sh(runtime, ctid: int, script: str) -> str:
     return result.stdout.decode()
 
 
-def _hold(runtime, ctid: int, ptmx: str, n: int) -> tuple[int, Attached]:
-    """A VPS process holding up to `n` ptys from `ptmx`: (how many it got, the process)."""
-    attached = runtime.spawn(ctid, ["sh", "-c", HOLD.format(n=n, p=ptmx)])
-    line = b""
-    while not line.endswith(b"\n"):
-        chunk = os.read(attached.stdout, 1)
-        assert chunk, "the holder ended early"
-        line += chunk
-    return int(line), attached
-
-
-def _release(attached: Attached) -> None:
-    attached.kill()
-    attached.close()
-    attached.wait()
+def _hold(runtime, ctid: int, ptmx: str, n: int, out: str) -> int:
+    """Start a VPS process holding up to `n` ptys from `ptmx`; how many it got."""
+    sh(runtime, ctid, HOLD.format(n=n, p=ptmx, out=out))
+    deadline = time.monotonic() + 30
+    while not (got := sh(runtime, ctid, f"cat {out} 2>/dev/null")):
+        assert time.monotonic() < deadline, "the holder did not report"
+        time.sleep(0.1)
+    return int(got)
 
 
 def _kmem(runtime, ctid: int) -> int:
@@ -50,21 +45,15 @@ def _kmem(runtime, ctid: int) -> int:
 
 def test_fresh_devpts_escapes_numpty_but_is_charged_to_the_vps(limited_vps, runtime) -> None:
     ctid = limited_vps(Limits(numpty=8))
-    got, own = _hold(runtime, ctid, "/dev/ptmx", 12)
-    assert got == 8  # the VPS's own devpts: max=8 holds
+    assert _hold(runtime, ctid, "/dev/ptmx", 12, "/tmp/own") == 8  # the VPS's own devpts: max=8 holds
     # The bypass: a new devpts instance has no max= of ours, so numpty does not bind there.
     assert sh(runtime, ctid, "mkdir -p /tmp/pts && mount -t devpts -o newinstance,ptmxmode=0666 devpts /tmp/pts"
                              " && echo mounted") == "mounted\n"
     before = _kmem(runtime, ctid)
-    got, fresh = _hold(runtime, ctid, "/tmp/pts/ptmx", 70)
-    try:
-        assert got == 70
-        # What bounds it: each pty's kernel memory is charged to the VPS's memory cgroup (so
-        # `ram`), and every master is a descriptor (numfile per process, numproc processes).
-        assert _kmem(runtime, ctid) - before >= 70 * 1024
-    finally:
-        _release(fresh)
-        _release(own)
+    assert _hold(runtime, ctid, "/tmp/pts/ptmx", 70, "/tmp/fresh") == 70
+    # What bounds it: each pty's kernel memory is charged to the VPS's memory cgroup (so `ram`),
+    # and every master is a descriptor (numfile per process, numproc processes).
+    assert _kmem(runtime, ctid) - before >= 70 * 1024
 
 
 SHM_HOG = 256 * MB
