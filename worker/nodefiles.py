@@ -134,7 +134,7 @@ class NodeFiles:
                 if pid:
                     try:
                         inside.bind_into(pid, inside.binds(ctid, self.ubc, self.lxcfs))
-                    except KernelError as exc:
+                    except (KernelError, OSError) as exc:  # OSError: its init is exiting right now
                         log.warning("CT %s: %s", ctid, exc)
 
     def stop(self) -> None:

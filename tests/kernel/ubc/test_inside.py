@@ -37,8 +37,8 @@ def files(node_config: NodeConfig, subreaper: None) -> Iterator[tuple[Runtime, N
                         "started": [inside.start_hook(ubc)]})
     rt.templates.ensure_busybox()
     served = NodeFiles(rt, lxcfs=lxcfs, ubc=ubc)
-    served.start()
     try:
+        served.start()
         for ctid in LIMITS:
             rt.create(CreateSpec(ctid=ctid, template="busybox"))
             rt.start(ctid, StartOptions())
