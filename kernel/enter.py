@@ -110,9 +110,10 @@ class Attached:
                 if until_pty:
                     return
 
-    def command_pid(self) -> int:
-        """The command's host PID, once the helper has started it (0 if it could not)."""
-        self._info.setblocking(True)
+    def command_pid(self, timeout: float | None = None) -> int:
+        """The command's host PID, once the helper has started it (0 if it could not);
+        `TimeoutError` after `timeout` seconds."""
+        self._info.settimeout(timeout)
         while not self.inner_pid:
             msg, fds, _, _ = socket.recv_fds(self._info, 4096, 1)
             for fd in fds:
@@ -152,6 +153,11 @@ class Attached:
                 os.waitpid(self.inner_pid, 0)
 
     def kill(self) -> None:
+        if not self.inner_pid and self.returncode is None:
+            # The helper reports the command's PID right after starting it; killed before that,
+            # it would leave the command unknown to `wait`, which reaps it as an orphan.
+            with contextlib.suppress(OSError):
+                self.command_pid(timeout=5.0)
         for pid in (self.inner_pid, self.pid):
             if pid:
                 with contextlib.suppress(OSError):

@@ -82,3 +82,17 @@ def test_oom_in_a_tiny_vps_kills_the_hog_not_the_exec(limited_vps, runtime) -> N
                           timeout=60)
     assert (result.returncode, result.stdout) == (0, b"rc=137\n")
     assert _stops(runtime, ctid)
+
+
+def test_killing_a_session_right_after_it_starts_leaves_no_zombie(limited_vps, runtime) -> None:
+    # kill() before the helper has reported its command's PID (the command's output is already
+    # there): the command still ends up killed and reaped, and the VPS stops.
+    ctid = limited_vps(Limits())
+    for _ in range(3):
+        attached = runtime.spawn(ctid, ["sh", "-c", "echo up; exec sleep 1000"])
+        assert os.read(attached.stdout, 3) == b"up\n"
+        attached.kill()
+        attached.close()
+        assert attached.wait() == 128 + signal.SIGKILL
+        assert attached.inner_pid and not os.path.exists(f"/proc/{attached.inner_pid}")
+    assert _stops(runtime, ctid)
