@@ -18,7 +18,7 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from kernel import archive
 from kernel import syscalls as sc
@@ -38,22 +38,34 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
+@contextlib.contextmanager
+def btrfs_loop(top: str, size: int = 8 << 30) -> Iterator[str]:
+    """A btrfs on a sparse loop file under `top`, mounted at `<top>/btrfs` (its mount point yielded)."""
+    image, mount_point = os.path.join(top, "btrfs.img"), os.path.join(top, "btrfs")
+    os.mkdir(mount_point)
+    with open(image, "wb") as fh:
+        fh.truncate(size)
+    run(["mkfs.btrfs", "-q", image])
+    device, fd = loop.attach(image)
+    sc.mount(device, mount_point, "btrfs", sc.MS_NODEV)
+    os.close(fd)
+    try:
+        yield mount_point
+    finally:
+        with contextlib.suppress(Exception):
+            mounts.unmount(mount_point)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--size-mib", type=int, default=1024, help="data in the backup/restore volume")
     args = parser.parse_args()
     top = tempfile.mkdtemp(prefix="ctpanel-bench-storage-")
-    btrfs_img, btrfs_mnt = os.path.join(top, "btrfs.img"), os.path.join(top, "btrfs")
-    os.mkdir(btrfs_mnt)
-    with open(btrfs_img, "wb") as fh:
-        fh.truncate(8 << 30)
-    run(["mkfs.btrfs", "-q", btrfs_img])
-    device, fd = loop.attach(btrfs_img)
-    sc.mount(device, btrfs_mnt, "btrfs", sc.MS_NODEV)
-    os.close(fd)
     rows: list[tuple[str, float]] = []
-    try:
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(shutil.rmtree, top, ignore_errors=True)
+        btrfs_mnt = cleanup.enter_context(btrfs_loop(top))
         node = NodeConfig(node="bench", state_root=os.path.join(top, "state"),
                           idmap_registry=os.path.join(top, "ids.json"))  # fmt: skip
         config = StorageConfig(
@@ -135,10 +147,6 @@ def main() -> None:
             rows.append((f"restore {pool} {args.size_mib} MiB (MiB/s)", args.size_mib / seconds))
             storage.destroy(target)
             storage.destroy(n)
-    finally:
-        with contextlib.suppress(Exception):
-            mounts.unmount(btrfs_mnt)
-        shutil.rmtree(top, ignore_errors=True)
     width = max(len(name) for name, _ in rows)
     print(f"{'operation':<{width}}  value")
     for name, value in rows:

@@ -93,3 +93,7 @@ class IdAllocator:
             for start, owner in self._load().items()
             if owner.get("node") == self._node
         }
+
+    def taken(self, start: int) -> bool:
+        """Whether the range at `start` belongs to some VPS now (of any node on this machine)."""
+        return str(start) in self._load()

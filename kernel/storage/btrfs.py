@@ -121,7 +121,7 @@ class BtrfsDriver(Driver):
 
     def qgroup(self, ctid: int) -> tuple[int, int, int] | None:
         """(referenced, exclusive, referenced limit or 0) of the VPS's qgroup."""
-        return self.qgroups().get(self.subvolume_id(self.root(ctid)))
+        return btrfsio.qgroup(self.pool.path, self.subvolume_id(self.root(ctid)))
 
     def qgroups(self) -> dict[int, tuple[int, int, int]]:
         """Every level-0 qgroup of the filesystem: subvolume id -> (rfer, excl, max_rfer)."""

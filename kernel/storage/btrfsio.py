@@ -139,14 +139,25 @@ def qgroups(path: str) -> dict[int, tuple[int, int, int]]:
         level, _, ident = name.partition("_")
         if level != "0" or not ident.isdigit():
             continue
-        try:
-            values = [_read_int(os.path.join(top, name, f)) for f in ("referenced", "exclusive", "max_referenced")]
-        except OSError as exc:
-            if exc.errno in (errno.ENOENT, errno.ENODEV):
-                continue  # dropped meanwhile
-            raise
-        out[int(ident)] = (values[0], values[1], values[2] if values[2] != _CLEAR else 0)
+        values = _read_qgroup(os.path.join(top, name))
+        if values is not None:
+            out[int(ident)] = values
     return out
+
+
+def qgroup(path: str, subvolume: int) -> tuple[int, int, int] | None:
+    """One subvolume's level-0 qgroup, as in `qgroups` (None: no such qgroup, or quota is off)."""
+    return _read_qgroup(f"/sys/fs/btrfs/{fsid(path)}/qgroups/0_{subvolume}")
+
+
+def _read_qgroup(directory: str) -> tuple[int, int, int] | None:
+    try:
+        values = [_read_int(os.path.join(directory, f)) for f in ("referenced", "exclusive", "max_referenced")]
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENODEV):
+            return None  # no such qgroup, or dropped meanwhile
+        raise
+    return values[0], values[1], values[2] if values[2] != _CLEAR else 0
 
 
 def _read_int(path: str) -> int:

@@ -88,6 +88,8 @@ class FaultNode:
 
     def traces(self, ctid: int, id_start: int | None, links_before: set[str]) -> list[str]:
         rt = self.rt
+        if id_start is not None and rt.ids.taken(id_start) and rt.ids.lookup(ctid) is None:
+            id_start = None  # released, and handed to another VPS on this machine (a concurrent run's)
         found = leftovers.of(rt, ctid, id_start, zombies=False) + rt.storage.leftovers(ctid)
         found += [f"host link {name}" for name in self.links() - links_before]
         if Nft(self.netns).has_table("inet", f"{rules.table_prefix(self.name)}_{ctid}"):
