@@ -1,4 +1,5 @@
 from django.db.models import Count, OuterRef, Subquery
+from django.shortcuts import render
 from django.urls import reverse
 
 from panel.accounts.choices import Role
@@ -31,6 +32,25 @@ class NodeListView(generic.ObjectListView):
         return super().get_queryset(request).annotate(
             last_ping_status=_last_ping("status"), last_ping_ms=_last_ping("duration_ms"),
             last_ping_error=_last_ping("error_message"))
+
+
+class TemplateListView(generic.PanelView):
+    """The OS templates the nodes report in their heartbeats, and which nodes have each (placement
+    puts a VPS only on a node that has its template)."""
+
+    roles = ADMIN
+
+    def get(self, request):
+        nodes = list(Node.objects.order_by("name"))
+        found: dict[str, list[Node]] = {}
+        for node in nodes:
+            templates = (node.facts or {}).get("templates")
+            for name in templates if isinstance(templates, list) else ():
+                if isinstance(name, str):
+                    found.setdefault(name, []).append(node)
+        rows = [{"name": name, "nodes": found[name], "missing": [n for n in nodes if n not in found[name]]}
+                for name in sorted(found)]
+        return render(request, "nodes/templates.html", {"rows": rows, "nodes": nodes})
 
 
 class NodeView(generic.ObjectView):

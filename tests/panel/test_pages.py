@@ -44,6 +44,7 @@ PAGES = {
     "/nodes/": "admin",
     "/ip-pools/": "admin",
     "/ip-pools/add/": "admin",
+    "/templates/": "admin",
 }
 
 
@@ -165,3 +166,16 @@ def test_other_tenants_names_are_not_offered_in_filters(t):
     assert "customer2" not in page and "reseller2" not in page
     page = client.get("/users/").content.decode()
     assert "customer1b" in page and "customer2" not in page
+
+
+def test_the_templates_page_lists_each_template_with_its_nodes(t):
+    from panel.nodes.models import Node
+
+    Node.objects.create(name="tpl-a", facts={"templates": ["busybox", "debian-12"]})
+    Node.objects.create(name="tpl-b", facts={"templates": ["busybox"]})
+    Node.objects.create(name="tpl-c", facts={"templates": "garbage"})
+    page = client_for(t.admin).get("/templates/").content.decode()
+    rows = {row.split("</code>")[0].rsplit(">", 1)[-1]: row for row in page.split("<tr>")[2:]}
+    assert set(rows) == {"busybox", "debian-12"}
+    on, missing = rows["debian-12"].split("</td>")[1:3]
+    assert "tpl-a" in on and "tpl-b" not in on and "tpl-b" in missing and "tpl-c" in missing
