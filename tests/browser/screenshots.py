@@ -146,7 +146,17 @@ def operation_done(op, status: str, timeout: float = 120) -> None:
     assert op.status == status, f"{op.action}: {op.status} {op.error_code} {op.error_message}"
 
 
+@pytest.fixture
+def leave_no_vps(stack):
+    """The VPSs made for the pictures are destroyed afterwards (one runs a CPU loop for its graphs)."""
+    yield
+    admin = User.objects.filter(role=Role.ADMIN).first()
+    for vps in VPS.objects.exclude(state="destroyed"):
+        operation_done(vps_services.destroy(admin, vps), "succeeded")
+
+
 @pytest.mark.timeout(900)  # it waits for a few minutes of real usage samples for the graphs
+@pytest.mark.usefixtures("leave_no_vps")
 def test_screenshots(browser: Browser, live_panel: str, stack) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     users = populate(stack.node_name)
