@@ -172,6 +172,55 @@ class Attached:
                 setattr(self, name, None)
 
 
+def kill_helpers(init_pid: int) -> list[int]:
+    """SIGKILL every enter helper (H) of the VPS whose init is `init_pid`: host processes that
+    joined its PID namespace for their children. H is outside the VPS's cgroups, so killing the
+    cgroup spares it; while it lives, its child's zombie in the VPS's PID namespace is its to
+    reap, and the dying init waits for that reap before it exits — a stop would wait forever
+    for a session (a console's login shell, `vzctl enter`) whose helper is not waiting."""
+    try:
+        vps_ns = os.readlink(f"/proc/{init_pid}/ns/pid")
+    except OSError:
+        return []
+    killed = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == init_pid:
+            continue
+        try:
+            if (os.readlink(f"/proc/{name}/ns/pid_for_children") == vps_ns
+                    and os.readlink(f"/proc/{name}/ns/pid") != vps_ns):
+                os.kill(int(name), signal.SIGKILL)
+                killed.append(int(name))
+        except OSError:
+            continue  # gone meanwhile, or a kernel thread
+    return killed
+
+
+def reap_orphans() -> list[int]:
+    """Reap our zombie children that a killed helper left us (we are a subreaper): commands of a
+    VPS's PID namespace that are not its init (their PID there is not 1). The dying init waits
+    for them to be reaped; a VPS init of ours is never touched (its PID there is 1)."""
+    reaped = []
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/children", encoding="ascii") as fh:
+                children = [int(p) for p in fh.read().split()]
+        except OSError:
+            continue
+        for child in children:
+            try:
+                with open(f"/proc/{child}/status", encoding="ascii") as fh:
+                    fields = dict(line.split(":", 1) for line in fh if ":" in line)
+            except OSError:
+                continue
+            nspids = fields.get("NSpid", "").split()
+            if fields.get("State", "").strip().startswith("Z") and len(nspids) > 1 and nspids[-1] != "1":
+                with contextlib.suppress(ChildProcessError):
+                    if os.waitpid(child, os.WNOHANG)[0]:
+                        reaped.append(child)
+    return reaped
+
+
 def own_procs(hierarchies: Mapping[str, str]) -> list[str]:
     """The cgroup.procs files of the calling process's own cgroups, for each hierarchy
     (name → mount point, as `CgroupDriver.hierarchies()`): where the helper returns to."""

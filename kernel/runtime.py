@@ -578,7 +578,12 @@ class Runtime:
                 exited = _wait_fd(pidfd, timeout)
             if not exited:
                 self.cgroups.kill(ctid)
-                _wait_fd(pidfd, 10.0)
+                # Sessions' helpers outside the cgroup die too; their commands, if they come to us,
+                # are reaped here, since the dying init waits for that (kernel/enter.py).
+                enter.kill_helpers(pid)
+                deadline = time.monotonic() + 10.0
+                while not _wait_fd(pidfd, 0.05) and time.monotonic() < deadline:
+                    enter.reap_orphans()
         finally:
             os.close(pidfd)
         self._reap(ctid)

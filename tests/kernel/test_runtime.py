@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -74,6 +75,29 @@ def test_fast_stop_kills_everything(runtime, make_vps):
     assert time.monotonic() - started < 2
     assert not [pid for pid in pids if alive(pid)]
     assert not runtime.cgroups.exists(ctid)
+
+
+def test_a_fast_stop_ends_sessions_whose_helper_does_not_reap(runtime, make_vps):
+    """A session's helper lives outside the VPS's cgroups: killing the cgroup leaves it, and while
+    it does not reap its killed command, the dying init cannot finish. Stop kills such helpers."""
+    import signal
+    import threading
+
+    ctid = make_vps()
+    session = runtime.spawn(ctid, ["sleep", "1000"], tty=True)
+    assert session.command_pid(timeout=10)
+    os.kill(session.pid, signal.SIGSTOP)  # a helper that will not reap (stopped, or busy elsewhere)
+    stopped = threading.Event()
+    threading.Thread(target=lambda: (runtime.stop(ctid, fast=True), stopped.set()), daemon=True).start()
+    try:
+        assert stopped.wait(30), "stop waited for the session's helper"
+        assert not runtime.status(ctid).running
+    finally:
+        with contextlib.suppress(OSError):
+            os.kill(session.pid, signal.SIGKILL)
+        session.close()
+        with contextlib.suppress(KernelError, ChildProcessError):
+            session.wait()
 
 
 def test_halt_timeout_falls_back_to_kill(runtime, make_vps):
