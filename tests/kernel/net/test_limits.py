@@ -39,7 +39,9 @@ def test_packet_rate_limit_drops_the_excess(lab: Lab) -> None:
     after = lab.counters(a)
     dropped = after["venet0_pps"] - before["venet0_pps"]
     passed = after["venet0_out"] - before["venet0_out"]
-    assert dropped + passed == 300 and dropped >= 200, (dropped, passed)  # 10/s, burst 5
+    # 10/s, burst 5. The VPS's own stack may send a packet of its own meanwhile (IPv6 router
+    # solicitation, ARP), which the counters see too.
+    assert 300 <= dropped + passed <= 303 and dropped >= 200, (dropped, passed)
     assert after["venet0_bad_ip4"] == before["venet0_bad_ip4"]  # they were well-formed: the rate rule hit
 
 
