@@ -45,10 +45,13 @@ from collections.abc import Mapping, Sequence
 from kernel import seccomp
 from kernel import syscalls as sc
 from kernel.errors import InvalidArgument, KernelError, NotFound, Timeout
-from kernel.running import INIT_PATH, NAMESPACES, proc_stat
+from kernel.running import INIT_PATH, NAMESPACES, pidfd_exited, proc_stat
 
 DEFAULT_ENV = {"PATH": INIT_PATH, "HOME": "/root", "TERM": "dumb", "container": "ctpanel"}
 TTY_ENV = {**DEFAULT_ENV, "TERM": "xterm-256color"}
+
+#: Seconds a session's helper gets to reap its killed command and exit before it is killed too.
+HELPER_GRACE = 2.0
 
 _TIOCSPTLCK = 0x40045431
 _TIOCGPTPEER = 0x5441
@@ -153,15 +156,35 @@ class Attached:
                 os.waitpid(self.inner_pid, 0)
 
     def kill(self) -> None:
+        """End the command. Its helper H then reaps it and exits by itself; H is killed only when
+        it has not exited after `HELPER_GRACE` seconds. Killing H at once would race its reap:
+        the killed command would go to the nearest subreaper, which may never reap it, and the
+        VPS's init cannot finish exiting while a zombie of its PID namespace is left."""
         if not self.inner_pid and self.returncode is None:
             # The helper reports the command's PID right after starting it; killed before that,
             # it would leave the command unknown to `wait`, which reaps it as an orphan.
             with contextlib.suppress(OSError):
                 self.command_pid(timeout=5.0)
-        for pid in (self.inner_pid, self.pid):
-            if pid:
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
+        if self.returncode is not None:
+            return
+        fields = proc_stat(self.inner_pid) if self.inner_pid else None
+        if fields and int(fields[1]) in (self.pid, os.getpid()):  # still our command, not a reused PID
+            with contextlib.suppress(OSError):
+                os.kill(self.inner_pid, signal.SIGKILL)
+            if self._helper_exited(HELPER_GRACE):
+                return
+        with contextlib.suppress(OSError):
+            os.kill(self.pid, signal.SIGKILL)
+
+    def _helper_exited(self, timeout: float) -> bool:
+        try:
+            pidfd = sc.pidfd_open(self.pid)  # H is our unreaped child: its PID is still its own
+        except KernelError:
+            return True
+        try:
+            return pidfd_exited(pidfd, timeout)
+        finally:
+            os.close(pidfd)
 
     def close(self) -> None:
         for name in ("master", "stdin", "stdout", "stderr"):
@@ -172,15 +195,43 @@ class Attached:
                 setattr(self, name, None)
 
 
+def pid_namespace(pid: int) -> str:
+    """The PID namespace of `pid` as its /proc link (`pid:[4026...]`), or "" when gone."""
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return ""
+
+
+def unreaped_report() -> str:
+    """Plain words on what may keep a dying VPS init from exiting: zombies of nested PID
+    namespaces (a zombie's namespace cannot be read, so of any VPS) and who should reap each."""
+    stuck = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            status = _proc_status(int(name))
+            if status.get("State", "").startswith("Z") and len(status.get("NSpid", "").split()) > 1:
+                stuck.append(f"PID {name} (a zombie in a VPS) waits for PID {status.get('PPid')} to reap it")
+    return "; ".join(stuck) or "no zombie in a VPS is left: try the stop again"
+
+
+def _proc_status(pid: int) -> dict[str, str]:
+    """/proc/PID/status as name → value (stripped); empty when the process is gone."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as fh:
+            return {key: value.strip() for key, _, value in (line.partition(":") for line in fh)}
+    except OSError:
+        return {}
+
+
 def kill_helpers(init_pid: int) -> list[int]:
     """SIGKILL every enter helper (H) of the VPS whose init is `init_pid`: host processes that
     joined its PID namespace for their children. H is outside the VPS's cgroups, so killing the
     cgroup spares it; while it lives, its child's zombie in the VPS's PID namespace is its to
     reap, and the dying init waits for that reap before it exits — a stop would wait forever
     for a session (a console's login shell, `vzctl enter`) whose helper is not waiting."""
-    try:
-        vps_ns = os.readlink(f"/proc/{init_pid}/ns/pid")
-    except OSError:
+    vps_ns = pid_namespace(init_pid)
+    if not vps_ns:
         return []
     killed = []
     for name in os.listdir("/proc"):
@@ -208,13 +259,9 @@ def reap_orphans() -> list[int]:
         except OSError:
             continue
         for child in children:
-            try:
-                with open(f"/proc/{child}/status", encoding="ascii") as fh:
-                    fields = dict(line.split(":", 1) for line in fh if ":" in line)
-            except OSError:
-                continue
+            fields = _proc_status(child)
             nspids = fields.get("NSpid", "").split()
-            if fields.get("State", "").strip().startswith("Z") and len(nspids) > 1 and nspids[-1] != "1":
+            if fields.get("State", "").startswith("Z") and len(nspids) > 1 and nspids[-1] != "1":
                 with contextlib.suppress(ChildProcessError):
                     if os.waitpid(child, os.WNOHANG)[0]:
                         reaped.append(child)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 
 from kernel import syscalls as sc
 
@@ -35,6 +36,13 @@ def proc_stat(pid: int) -> list[str] | None:
             return fh.read().rpartition(")")[2].split()
     except OSError:
         return None
+
+
+def pidfd_exited(pidfd: int, timeout: float) -> bool:
+    """True once the process behind `pidfd` has exited (zombie or reaped), False after `timeout`."""
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    return bool(poller.poll(max(0, int(timeout * 1000))))
 
 
 def starttime(pid: int) -> int | None:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import shutil
 import signal
 import time
@@ -179,13 +178,19 @@ class Runtime:
         lxcfs: str | None = DEFAULT_LXCFS,
         storage: Storage | None = None,
         network: NetworkHooks | None = None,
+        lock_wait: float = 0.0,
     ) -> None:
         """`lxcfs`: where lxcfs is mounted; used only while an lxcfs is actually mounted there.
+
+        `lock_wait`: seconds a change waits for the per-VPS lock held by another client before
+        `Busy` — 0 fails at once, as vzctl does; the node's daemons wait a bounded time, since
+        their callers are queued operations that should not fail on a brief overlap.
 
         `storage.setup()` is the caller's (worker start, set-up): btrfs pools switch quota on.
         """
         self.config = config
         self.lxcfs = lxcfs
+        self.lock_wait = lock_wait
         self.cgroups = cgroup_driver or cgroups.detect(config.cgroup_prefix)
         self.registry = Registry(config)
         self.ids = IdAllocator(config)
@@ -218,9 +223,10 @@ class Runtime:
 
     @contextlib.contextmanager
     def lock(self, ctid: int, *, wait: bool = False) -> Iterator[None]:
-        """The per-VPS lock every client takes for a change; `Busy` if held and not `wait`."""
+        """The per-VPS lock every client takes for a change; `Busy` if held (after `lock_wait`)
+        and not `wait`."""
         path = os.path.join(self.config.run_dir, f"{check_ctid(ctid)}.lock")
-        with statefile.flocked(path, wait=wait):
+        with statefile.flocked(path, wait=wait or self.lock_wait):
             yield
 
     # -- create / destroy ------------------------------------------------------------------
@@ -575,15 +581,20 @@ class Runtime:
             if not fast:
                 with contextlib.suppress(NotFound):
                     sc.pidfd_send_signal(pidfd, _signal(record.halt_signal))
-                exited = _wait_fd(pidfd, timeout)
+                exited = running.pidfd_exited(pidfd, timeout)
             if not exited:
                 self.cgroups.kill(ctid)
-                # Sessions' helpers outside the cgroup die too; their commands, if they come to us,
-                # are reaped here, since the dying init waits for that (kernel/enter.py).
-                enter.kill_helpers(pid)
+                # A session's helper outside the cgroup reaps its killed command, and init finishes.
+                # One that does not (stopped, or busy) is killed; its command, if it comes to us, is
+                # reaped here, since the dying init waits for that (kernel/enter.py).
+                if not running.pidfd_exited(pidfd, enter.HELPER_GRACE):
+                    enter.kill_helpers(pid)
                 deadline = time.monotonic() + 10.0
-                while not _wait_fd(pidfd, 0.05) and time.monotonic() < deadline:
+                while not (exited := running.pidfd_exited(pidfd, 0.05)) and time.monotonic() < deadline:
                     enter.reap_orphans()
+            if not exited:  # never block in waitpid on an init that cannot finish its exit
+                raise Busy(f"CT {ctid}: its init (PID {pid}) did not exit after everything was killed; "
+                           f"{enter.unreaped_report()}")
         finally:
             os.close(pidfd)
         self._reap(ctid)
@@ -739,10 +750,3 @@ def _is_lxcfs(path: str) -> bool:
 def _rmdir(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.rmdir(path)
-
-
-def _wait_fd(fd: int, timeout: float) -> bool:
-    """True once the pidfd `fd` reports its process exited, False after `timeout`."""
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return bool(poller.poll(max(0, int(timeout * 1000))))

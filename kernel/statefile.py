@@ -7,6 +7,7 @@ import fcntl
 import json
 import os
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -80,10 +81,11 @@ os.register_at_fork(before=lambda: _open_guard.acquire(), after_in_parent=lambda
 
 
 @contextlib.contextmanager
-def flocked(path: str, *, wait: bool = True) -> Iterator[int]:
+def flocked(path: str, *, wait: bool | float = True) -> Iterator[int]:
     """Hold an exclusive flock on `path` (created if missing) for the `with` block.
 
-    With `wait=False` a held lock raises `Busy` at once (vzctl's "locked").
+    `wait`: True blocks until the lock is free; False (or 0) raises `Busy` at once if it is
+    held (vzctl's "locked"); a number of seconds waits that long before raising `Busy`.
     """
     with _open_guard:
         try:
@@ -92,12 +94,24 @@ def flocked(path: str, *, wait: bool = True) -> Iterator[int]:
             raise from_oserror(exc, "cannot open lock file") from exc
         _held_locks.add(fd)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError as exc:
-            raise Busy("locked by another operation", path=path) from exc
+        _flock(fd, path, wait)
         yield fd
     finally:
         with _open_guard:
             _held_locks.discard(fd)
             os.close(fd)
+
+
+def _flock(fd: int, path: str, wait: bool | float) -> None:
+    if wait is True:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return
+    deadline = time.monotonic() + float(wait)
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError as exc:
+            if time.monotonic() >= deadline:
+                raise Busy("locked by another operation", path=path) from exc
+        time.sleep(0.02)

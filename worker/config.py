@@ -13,6 +13,10 @@ from dataclasses import dataclass
 
 from worker import protocol
 
+#: Seconds the node's daemons (worker, supervisor) wait for a VPS's lock held by another client:
+#: their callers are queued operations; vzctl's own runtime fails at once ("locked", exit 9).
+DAEMON_LOCK_WAIT = 30.0
+
 
 class ConfigError(RuntimeError):
     """A required setting is missing or wrong; the message says which and where."""

@@ -27,7 +27,7 @@ from kernel.storage.base import PoolConfig
 from kernel.storage.volumes import Storage, StorageConfig
 from kernel.ubc import inside
 from worker import protocol, quotas
-from worker.config import NodeConfig
+from worker.config import DAEMON_LOCK_WAIT, NodeConfig
 from worker.execution import OperationContext
 from worker.supervisor.client import try_request
 
@@ -71,7 +71,9 @@ def runtime(config: NodeConfig) -> Runtime:
                                       open_tcp=config.net_open_tcp, open_udp=config.net_open_udp,
                                       device_allow=config.net_device_allow))
     network.setup_node()
-    return wired(node, storage, network)
+    rt = wired(node, storage, network)
+    rt.lock_wait = DAEMON_LOCK_WAIT
+    return rt
 
 
 def wired(node: KernelNodeConfig, storage: Storage, network: Network) -> Runtime:

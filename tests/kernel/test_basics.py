@@ -115,6 +115,34 @@ def test_state_files_are_atomic_and_locks_exclusive(tmp_path):
 
 
 @pytest.mark.unit
+def test_a_lock_waited_for_a_bounded_time(tmp_path):
+    """The node's daemons wait a few seconds for a VPS's lock (a brief overlap of two clients),
+    then give up with Busy; vzctl (wait=False) gives up at once."""
+    lock = str(tmp_path / "x.lock")
+    held, letting_go = threading.Event(), threading.Event()
+
+    def hold(seconds: float) -> None:
+        with statefile.flocked(lock):
+            held.set()
+            time.sleep(seconds)
+            letting_go.set()
+
+    threading.Thread(target=hold, args=(0.3,)).start()
+    held.wait(10)
+    with statefile.flocked(lock, wait=10.0):
+        assert letting_go.is_set()  # got it once the holder let go, not before
+    held.clear()
+    letting_go.clear()
+    holder = threading.Thread(target=hold, args=(2.0,))
+    holder.start()
+    held.wait(10)
+    with pytest.raises(Busy), statefile.flocked(lock, wait=0.2):
+        pass
+    assert not letting_go.is_set()  # gave up while the lock was still held
+    holder.join(10)
+
+
+@pytest.mark.unit
 def test_a_child_forked_by_another_thread_does_not_keep_a_lock_held(tmp_path):
     """The supervisor's threads: one holds CT A's lock while another forks an init that waits for its
     exec; once the first lets go, A's lock must be free although the child still lives."""

@@ -100,6 +100,48 @@ def test_a_fast_stop_ends_sessions_whose_helper_does_not_reap(runtime, make_vps)
             session.wait()
 
 
+def test_closing_sessions_leaves_no_zombie_to_a_subreaper(runtime, make_vps):
+    """Closing a session kills its command and leaves the reap to the session's helper. Killing
+    both at once would orphan the command to the nearest subreaper (this test process, as pytest
+    was for the console relay), which does not reap it, and the VPS's init could never finish."""
+    ctid = make_vps()
+    child = os.fork()
+    if child == 0:  # a caller that is not a subreaper, as the console relay
+        code = 1
+        try:
+            for _ in range(10):
+                session = runtime.spawn(ctid, ["sleep", "1000"], tty=True)
+                assert session.command_pid(timeout=10)
+                session.kill()
+                session.close()
+                session.wait()
+            code = 0
+        finally:
+            os._exit(code)
+    assert os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) == 0
+    # An orphan is reparented while its helper exits, so before the child's wait() returned.
+    strays = [pid for pid in _children() if len(nspids := _nspids(pid)) > 1 and nspids[-1] != "1"]  # not inits
+    assert not runtime.stop(ctid, fast=True).running  # reaps any stray, as the supervisor would
+    assert strays == []
+
+
+def _children() -> list[int]:
+    children = []
+    for task in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{task}/children") as fh:
+            children += [int(pid) for pid in fh.read().split()]
+    return children
+
+
+def _nspids(pid: int) -> list[str]:
+    """The PIDs of `pid` from the host's namespace inwards (one, for a host process); [] if gone."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            return next((line.split()[1:] for line in fh if line.startswith("NSpid:")), [])
+    except OSError:
+        return []
+
+
 def test_halt_timeout_falls_back_to_kill(runtime, make_vps):
     ctid = make_vps()
     runtime.registry.put(runtime.registry.get(ctid).__class__(

@@ -8,6 +8,7 @@ import sys
 
 import redis
 
+from kernel import syscalls as sc
 from kernel.config import NodeConfig as KernelNodeConfig
 from kernel.runtime import Runtime
 from worker.config import ConfigError, NodeConfig
@@ -23,6 +24,9 @@ def main() -> int:
     except ConfigError as exc:
         print(f"console relay: {exc}", file=sys.stderr)
         return 2
+    # A login shell whose helper had to be killed comes back here (not to whatever subreaper is
+    # above us), where closing its session reaps it: a zombie left in a VPS blocks its stop.
+    sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
     # A bare runtime is enough: the relay only reads status and enters running VPSs.
     rt = Runtime(KernelNodeConfig(node=config.name, state_root=config.state_root, cgroup_prefix=config.cgroup_prefix))
     relay = Relay(redis.Redis.from_url(config.broker_url), config.name, load_trusted_keys(config.trusted_certs),

@@ -16,6 +16,7 @@ from dataclasses import replace
 
 from kernel.config import NodeConfig
 from kernel.runtime import Runtime
+from worker.config import DAEMON_LOCK_WAIT
 from worker.nodefiles import NodeFiles
 from worker.supervisor.server import Supervisor
 
@@ -46,7 +47,7 @@ def build_runtime(args: argparse.Namespace) -> Runtime:
         config = replace(config, idmap_registry=args.idmap_registry)
     if args.id_base:
         config = replace(config, id_base=args.id_base)
-    return Runtime(config)
+    return Runtime(config, lock_wait=DAEMON_LOCK_WAIT)
 
 
 def main(argv: list[str] | None = None) -> None:
