@@ -245,5 +245,6 @@ SPECTACULAR_SETTINGS = {
         "NodeStateEnum": "panel.nodes.choices.NodeState",
         "VpsStateEnum": "panel.vps.choices.VpsState",
         "DesiredStateEnum": "panel.vps.choices.DesiredState",
+        "UgidQuotaKindEnum": "panel.vps.quotas.KINDS",
     },
 }

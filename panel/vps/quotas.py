@@ -29,6 +29,12 @@ def allowed(vps: VPS) -> int:
     return int(vps.limits.get("quotaugidlimit", 0) or 0)
 
 
+def _locked(actor: Any, vps: VPS) -> VPS:
+    """The VPS row, locked for this transaction (two changes at once must not lose one), after the usual checks."""
+    vps = VPS.objects.select_for_update(of=("self",)).select_related("node", "plan", "customer").get(pk=vps.pk)
+    return services._checked(actor, vps)
+
+
 def _replace(actor: Any, vps: VPS, quotas: list[dict[str, Any]]) -> Operation:
     limit = allowed(vps)
     if limit <= 0:
@@ -50,7 +56,7 @@ def _replace(actor: Any, vps: VPS, quotas: list[dict[str, Any]]) -> Operation:
 def set_quota(actor: Any, vps: VPS, *, kind: str, ident: int, space_hard: int, space_soft: int = 0,
               inodes_hard: int = 0, inodes_soft: int = 0) -> Operation:
     """Limits for one user or group id (as the VPS sees it), replacing its earlier ones."""
-    services._checked(actor, vps)
+    vps = _locked(actor, vps)
     quota = {"kind": kind, "id": ident, "space_soft": space_soft, "space_hard": space_hard,
              "inodes_soft": inodes_soft, "inodes_hard": inodes_hard}
     others = [q for q in vps.ugid_quotas if (q["kind"], q["id"]) != (kind, ident)]
@@ -60,7 +66,7 @@ def set_quota(actor: Any, vps: VPS, *, kind: str, ident: int, space_hard: int, s
 @transaction.atomic
 def remove_quota(actor: Any, vps: VPS, *, kind: str, ident: int) -> Operation:
     """No more limits for that id (its files stay counted by the node)."""
-    services._checked(actor, vps)
+    vps = _locked(actor, vps)
     left = [q for q in vps.ugid_quotas if (q["kind"], q["id"]) != (kind, ident)]
     if len(left) == len(vps.ugid_quotas):
         raise ValidationError(f"{KINDS.get(kind, kind)} {ident} has no limits.")

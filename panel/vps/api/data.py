@@ -25,7 +25,9 @@ from panel.vps.models import VPS, Backup, IdempotencyKey, Snapshot
 SNAPSHOT_PATH = r"(?P<name>[A-Za-z0-9][A-Za-z0-9_-]{0,63})"
 BACKUP_PATH = r"(?P<backup_id>\d{8}T\d{6}\.\d{6}Z)"
 _NAME = OpenApiParameter("name", OpenApiTypes.STR, OpenApiParameter.PATH, description="The snapshot's name")
-_ACCEPTED = {202: AcceptedSerializer, 422: OpenApiResponse(description="Idempotency-Key reused with another request")}
+ACCEPTED = {202: AcceptedSerializer, 422: OpenApiResponse(description="Idempotency-Key reused with another request")}
+# A VPS's own list (snapshots, backups, quotas) is one plain JSON list: neither paged nor filtered like the VPS list.
+NOT_PAGED: dict[str, Any] = {"pagination_class": None, "filter_backends": []}
 _BACKUP = OpenApiParameter("backup_id", OpenApiTypes.STR, OpenApiParameter.PATH, description="The backup's id")
 
 
@@ -108,7 +110,7 @@ class VpsDataActions:
         form.is_valid(raise_exception=True)
         return form.validated_data
 
-    @extend_schema(request=ReinstallSerializer, responses=_ACCEPTED,
+    @extend_schema(request=ReinstallSerializer, responses=ACCEPTED,
                    description="A new root filesystem from `template`; CTID, addresses and limits stay. Give a "
                                "password or SSH keys. The VPS is running afterwards. Idempotency-Key honoured.")
     @action(detail=True, methods=["post"])
@@ -120,9 +122,9 @@ class VpsDataActions:
 
     @extend_schema(methods=["GET"], request=None, responses=SnapshotSerializer(many=True),
                    description="The VPS's snapshots, as its node last reported them.")
-    @extend_schema(methods=["POST"], request=SnapshotCreateSerializer, responses=_ACCEPTED,
+    @extend_schema(methods=["POST"], request=SnapshotCreateSerializer, responses=ACCEPTED,
                    description="Take a snapshot (at most data.MAX_SNAPSHOTS per VPS). Idempotency-Key honoured.")
-    @action(detail=True, methods=["get", "post"])
+    @action(detail=True, methods=["get", "post"], **NOT_PAGED)
     def snapshots(self, request, ctid=None):
         vps = self.get_object()
         if request.method == "GET":
@@ -130,14 +132,14 @@ class VpsDataActions:
         form = self._form(SnapshotCreateSerializer)
         return self._once(vps, lambda: data.create_snapshot(request.user, vps, form["name"]))
 
-    @extend_schema(request=None, parameters=[_NAME], responses=_ACCEPTED,
+    @extend_schema(request=None, parameters=[_NAME], responses=ACCEPTED,
                    description="Stop the VPS, make its disk what it was at the snapshot, start it.")
     @action(detail=True, methods=["post"], url_path=f"snapshots/{SNAPSHOT_PATH}/rollback")
     def snapshot_rollback(self, request, ctid=None, name=None):
         vps = self.get_object()
         return self._once(vps, lambda: data.rollback_snapshot(request.user, vps, name))
 
-    @extend_schema(request=None, parameters=[_NAME], responses=_ACCEPTED, description="Delete the snapshot.")
+    @extend_schema(request=None, parameters=[_NAME], responses=ACCEPTED, description="Delete the snapshot.")
     @action(detail=True, methods=["delete"], url_path=f"snapshots/{SNAPSHOT_PATH}")
     def snapshot_delete(self, request, ctid=None, name=None):
         vps = self.get_object()
@@ -145,23 +147,23 @@ class VpsDataActions:
 
     @extend_schema(methods=["GET"], request=None, responses=BackupSerializer(many=True),
                    description="The VPS's backups, as its node last reported them.")
-    @extend_schema(methods=["POST"], request=None, responses=_ACCEPTED,
+    @extend_schema(methods=["POST"], request=None, responses=ACCEPTED,
                    description="Take a backup if the plan's backup slots have room. Idempotency-Key honoured.")
-    @action(detail=True, methods=["get", "post"])
+    @action(detail=True, methods=["get", "post"], **NOT_PAGED)
     def backups(self, request, ctid=None):
         vps = self.get_object()
         if request.method == "GET":
             return Response(BackupSerializer(vps.backups.all(), many=True).data)
         return self._once(vps, lambda: data.create_backup(request.user, vps))
 
-    @extend_schema(request=None, parameters=[_BACKUP], responses=_ACCEPTED,
+    @extend_schema(request=None, parameters=[_BACKUP], responses=ACCEPTED,
                    description="Stop the VPS, replace its disk with the backup's, start it.")
     @action(detail=True, methods=["post"], url_path=f"backups/{BACKUP_PATH}/restore")
     def backup_restore(self, request, ctid=None, backup_id=None):
         vps = self.get_object()
         return self._once(vps, lambda: data.restore_backup(request.user, vps, backup_id))
 
-    @extend_schema(request=None, parameters=[_BACKUP], responses=_ACCEPTED, description="Delete the backup.")
+    @extend_schema(request=None, parameters=[_BACKUP], responses=ACCEPTED, description="Delete the backup.")
     @action(detail=True, methods=["delete"], url_path=f"backups/{BACKUP_PATH}")
     def backup_delete(self, request, ctid=None, backup_id=None):
         vps = self.get_object()

@@ -25,6 +25,7 @@ from panel.nodes.models import IPAddress
 from panel.vps import filtersets, services
 from panel.vps.api import serializers
 from panel.vps.api.data import VpsDataActions
+from panel.vps.api.quotas import VpsQuotaActions
 from panel.vps.models import VPS, IdempotencyKey
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -69,8 +70,8 @@ def request_hash(data: object) -> str:
 @extend_schema_view(
     destroy=extend_schema(responses=_ACCEPTED, description="Destroy the VPS (202: follow the operation)."),
 )
-class VPSViewSet(VpsDataActions, RestrictedViewSetMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
-                 mixins.DestroyModelMixin, viewsets.GenericViewSet):
+class VPSViewSet(VpsDataActions, VpsQuotaActions, RestrictedViewSetMixin, mixins.ListModelMixin,
+                 mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
     """VPSs: customers see their own, resellers their customers', admins all."""
 
     queryset = VPS.objects.select_related("node", "plan")
@@ -80,7 +81,8 @@ class VPSViewSet(VpsDataActions, RestrictedViewSetMixin, mixins.ListModelMixin, 
     lookup_field = "ctid"
     lookup_value_regex = r"\d+"
     change_actions = frozenset({"start", "stop", "restart", "pause", "resume", "hostname", "plan", "suspend",
-                                "unsuspend", "password", "ssh_keys"}) | VpsDataActions.data_change_actions
+                                "unsuspend", "password", "ssh_keys"}) | (
+        VpsDataActions.data_change_actions | VpsQuotaActions.quota_change_actions)
 
     def list(self, request, *args, **kwargs):
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
