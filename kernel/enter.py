@@ -32,17 +32,14 @@ import contextlib
 import fcntl
 import os
 import resource
-import selectors
 import signal
-import socket
 import stat
 import struct
-import termios
 import time
 from collections import namedtuple
 from collections.abc import Mapping, Sequence
 
-from kernel import seccomp
+from kernel import fdpass, seccomp
 from kernel import syscalls as sc
 from kernel.errors import InvalidArgument, KernelError, NotFound, Timeout
 from kernel.running import INIT_PATH, NAMESPACES, pidfd_exited, proc_stat
@@ -55,6 +52,7 @@ HELPER_GRACE = 2.0
 
 _TIOCSPTLCK = 0x40045431
 _TIOCGPTPEER = 0x5441
+_TIOCSCTTY = 0x540E  # termios.TIOCSCTTY, without importing termios on vzctl exec's path
 _PTMX = (5, 2)
 
 
@@ -77,7 +75,7 @@ def _status_code(status: int) -> int:
 class Attached:
     """A command running inside a VPS. With a pty: `master`; else `stdin`/`stdout`/`stderr` pipes."""
 
-    def __init__(self, pid: int, info: socket.socket) -> None:
+    def __init__(self, pid: int, info: fdpass.Socket) -> None:
         self.pid = pid  # the host-side helper H
         self.inner_pid = 0  # H2, the command, as a host PID
         self._info = info
@@ -94,7 +92,7 @@ class Attached:
             self._info.setblocking(False)
         while True:
             try:
-                msg, fds, _, _ = socket.recv_fds(self._info, 4096, 1)
+                msg, fds = fdpass.recv_fds(self._info, 4096, 1)
             except BlockingIOError:
                 return
             for fd in fds:
@@ -118,7 +116,7 @@ class Attached:
         `TimeoutError` after `timeout` seconds."""
         self._info.settimeout(timeout)
         while not self.inner_pid:
-            msg, fds, _, _ = socket.recv_fds(self._info, 4096, 1)
+            msg, fds = fdpass.recv_fds(self._info, 4096, 1)
             for fd in fds:
                 os.close(fd)
             if not msg:
@@ -296,7 +294,7 @@ def spawn_in(
         raise InvalidArgument("exec needs a command")
     program = seccomp.build() if use_seccomp else b""
     full_env = dict(env if env is not None else (TTY_ENV if tty else DEFAULT_ENV))
-    info, info_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    info, info_child = fdpass.seqpacket_pair()
     parent_ends: list[int] = []  # stdin (write end), stdout, stderr (read ends)
     child_ends: list[int] = []
     if not tty:
@@ -375,6 +373,8 @@ def run_in(
 
 
 def _communicate(attached: Attached, data: bytes, deadline: float | None) -> tuple[bytes, bytes]:
+    import selectors  # here: vzctl exec's path never needs it (issue 4: lean imports)
+
     assert attached.stdin is not None and attached.stdout is not None and attached.stderr is not None
     chunks: dict[int, list[bytes]] = {attached.stdout: [], attached.stderr: []}
     sel = selectors.DefaultSelector()
@@ -424,7 +424,7 @@ def _helper(  # pragma: no cover - runs in the helper
     env: dict[str, str],
     cwd: str,
     stdio: tuple[int, ...],
-    info: socket.socket,
+    info: fdpass.Socket,
     program: bytes,
 ) -> None:
     code = 126
@@ -534,7 +534,7 @@ def _command_on_pty(  # pragma: no cover - runs inside the VPS
     argv: Sequence[str],
     env: dict[str, str],
     cwd: str,
-    info: socket.socket,
+    info: fdpass.Socket,
     program: bytes,
 ) -> None:
     try:
@@ -543,11 +543,11 @@ def _command_on_pty(  # pragma: no cover - runs inside the VPS
             raise KernelError("working directory is outside the VPS")
         master, slave = _open_pty()
         os.setsid()
-        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+        fcntl.ioctl(slave, _TIOCSCTTY, 0)
         for target in (0, 1, 2):
             os.dup2(slave, target)
         os.close(slave)
-        socket.send_fds(info, [b"pty"], [master])
+        fdpass.send_fds(info, b"pty", [master])
         os.close(master)
         for sig in (signal.SIGPIPE, signal.SIGXFSZ):
             signal.signal(sig, signal.SIG_DFL)

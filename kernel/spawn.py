@@ -21,10 +21,9 @@ import contextlib
 import json
 import os
 import signal
-import socket
 from dataclasses import dataclass, field
 
-from kernel import rootfs, seccomp
+from kernel import fdpass, rootfs, seccomp
 from kernel import syscalls as sc
 from kernel.errors import KernelError, Timeout, from_errno
 from kernel.idrange import IdRange
@@ -106,7 +105,7 @@ def _write_proc(pid: int, name: str, text: str) -> None:
         os.close(fd)
 
 
-def _report(sock: socket.socket, exc: BaseException) -> None:
+def _report(sock: fdpass.Socket, exc: BaseException) -> None:
     err = getattr(exc, "errno", None)
     payload = {"errno": err if isinstance(err, int) else None, "message": f"{exc}"[:2000]}
     with contextlib.suppress(OSError):
@@ -135,7 +134,7 @@ class Starting:
         self._ready = False  # C2 reported "R" (its mount tree is ready)
         self._c1 = 0
         self._program = seccomp.build() if spec.seccomp else b""
-        self._sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._sock, child = fdpass.seqpacket_pair()
         self._sock.settimeout(spec.timeout)
         self._c1 = os.fork()
         if self._c1 == 0:  # pragma: no cover - runs in the child
@@ -150,7 +149,7 @@ class Starting:
 
     def _recv(self) -> bytes:
         try:
-            data, fds, _, _ = socket.recv_fds(self._sock, 65536, 1)
+            data, fds = fdpass.recv_fds(self._sock, 65536, 1)
         except TimeoutError:
             raise Timeout(f"CT {self.spec.ctid}: init setup timed out") from None
         for fd in fds:
@@ -175,7 +174,7 @@ class Starting:
         finally:
             os.close(userns)
         try:
-            socket.send_fds(self._sock, [b"M"], [mount_fd])
+            fdpass.send_fds(self._sock, b"M", [mount_fd])
         finally:
             os.close(mount_fd)
         data = self._recv()
@@ -256,13 +255,13 @@ def reap(pid: int) -> int | None:
 # -- the children ----------------------------------------------------------------------------
 
 
-def _stage1(spec: InitSpec, sock: socket.socket, program: bytes) -> None:  # pragma: no cover
+def _stage1(spec: InitSpec, sock: fdpass.Socket, program: bytes) -> None:  # pragma: no cover
     try:
         for path in spec.cgroup_procs:
             _write_proc_path(path, "0\n")
         sc.unshare(NAMESPACES)
         sock.send(b"U")
-        msg, fds, _, _ = socket.recv_fds(sock, 16, 1)
+        msg, fds = fdpass.recv_fds(sock, 16, 1)
         if msg != b"M" or len(fds) != 1:
             os._exit(1)
         pid = os.fork()
@@ -283,7 +282,7 @@ def _write_proc_path(path: str, text: str) -> None:
         os.close(fd)
 
 
-def _stage2(spec: InitSpec, sock: socket.socket, mount_fd: int, program: bytes) -> None:  # pragma: no cover
+def _stage2(spec: InitSpec, sock: fdpass.Socket, mount_fd: int, program: bytes) -> None:  # pragma: no cover
     try:
         os.setsid()
         sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
@@ -316,7 +315,7 @@ def _stage2(spec: InitSpec, sock: socket.socket, mount_fd: int, program: bytes) 
         os.close(root_fd)
         sc.join_session_keyring()
         if master >= 0:
-            socket.send_fds(sock, [b"R"], [master])
+            fdpass.send_fds(sock, b"R", [master])
             os.close(master)
         else:
             sock.send(b"R")

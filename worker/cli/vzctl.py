@@ -9,6 +9,7 @@ library directly (the supervisor adopts the VPS when it starts).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -104,7 +105,7 @@ def _attach(state_root: str, ctid: int, argv: list[str], *, tty: bool) -> int:
     record, pid = _init_of(state_root, ctid)
     pidfd = os.pidfd_open(pid)
     try:
-        if running.lookup(state_root, ctid)[1] != pid:
+        if running.running_pid(os.path.join(state_root, "run", f"{ctid}.json")) != pid:
             raise Fail(codes.NOT_RUNNING, "Container is not running")
         outer: dict[str, str] = record["cgroups"]  # type: ignore[assignment]
         mounts = {name: os.path.dirname(os.path.dirname(path)) for name, path in outer.items()}
@@ -386,16 +387,27 @@ def run(argv: list[str], config: CliConfig) -> int:
     return codes.OK
 
 
+def _lean(argv: list[str]) -> int:
+    from worker.cli import nodeenv
+
+    state_root = nodeenv.state_root()
+    if argv[0] == "enter":
+        return cmd_enter(state_root, argv[1:])
+    return cmd_exec(state_root, argv[1:], own_code=argv[0] == "exec2")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; as the program (`argv` None), `exec`/`exec2`/`enter` end the process
+    themselves (`_exit`: interpreter finalization costs milliseconds, and their path leaves
+    nothing to finalize but the stdio buffers, flushed first)."""
+    program = argv is None
     argv = sys.argv[1:] if argv is None else argv
     try:
         if argv and argv[0] in LEAN:  # the hot path: no CliConfig (dataclasses), no Runtime
-            from worker.cli import nodeenv
-
-            state_root = nodeenv.state_root()
-            if argv[0] == "enter":
-                return cmd_enter(state_root, argv[1:])
-            return cmd_exec(state_root, argv[1:], own_code=argv[0] == "exec2")
+            code = _lean(argv)
+            if program:
+                _exit(code)
+            return code
         from worker.cli.config import CliConfig
 
         return run(argv, CliConfig.from_env())
@@ -407,6 +419,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(exc, file=sys.stderr)
         return codes.code_for(exc)
+
+
+def _exit(code: int) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError):  # a closed pipe: what is left of the output is lost either way
+            stream.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""`vzctl exec` stays lean: its path builds no Runtime and imports neither dataclasses nor typing (issue 4's
+"""`vzctl exec` stays lean: its path builds no Runtime and imports no dataclasses, typing or socket (issue 4's
 target is a start within a few milliseconds of a bare interpreter; bench/runtime.py measures it)."""
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ import pytest
 from worker.cli import codes
 
 pytestmark = pytest.mark.kernel
-HEAVY = ("dataclasses", "typing", "kernel.runtime", "kernel.storage", "kernel.cgroups", "kernel.registry")
+# socket, selectors, termios: ~2.5 ms together (kernel/fdpass.py, worker/cli/relay.py)
+HEAVY = ("dataclasses", "typing", "kernel.runtime", "kernel.storage", "kernel.cgroups", "kernel.registry",
+         "socket", "selectors", "termios")
 PROBE = ("import sys; from worker.cli.vzctl import main; code = main(sys.argv[1:]); "
          f"print(code, *sorted(m for m in {HEAVY!r} if m in sys.modules))")
 
@@ -38,3 +40,20 @@ def test_exec_and_enter_paths_import_nothing_heavy(run, ctid: int, env: dict[str
     assert run("vzctl", "resume", c)[0] == 0
     # The probe itself can fail: the full path (any other command) builds a Runtime.
     assert "kernel.runtime" in probe("status", c)
+
+
+def test_exec_as_the_program_exits_with_the_commands_code_and_output(run, ctid: int, env: dict[str, str]) -> None:
+    """As the program (`main()` reading sys.argv), the lean path ends the process itself (os._exit)."""
+    c = str(ctid)
+    assert run("vzctl", "create", c, "--ostemplate", "busybox")[0] == 0
+    assert run("vzctl", "start", c)[0] == 0
+
+    def program(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run([sys.executable, "-c", "import sys; from worker.cli.vzctl import main; sys.exit(main())",
+                               *args], env={**os.environ, **env}, input=stdin, capture_output=True, timeout=60)
+
+    done = program("exec2", c, "cat; echo err >&2; exit 3", stdin=b"piped\n")
+    assert (done.returncode, done.stdout, done.stderr) == (3, b"piped\n", b"err\n")
+    done = program("exec", c, "exit 5")
+    assert (done.returncode, done.stderr) == (codes.COMMAND_FAILED, b"Command failed with exit code 5\n")
+    assert program("exec", c, "true").returncode == 0
