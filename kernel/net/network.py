@@ -273,18 +273,22 @@ class Network:
                     raise InvalidArgument(f"{netif.name}: no bridge {netif.bridge!r} on this node")
 
     # -- names --------------------------------------------------------------------------------
-    def _host_names(self, record: Record, spec: VpsNet) -> tuple[Record, dict[str, str]]:
-        """Inside name -> host-side veth name, allocated once and kept in the registry."""
+    def _host_names(self, record: Record, spec: VpsNet, host: IP | None = None) -> tuple[Record, dict[str, str]]:
+        """Inside name -> host-side veth name, allocated once and kept in the registry (`host`: an
+        open socket in the host namespace to reuse)."""
         names = dict(record.interfaces)
         wanted = [ROUTED_IFNAME, *(n.name for n in spec.netifs)]
         given = {n.name: n.host_ifname for n in spec.netifs if n.host_ifname}
-        taken = self._taken_names(record.ctid)
+        taken: set[str] | None = None  # the host's links: read only when a name has to be chosen
         for inside_name in wanted:
             if inside_name in given:
-                if given[inside_name] in taken and names.get(inside_name) != given[inside_name]:
-                    raise AlreadyExists(f"host interface {given[inside_name]!r} exists already")
+                if names.get(inside_name) != given[inside_name]:
+                    taken = self._taken_names(record.ctid, host) if taken is None else taken
+                    if given[inside_name] in taken:
+                        raise AlreadyExists(f"host interface {given[inside_name]!r} exists already")
                 names[inside_name] = given[inside_name]
             elif inside_name not in names:
+                taken = self._taken_names(record.ctid, host) if taken is None else taken
                 for attempt in range(100):
                     seed = f"{self.node.node}/{record.ctid}/{inside_name}/{attempt}"
                     candidate = "ve" + hashlib.sha256(seed.encode()).hexdigest()[:11]
@@ -298,8 +302,11 @@ class Network:
             self.registry.put(record)
         return record, {k: names[k] for k in wanted}
 
-    def _taken_names(self, ctid: int) -> set[str]:
-        with IP(self.net.host_netns) as host:
+    def _taken_names(self, ctid: int, host: IP | None = None) -> set[str]:
+        if host is None:
+            with IP(self.net.host_netns) as own:
+                taken = {link.name for link in own.links()}
+        else:
             taken = {link.name for link in host.links()}
         for other in self.registry.ctids():
             if other != ctid:
@@ -320,17 +327,23 @@ class Network:
         inside.write(ctx.volume, self._inside_config(record.ctid, self.spec(record.ctid)))  # type: ignore[attr-defined]
 
     def start(self, record: Record, init_pid: int, *, revert: object | None = None) -> None:
-        """Create the VPS's veths, routes, proxy entries, nft state and shaping for `init_pid`'s netns."""
+        """Create the VPS's veths, routes, proxy entries, nft state and shaping for `init_pid`'s netns.
+
+        One rtnetlink socket per namespace and one nft(8) run: each nft run reads the whole
+        ruleset first, which grows with the node's VPSs. The live file is written before
+        anything is built and removed last by `release`, so without it nothing is left over.
+        """
         ctid = record.ctid
         spec = self.spec(ctid)
-        self.release(ctid)  # leftovers of a crash: counters are folded into the totals first
+        if os.path.exists(self._live_path(ctid)):
+            self.release(ctid)  # leftovers of a crash: counters are folded into the totals first
         if revert is not None:
             revert.add(lambda: self.release(ctid), "release network")  # type: ignore[attr-defined]
-        record, hosts = self._host_names(record, spec)
         vps_ns = f"/proc/{init_pid}/ns/net"
-        live = {"pid": init_pid, "starttime": _starttime(init_pid), "hosts": hosts, "ips": list(spec.ips)}
-        statefile.write_json(self._live_path(ctid), live)
         with IP(self.net.host_netns) as host:
+            record, hosts = self._host_names(record, spec, host)
+            live = {"pid": init_pid, "starttime": _starttime(init_pid), "hosts": hosts, "ips": list(spec.ips)}
+            statefile.write_json(self._live_path(ctid), live)
             host.veth_add(
                 hosts[ROUTED_IFNAME],
                 ROUTED_IFNAME,
@@ -340,35 +353,33 @@ class Network:
             )
             for netif in spec.netifs:
                 host.veth_add(hosts[netif.name], netif.name, peer_netns=vps_ns, mac=netif.host_mac, peer_mac=netif.mac)
-        self._apply_vps_table(ctid, spec, hosts)
-        self._apply_vps_chains(ctid, spec, hosts)
-        for name in hosts.values():
-            self._sysctl(f"net.ipv6.conf.{name}.accept_ra", "0")
-        with IP(self.net.host_netns) as host:
+            # The table holds the addresses already (`_policies`): no element batch per address.
+            self.nft.batch(rules.vps_table(self._vps_table(ctid), self._policies(ctid, spec, hosts))
+                           + self._vps_chains(ctid, spec, hosts))
+            for name in hosts.values():
+                self._sysctl(f"net.ipv6.conf.{name}.accept_ra", "0")
             routed = hosts[ROUTED_IFNAME]
             host.link_set(routed, up=True)
             host.addr_add(routed, f"{self.net.gateway4}/32")
             host.addr_add(routed, f"{self.net.gateway6}/64", nodad=True)
-        with IP(vps_ns) as vps:
-            vps.link_set("lo", up=True)
-            vps.link_set(ROUTED_IFNAME, up=True)
-        for netif in spec.netifs:
-            self._bridge_up(netif, hosts[netif.name], vps_ns)
-        for name in spec.netdevs:
-            self._move_netdev(name, vps_ns, into=True)
-        self.devices.start(ctid, init_pid)
-        for addr in spec.ips:
-            self._route_ip(ctid, live, addr, add=True)
-        self._shape(spec.rate, hosts)
+            with IP(vps_ns) as vps:
+                vps.link_set("lo", up=True)
+                vps.link_set(ROUTED_IFNAME, up=True)
+                for netif in spec.netifs:
+                    self._bridge_up(netif, hosts[netif.name], host, vps)
+                for name in spec.netdevs:
+                    self._move_netdev(name, vps_ns, into=True)
+                self.devices.start(ctid, init_pid)
+                for addr in spec.ips:
+                    self._add_routes(ctid, host, vps, routed, addr)
+            self._shape(spec.rate, hosts, host)
 
-    def _bridge_up(self, netif: Netif, host_if: str, vps_ns: str) -> None:
-        with IP(self.net.host_netns) as host:
-            if host.link(netif.bridge) is None:
-                raise InvalidArgument(f"{netif.name}: no bridge {netif.bridge!r} on this node")
-            host.link_set(host_if, master=netif.bridge)
-            host.link_set(host_if, up=True)
-        with IP(vps_ns) as vps:
-            vps.link_set(netif.name, up=True)
+    def _bridge_up(self, netif: Netif, host_if: str, host: IP, vps: IP) -> None:
+        if host.link(netif.bridge) is None:
+            raise InvalidArgument(f"{netif.name}: no bridge {netif.bridge!r} on this node")
+        host.link_set(host_if, master=netif.bridge)
+        host.link_set(host_if, up=True)
+        vps.link_set(netif.name, up=True)
 
     def _sync_netifs(self, ctid: int, live: dict, old: VpsNet, spec: VpsNet) -> dict:
         """Bridged interfaces of a running VPS to `spec`: changed ones go, new ones come (counters kept)."""
@@ -393,9 +404,10 @@ class Network:
         statefile.write_json(self._live_path(ctid), live)
         self._apply_vps_table(ctid, spec, hosts)
         self._apply_vps_chains(ctid, spec, hosts)
-        for netif in new:
-            self._bridge_up(netif, hosts[netif.name], vps_ns)
-        self._shape(spec.rate, hosts)
+        with IP(self.net.host_netns) as host, IP(vps_ns) as vps:
+            for netif in new:
+                self._bridge_up(netif, hosts[netif.name], host, vps)
+            self._shape(spec.rate, hosts, host)
         return live
 
     def _vps_table(self, ctid: int) -> str:
@@ -432,19 +444,19 @@ class Network:
         self.nft.batch(rules.vps_table(self._vps_table(ctid), self._policies(ctid, spec, hosts)))
 
     def _apply_vps_chains(self, ctid: int, spec: VpsNet, hosts: dict[str, str]) -> None:
+        self.nft.batch(self._vps_chains(ctid, spec, hosts))
+
+    def _vps_chains(self, ctid: int, spec: VpsNet, hosts: dict[str, str]) -> str:
         smtp = spec.smtp or self.net.smtp_default
         cap = self.net.conntrack_max if spec.conntrack_max is None else spec.conntrack_max
-        routed = [hosts[ROUTED_IFNAME]]
-        self.nft.batch(
-            rules.vps_chains(
-                self.prefix,
-                ctid,
-                routed,
-                uplink=self.net.uplink,
-                conntrack_max=cap,
-                smtp_block=smtp == "block",
-                bridged=bool(spec.netifs),
-            )
+        return rules.vps_chains(
+            self.prefix,
+            ctid,
+            [hosts[ROUTED_IFNAME]],
+            uplink=self.net.uplink,
+            conntrack_max=cap,
+            smtp_block=smtp == "block",
+            bridged=bool(spec.netifs),
         )
 
     def _route_ip(self, ctid: int, live: dict, addr: str, *, add: bool) -> None:
@@ -453,22 +465,10 @@ class Network:
         vps_ns = f"/proc/{live['pid']}/ns/net"
         net = ipaddress.ip_network(addr)
         single = net.prefixlen == net.max_prefixlen
-        gw = self.net.gateway6 if net.version == 6 else self.net.gateway4
         if add:
             self.nft.batch(rules.ip_element(self._vps_table(ctid), ROUTED_IFNAME, addr, add=True))
-            with IP(self.net.host_netns) as host:
-                host.route_add(str(net), dev=host_if)
-                if single and self.net.uplink and self.net.proxy_neighbours:
-                    host.neigh_add_proxy(str(net.network_address), dev=self.net.uplink)
-            with IP(vps_ns) as vps:
-                if single:
-                    vps.addr_add(ROUTED_IFNAME, f"{net.network_address}/{net.max_prefixlen}", nodad=True)
-                # The gateway's MAC is fixed: no ARP/NDP round for it (the kernel drops the
-                # entry with the last address of a family, so it is set with each address).
-                vps.neigh_add(gw, make_mac(ctid, ROUTED_IFNAME, host=True), dev=ROUTED_IFNAME)
-                if net.version == 4:
-                    vps.route_add(f"{gw}/32", dev=ROUTED_IFNAME)
-                vps.route_add("default", via=gw, dev=ROUTED_IFNAME, onlink=net.version == 4)
+            with IP(self.net.host_netns) as host, IP(vps_ns) as vps:
+                self._add_routes(ctid, host, vps, host_if, addr)
         else:
             with contextlib.suppress(NotFound):
                 self.nft.batch(rules.ip_element(self._vps_table(ctid), ROUTED_IFNAME, addr, add=False))
@@ -483,15 +483,35 @@ class Network:
         live = {**live, "ips": ips}
         statefile.write_json(self._live_path(ctid), live)
 
-    def _shape(self, rate: Rate, hosts: dict[str, str]) -> None:
+    def _add_routes(self, ctid: int, host: IP, vps: IP, host_if: str, addr: str) -> None:
+        """Host route, proxy entry and the address inside, for one address."""
+        net = ipaddress.ip_network(addr)
+        single = net.prefixlen == net.max_prefixlen
+        gw = self.net.gateway6 if net.version == 6 else self.net.gateway4
+        host.route_add(str(net), dev=host_if)
+        if single and self.net.uplink and self.net.proxy_neighbours:
+            host.neigh_add_proxy(str(net.network_address), dev=self.net.uplink)
+        if single:
+            vps.addr_add(ROUTED_IFNAME, f"{net.network_address}/{net.max_prefixlen}", nodad=True)
+        # The gateway's MAC is fixed: no ARP/NDP round for it (the kernel drops the
+        # entry with the last address of a family, so it is set with each address).
+        vps.neigh_add(gw, make_mac(ctid, ROUTED_IFNAME, host=True), dev=ROUTED_IFNAME)
+        if net.version == 4:
+            vps.route_add(f"{gw}/32", dev=ROUTED_IFNAME)
+        vps.route_add("default", via=gw, dev=ROUTED_IFNAME, onlink=net.version == 4)
+
+    def _shape(self, rate: Rate, hosts: dict[str, str], host: IP | None = None) -> None:
         """ "in" (to the VPS): HTB on the host veth's egress. "out" is policed in the netdev table,
         because an IFB redirect on the veth's ingress would skip the anti-spoofing chain."""
-        with IP(self.net.host_netns) as host:
-            for name in hosts.values():
-                if rate.in_bps:
-                    host.htb_rate(name, rate.in_bps)
-                else:
-                    host.qdisc_del(name)
+        if host is None:
+            with IP(self.net.host_netns) as own:
+                self._shape(rate, hosts, own)
+            return
+        for name in hosts.values():
+            if rate.in_bps:
+                host.htb_rate(name, rate.in_bps)
+            else:
+                host.qdisc_del(name)
 
     # -- live state ---------------------------------------------------------------------------
     def _live(self, ctid: int) -> dict | None:

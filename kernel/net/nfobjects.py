@@ -11,19 +11,17 @@ still goes through nft (kernel/net/nft.py).
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import struct
 from collections.abc import Iterator
 
-from kernel import syscalls as sc
-from kernel.errors import NotFound, from_errno
-from kernel.net.ip import netns_path
+from kernel.errors import from_errno
+from kernel.net.ip import socket_in
 from kernel.net.nft import Counter
 
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_NFTABLES = 10
-NFT_MSG_GETTABLE, NFT_MSG_GETOBJ = 1, 19
+NFT_MSG_GETTABLE, NFT_MSG_GETRULE, NFT_MSG_GETOBJ = 1, 7, 19
 NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 NFTA_TABLE_NAME, NFTA_TABLE_HANDLE = 1, 4
@@ -40,26 +38,8 @@ _ATTR = struct.Struct("=HH")
 
 @contextlib.contextmanager
 def _socket_in(netns: str | None) -> Iterator[socket.socket]:
-    """A netfilter netlink socket made inside `netns` (this thread enters it only to make the socket)."""
-    path = netns_path(netns)
-    if path is None:
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_NETFILTER)
-    else:
-        try:
-            target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            raise NotFound("network namespace is gone", path=path) from None
-        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            sc.setns(target, sc.CLONE_NEWNET)
-            try:
-                sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_NETFILTER)
-            finally:
-                sc.setns(home, sc.CLONE_NEWNET)
-        finally:
-            os.close(target)
-            os.close(home)
-    with sock:
+    """A netfilter netlink socket made inside `netns`."""
+    with socket_in(netns, NETLINK_NETFILTER) as sock:
         sock.bind((0, 0))
         yield sock
 
@@ -122,3 +102,9 @@ def read(netns: str | None) -> tuple[dict[tuple[str, str], int], dict[tuple[str,
                 packets=struct.unpack(">Q", data[NFTA_COUNTER_PACKETS])[0],
                 bytes=struct.unpack(">Q", data[NFTA_COUNTER_BYTES])[0])
     return tables, counters
+
+
+def rule_count(netns: str | None) -> int:
+    """How many rules every table of `netns` holds (one NFT_MSG_GETRULE dump; the accounting tier's numiptent)."""
+    with _socket_in(netns) as sock:
+        return sum(1 for _ in _dump(sock, NFT_MSG_GETRULE, b"", 1))
