@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from panel.core.models import Operation
 from panel.plans import budgets
-from panel.vps import addresses
+from panel.vps import addresses, events
 from panel.vps.choices import VpsState
 from panel.vps.models import VPS
 from worker import protocol
@@ -30,6 +30,7 @@ def on_operation_reported(sender: type, operation: Operation, **kwargs: object) 
     if vps is None:
         log.warning("report for unknown VPS %s (operation %s)", operation.target_id, operation.pk)
         return
+    was_creating = vps.state == VpsState.CREATING
     if operation.status == protocol.Status.SUCCEEDED:
         state = _FROM_NODE.get(operation.result.get("state"))
         if state is None:
@@ -39,6 +40,7 @@ def on_operation_reported(sender: type, operation: Operation, **kwargs: object) 
     elif vps.state == VpsState.CREATING:
         # The node undid the half-made VPS: it never existed, its budget share is free again.
         _set_state(vps, VpsState.DESTROYED, None)
+    events.operation_finished(vps, operation, was_creating=was_creating)
 
 
 def _set_state(vps: VPS, state: str, init_pid: int | None) -> None:

@@ -21,7 +21,7 @@ from panel.nodes.models import Node
 from panel.plans import budgets
 from panel.plans.models import Plan
 from panel.plans.services import plan_limits
-from panel.vps import addresses, placement, secrets
+from panel.vps import addresses, events, placement, secrets
 from panel.vps.choices import DesiredState, VpsState
 from panel.vps.models import VPS, next_ctid
 from panel.vps.validators import validate_hostname, validate_template_name
@@ -188,9 +188,11 @@ def change_plan(actor: Any, vps: VPS, plan: Plan) -> Operation:
     if not Plan.objects.restrict(vps.customer).filter(pk=plan.pk).exists():
         raise ValidationError({"plan": "This plan is not available to the customer."})
     budgets.reserve(vps.customer, vps.budget_holder, budgets.Demand.for_plan(plan))
+    old_plan = vps.plan.name if vps.plan else ""
     vps.plan, vps.limits = plan, plan_limits(plan)
     vps.save(update_fields=["plan", "limits", "updated"])
     addresses.match_plan(vps, plan)
+    events.plan_changed(vps, old_plan)
     return _send(actor, vps, protocol.TASK_VPS_SET)
 
 
@@ -212,6 +214,7 @@ def suspend(actor: Any, vps: VPS, reason: str = "") -> Operation:
     vps.suspended, vps.suspend_reason = True, reason.strip()[:200]
     vps.desired_state = DesiredState.STOPPED
     vps.save(update_fields=["suspended", "suspend_reason", "desired_state", "updated"])
+    events.suspended(vps, vps.suspend_reason)
     return _send(actor, vps, protocol.TASK_VPS_STOP)
 
 
@@ -223,6 +226,7 @@ def unsuspend(actor: Any, vps: VPS, *, then_start: bool = True) -> Operation | N
         raise PermissionDenied("Only an admin or the customer's reseller lifts a suspension.")
     vps.suspended, vps.suspend_reason = False, ""
     vps.save(update_fields=["suspended", "suspend_reason", "updated"])
+    events.unsuspended(vps)
     return start(actor, vps) if then_start else None
 
 
