@@ -5,16 +5,24 @@ listed and clears the limits of every other id (usage stays counted). Only
 a mounted volume can take them: a stopped VPS gets them when a start,
 restart or set converges it again. kernel/storage refuses on drivers
 without a second level (dir, btrfs).
+
+The per-user files inside the VPS (`Storage.publish_quota`) are written on
+every change of limits and, so their usage does not go stale, refreshed by
+the usage sampler with each VPS's disk figures (`refresh`).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from kernel.errors import Busy, KernelError
+from kernel.runtime import Runtime
 from kernel.storage.volumes import Storage
 from worker import protocol
 
 KiB = 1024
+log = logging.getLogger(__name__)
 
 
 def _wanted(quota: dict[str, Any]) -> tuple[int, int, int, int]:
@@ -44,3 +52,21 @@ def converge(storage: Storage | None, request: protocol.VpsRequest) -> int:
                 storage.set_ugid_quota(ctid, kind, ident, (bsoft, bhard), (isoft, ihard))
                 changed += 1
     return changed
+
+
+def refresh(rt: Runtime, ctid: int) -> int:
+    """Rewrite the VPS's per-user quota files with the current usage, when its volume is mounted
+    and has the second level on; returns the number of files written. A VPS whose lock is held is
+    skipped (an operation may be unmounting it; the next refresh comes), and errors are logged,
+    not raised: the caller is the usage sampler, whose batch must not fail for one VPS."""
+    try:
+        volume = rt.storage.find(ctid)
+        if volume is None or volume.limits.quotaugidlimit <= 0:
+            return 0  # without taking the lock: a vzctl meanwhile would exit "locked"
+        with rt.lock(ctid, now=True):
+            return rt.storage.publish_quota(ctid) if rt.storage.active(ctid) else 0
+    except Busy:
+        return 0
+    except KernelError:
+        log.exception("CT %s: second-level quota files not refreshed", ctid)
+        return 0

@@ -27,7 +27,7 @@ from celery import bootsteps
 from kernel import statefile
 from kernel.errors import KernelError
 from kernel.ubc.counters import FastReader, Ledger
-from worker import protocol, vps
+from worker import protocol, quotas, vps
 from worker.config import NodeConfig
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,7 @@ class Sampler:
             except KernelError:
                 continue  # no volume (being destroyed) or a driver that cannot say
             self.disk[ctid] = (usage.bytes_used, usage.inodes_used)
+            quotas.refresh(rt, ctid)  # the per-user quota files inside, with the same cadence
 
 
 @cache

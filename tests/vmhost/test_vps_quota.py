@@ -4,7 +4,8 @@ tests/vmhost/test_storage_quota.py writes as the on-disk ids from the host; here
 writers are users of a running VPS, so their writes go through the VPS's user
 namespace and the idmapped mount of its root: VPS uid 1000 is host uid
 id_start+1000, and the mount maps it back to 1000 on disk, the id the limit was
-set for. The grow is seen by `df` inside without a restart.
+set for. The grow is seen by `df` inside without a restart, and the node's usage
+sampler keeps each user's quota file inside up to date.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from kernel.runtime import CreateSpec, Runtime, StartOptions
 from kernel.storage.base import Limits, PoolConfig
 from kernel.storage.volumes import Storage, StorageConfig
 from tests.kernel import leftovers
+from worker.usage import Sampler
 
 pytestmark = pytest.mark.vm
 CTID = 4244
@@ -73,13 +75,17 @@ def df_kib(rt: Runtime) -> int:
     return int(out.split()[1])
 
 
+def make_users(rt: Runtime) -> None:
+    setup = (f"printf '{USERS}' >> /etc/passwd && printf '{GROUPS}' >> /etc/group && "
+             "mkdir -p /home/alice /home/bob && chown alice:alice /home/alice && chown bob:bob /home/bob")
+    assert sh(rt, setup) == (0, "")
+
+
 def test_a_vps_user_hits_their_own_limit_and_a_grow_shows_in_df_inside(rt: Runtime) -> None:
     record = rt.create(CreateSpec(ctid=CTID, template="busybox", hostname="q.example.com",
                                   limits=Limits(diskspace=(0, 96 * MiB), quotaugidlimit=4)))
     assert rt.start(CTID, StartOptions(timeout=BOUND)).running
-    setup = (f"printf '{USERS}' >> /etc/passwd && printf '{GROUPS}' >> /etc/group && "
-             "mkdir -p /home/alice /home/bob && chown alice:alice /home/alice && chown bob:bob /home/bob")
-    assert sh(rt, setup) == (0, "")
+    make_users(rt)
     assert as_user(rt, "alice", "id -u") == (0, "1000\n")
     # On disk (through the host's view of the volume) the VPS's ids stay 0-65535.
     assert os.stat(os.path.join(rt.storage.activate(CTID), "home/alice")).st_uid == 1000
@@ -116,3 +122,27 @@ def test_a_vps_user_hits_their_own_limit_and_a_grow_shows_in_df_inside(rt: Runti
     assert not rt.stop(CTID, timeout=BOUND).running
     rt.destroy(CTID)
     assert leftovers.of(rt, CTID, record.id_start) == []
+
+
+def quota_file(rt: Runtime, user: str, uid: int) -> dict[str, str]:
+    code, out = as_user(rt, user, f"cat /var/lib/ctpanel/quota/user.{uid}")
+    assert code == 0, out
+    return dict(line.split("=", 1) for line in out.splitlines() if not line.startswith("#"))
+
+
+def test_the_usage_sampler_keeps_a_users_quota_file_inside_current(rt: Runtime) -> None:
+    rt.create(CreateSpec(ctid=CTID, template="busybox", limits=Limits(diskspace=(0, 96 * MiB), quotaugidlimit=4)))
+    assert rt.start(CTID, StartOptions(timeout=BOUND)).running
+    make_users(rt)
+    rt.storage.set_ugid_quota(CTID, "user", 1000, (0, 16 * MiB), (0, 0))  # publishes the file
+    published = quota_file(rt, "alice", 1000)
+    assert int(published["bytes"]) < MiB
+
+    assert as_user(rt, "alice", "dd if=/dev/zero of=/home/alice/data bs=64k count=32 conv=fsync 2>/dev/null; echo $?") \
+        == (0, "0\n")
+    assert quota_file(rt, "alice", 1000) == published  # nothing rewrote it: stale until a refresh
+
+    # The worker's sampler (its disk refresh; a new sampler measures every VPS at once).
+    Sampler(config=None, fast=None, traffic=None)._refresh_disk(rt, [CTID])  # type: ignore[arg-type]
+    fresh = quota_file(rt, "alice", 1000)
+    assert int(fresh["bytes"]) >= 2 * MiB and fresh["bhard"] == str(16 * MiB)
