@@ -116,7 +116,8 @@ def home(request: HttpRequest) -> HttpResponse:
         )
     else:
         budget = Budget.objects.filter(grantee=user).first()
-        context.update(budget=budget, rows=budget_rows(budget, budgets.allocated(user)), grantee=user)
+        context.update(budget=budget, rows=budget_rows(budget, budgets.allocated(user), budgets.used(user)),
+                       grantee=user)
         if user.is_reseller:
             context.update(customers=user.customers.count(),
                            suspended=user.customers.filter(is_active=False).count(),

@@ -19,6 +19,7 @@ lowered budget.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +75,20 @@ def _totals(**where: Any) -> dict[str, int]:
 def allocated(user: Any) -> dict[str, int]:
     """What is allocated against `user`'s budget (a reseller's covers all its customers)."""
     return _totals(reseller=user) if user.is_reseller else _totals(customer=user)
+
+
+UsedSource = Callable[[Any], dict[str, float]]
+_used_source: list[UsedSource] = []
+
+
+def provide_used(source: UsedSource) -> None:
+    """Install what answers `used` — the usage app does when it loads (it sits above this app)."""
+    _used_source[:] = [source]
+
+
+def used(user: Any) -> dict[str, float]:
+    """What `user`'s VPSs actually hold per budget resource (panel/usage/held.py); {} without a usage app."""
+    return _used_source[0](user) if _used_source else {}
 
 
 def _check(level: str, grantee: Any, budget: Budget | None, demand: dict[str, int], current: dict[str, int],

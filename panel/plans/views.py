@@ -63,32 +63,42 @@ class PlanDeleteView(generic.ObjectDeleteView):
         services.delete_plan(request.user, obj)
 
 
-def budget_rows(budget: Budget | None, allocated: dict[str, int]) -> list[dict[str, Any]]:
-    """One row per resource: granted (None = unlimited), allocated, and how full it is.
+def _used_text(resource: str, value: float) -> str:
+    if resource in BYTE_RESOURCES:
+        return bytes_si(int(value))
+    return f"{value:g}" if resource == "cpus" else str(int(value))
+
+
+def budget_rows(budget: Budget | None, allocated: dict[str, int],
+                used: dict[str, float] | None = None) -> list[dict[str, Any]]:
+    """One row per resource: granted (None = unlimited), allocated, how full it is, and what is used now.
 
     Without a budget nothing is granted at this level (the page says what that means for the role).
+    `used` comes from `budgets.used` (the usage app's figures); a resource it lacks shows no use.
     """
     rows = []
     for resource, label in BUDGET_RESOURCES.items():
         granted = getattr(budget, resource) if budget is not None else None
-        used = allocated.get(resource, 0)
+        taken = allocated.get(resource, 0)
         show = bytes_si if resource in BYTE_RESOURCES else str
-        percent = min(100, round(100 * used / granted)) if granted else (0 if granted is None or not used else 100)
+        percent = min(100, round(100 * taken / granted)) if granted else (0 if granted is None or not taken else 100)
         text = "no budget" if budget is None else "unlimited" if granted is None else show(granted)
+        in_use = (used or {}).get(resource)
         rows.append({"resource": resource, "label": label[:1].upper() + label[1:], "granted": granted,
-                     "granted_text": text,
-                     "allocated_text": show(used), "percent": percent,
+                     "granted_text": text, "allocated_text": show(taken), "percent": percent,
+                     "used": in_use, "used_text": None if in_use is None else _used_text(resource, in_use),
                      "level": "bad" if percent >= 100 else "warn" if percent >= 80 else "ok"})
     return rows
 
 
 def _budget_context(grantee: User) -> dict[str, Any]:
     budget = Budget.objects.filter(grantee=grantee).select_related("granted_by").first()
-    return {"grantee": grantee, "budget": budget, "rows": budget_rows(budget, budgets.allocated(grantee))}
+    rows = budget_rows(budget, budgets.allocated(grantee), budgets.used(grantee))
+    return {"grantee": grantee, "budget": budget, "rows": rows}
 
 
 class MyBudgetView(generic.PanelView):
-    """My budget: granted against allocated ("used" comes with the usage app); a reseller's customers' too."""
+    """My budget: granted, allocated and used (the usage app's figures); a reseller's customers' budgets too."""
 
     def get(self, request):
         if request.user.is_admin:
@@ -127,7 +137,7 @@ def _with_units(exc: ValidationError, grantee: User) -> ValidationError:
 
 
 class UserBudgetView(generic.PanelView):
-    """A user's budget (granted / allocated); whoever may grant it edits it here (budgets.grant decides)."""
+    """A user's budget (granted / allocated / used); whoever may grant it edits it here (budgets.grant decides)."""
 
     roles = STAFF
     queryset = User.objects.all()

@@ -25,14 +25,20 @@ class PlanSerializer(serializers.ModelSerializer):
 class BudgetSerializer(serializers.ModelSerializer):
     grantee = serializers.PrimaryKeyRelatedField(queryset=User.objects.all())
     allocated = serializers.SerializerMethodField(help_text="Allocated against this budget now")
+    used = serializers.SerializerMethodField(
+        help_text="What the grantee's VPSs hold now per resource (cpus: busy CPUs, fractional; "
+                  "see docs/panel-domain.md)")
 
     class Meta:
         model = Budget
-        fields = ["id", "grantee", "granted_by", *BUDGET_RESOURCES, "updated", "allocated"]
+        fields = ["id", "grantee", "granted_by", *BUDGET_RESOURCES, "updated", "allocated", "used"]
         read_only_fields = ["granted_by", "updated"]
 
     def get_allocated(self, budget: Budget) -> dict[str, int]:
         return budgets.allocated(budget.grantee)
+
+    def get_used(self, budget: Budget) -> dict[str, float]:
+        return budgets.used(budget.grantee)
 
 
 class AllocationSerializer(serializers.ModelSerializer):

@@ -27,7 +27,7 @@ class PlanViewSet(RestrictedModelViewSet):
 
 
 class BudgetViewSet(RestrictedModelViewSet):
-    """Budgets with what is allocated against them. Create or update = grant."""
+    """Budgets with what is allocated against them and used. Create or update = grant."""
 
     queryset = Budget.objects.select_related("grantee")
     serializer_class = serializers.BudgetSerializer
