@@ -83,11 +83,17 @@ def rising_failcnt(actor: Any, now: datetime.datetime | None = None, hours: int 
     One burst (a fork bomb, a big build) is one hour; a row that keeps being
     refused hour after hour is a VPS outgrowing its plan: an alert.
     """
+    return list(rising(FailEvent.objects.restrict(actor, VIEW), now, hours, min_hours)
+                .values("vps__ctid", "vps__hostname", "vps__customer__username", "resource", "hours", "count",
+                        "last"))
+
+
+def rising(events: Any, now: datetime.datetime | None = None, hours: int = 24, min_hours: int = 3) -> Any:
+    """`rising_failcnt`'s rows of the FailEvent queryset `events`, grouped by VPS and row (with `vps` its id)."""
     since = (now or timezone.now()) - datetime.timedelta(hours=hours)
-    return list(FailEvent.objects.restrict(actor, VIEW).filter(time__gte=since)
-                .values("vps__ctid", "vps__hostname", "vps__customer__username", "resource")
-                .annotate(hours=Count(TruncHour("time"), distinct=True), count=Sum("count"), last=Max("time"))
-                .filter(hours__gte=min_hours).order_by("-hours", "-count", "vps__ctid"))
+    return (events.filter(time__gte=since).values("vps", "resource")
+            .annotate(hours=Count(TruncHour("time"), distinct=True), count=Sum("count"), last=Max("time"))
+            .filter(hours__gte=min_hours).order_by("-hours", "-count", "vps__ctid"))
 
 
 # What each beancounter row limits, for people who do not speak vzubc.

@@ -5,7 +5,7 @@ from typing import Any
 
 from celery import shared_task
 
-from panel.usage import ingest, rollups, traffic
+from panel.usage import alerts, ingest, rollups, traffic
 from panel.usage.models import Rollup
 from worker import protocol
 
@@ -35,4 +35,5 @@ def rollup() -> None:
 def housekeeping() -> None:
     deleted = rollups.expire()
     lifted = traffic.lift_throttles()
-    log.info("usage housekeeping: deleted %s, throttles lifted %d", deleted, lifted)
+    told = alerts.notify_repeated_failcnt()
+    log.info("usage housekeeping: deleted %s, throttles lifted %d, failcnt notices %d", deleted, lifted, told)
