@@ -60,6 +60,12 @@ def beancounters(rt: Runtime, ctid: int) -> ubc.Limits:
         return ubc.Limits()
 
 
+def save_beancounters(rt: Runtime, ctid: int, limits: ubc.Limits) -> None:
+    """Store the VPS's beancounter limits: the next start applies them (worker converge, `vzctl set --save`)."""
+    statefile.ensure_dir(rt.config.path("ubc"))
+    statefile.write_json(beancounters_path(rt, ctid), dataclasses.asdict(limits))
+
+
 @cache
 def runtime(config: NodeConfig) -> Runtime:
     """The node's runtime with its storage pools, network and beancounters; readies pools and network once."""
@@ -136,8 +142,7 @@ def apply_settings(rt: Runtime, request: protocol.VpsRequest) -> None:
         limits = ubc.Limits.from_protocol(request.limits)
         previous = beancounters(rt, ctid)
         if limits != previous:
-            statefile.ensure_dir(rt.config.path("ubc"))
-            statefile.write_json(beancounters_path(rt, ctid), dataclasses.asdict(limits))
+            save_beancounters(rt, ctid, limits)
             if rt.status(ctid).running:
                 ubc.apply(rt.cgroups, ctid, limits, previous=previous,
                           device=ubc.backing_device(rt.storage.activate(ctid)))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -109,6 +109,19 @@ def plan(version: int, limits: Limits, *, cpus: Sequence[int], host_cpus: Sequen
         bps, iops = limits.iolimit or "max", limits.iopslimit or "max"
         writes.append(Write("io", "io.max", f"{device} rbps={bps} wbps={bps} riops={iops} wiops={iops}"))
     return writes
+
+
+def fields_of(file: str) -> frozenset[str]:
+    """The `Limits` fields a cgroup file carries. Fields sharing a file are written together:
+    v1's memsw holds ram + swap; the CPU quota is cpulimit capped by cpus; the cpuset is cpus in cpumask."""
+    if file in ("cpu.shares", "cpu.weight"):
+        return frozenset({"cpuunits"})
+    for prefix, fields in (("memory.", {"ram", "swap"}), ("pids.", {"numproc"}), ("cpu.", {"cpulimit", "cpus"}),
+                           ("cpuset.", {"cpus", "cpumask"}), ("blkio.", {"iolimit", "iopslimit"}),
+                           ("io.", {"iolimit", "iopslimit"})):
+        if file.startswith(prefix):
+            return frozenset(fields)
+    raise ValueError(f"no Limits field for {file}")
 
 
 def host_cpus(driver: CgroupDriver) -> list[int]:
@@ -224,21 +237,32 @@ def set_ipc_limits(init_pid: int, shm_bytes: int) -> None:
 
 
 def apply(driver: CgroupDriver, ctid: int, limits: Limits, *, init_pid: int | None = None,
-          device: str | None = None, previous: Limits | None = None) -> Applied:
+          device: str | None = None, previous: Limits | None = None,
+          only: Collection[str] | None = None) -> Applied:
     """Set `limits` on VPS `ctid` (its cgroups exist). At start pass the waiting `init_pid`;
-    live, pass `previous` so restart-only changes are reported, not silently dropped."""
+    live, pass `previous` so restart-only changes are reported, not silently dropped.
+    `only`: set just these fields (and those sharing a cgroup file with them, see `fields_of`),
+    leaving the rest as they are in the kernel (`vzctl set` of a few parameters)."""
     done = Applied()
+    wanted = set(only) if only is not None else None
     host = host_cpus(driver)
     writes = plan(driver.version, limits, cpus=choose_cpus(limits, host, ctid), host_cpus=host, device=device)
+    if wanted is not None:
+        writes = [w for w in writes if fields_of(w.file) & wanted]
     _write_all(driver, ctid, writes, done)
-    if (limits.iolimit or limits.iopslimit) and not device:
+    io = wanted is None or bool(wanted & {"iolimit", "iopslimit"})
+    if io and (limits.iolimit or limits.iopslimit) and not device:
         done.skipped["iolimit"] = "no block device backs the VPS"
     pids = sorted(set(driver.pids(ctid)) | ({init_pid} if init_pid else set()))
-    _set_nofile(pids, limits.numfile, done)
-    _set_ioprio(pids, limits.ioprio)
-    if init_pid:
+    if wanted is None or "numfile" in wanted:
+        _set_nofile(pids, limits.numfile, done)
+    if wanted is None or "ioprio" in wanted:
+        _set_ioprio(pids, limits.ioprio)
+    if init_pid and (wanted is None or wanted & {"shmpages", "ram"}):
         set_ipc_limits(init_pid, limits.shm_bytes())
     changed = limits.changed(previous) if previous else []
+    if wanted is not None:
+        changed = [n for n in changed if n in wanted]
     done.restart.extend(n for n in changed if n in RESTART and n not in done.restart)
     done.live = [n for n in (changed or []) if n not in done.restart]
     return done

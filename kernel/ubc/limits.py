@@ -74,8 +74,8 @@ class Limits:
         return self.shmpages or self.ram
 
 
-# vzctl set flag → (Limits field, how its value is parsed)
-_FLAGS: dict[str, tuple[str, str]] = {
+#: vzctl set flag → (Limits field, how its value is parsed)
+FLAGS: dict[str, tuple[str, str]] = {
     "--ram": ("ram", "bytes"), "--physpages": ("ram", "pages"),
     "--swap": ("swap", "bytes"), "--swappages": ("swap", "pages"),
     "--numproc": ("numproc", "count"), "--cpus": ("cpus", "count"),
@@ -100,11 +100,11 @@ def parse_set(argv: Sequence[str], base: Limits | None = None) -> tuple[Limits, 
         if flag == "--save":
             save = True
             continue
-        if flag not in _FLAGS:
+        if flag not in FLAGS:
             raise InvalidArgument(f"unknown option {flag}")
         if not args:
             raise InvalidArgument(f"{flag} needs a value")
-        name, kind = _FLAGS[flag]
+        name, kind = FLAGS[flag]
         text = args.pop(0)
         if kind == "percent":
             values[name] = parse_percent(text) or 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 OK = 0
+SETUBC_ERROR = 1  # the kernel refused a beancounter limit
 SYSTEM_ERROR = 3
 COMMAND_FAILED = 8  # `vzctl exec`: the command returned non-zero
 LOCKED = 9

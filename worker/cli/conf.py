@@ -64,8 +64,11 @@ def parse_conf(text: str) -> dict[str, str]:
 
 
 def limits_to_conf(limits: dict[str, int]) -> dict[str, str]:
+    """The conf lines of the limits given (a sample names them all; a VPS's beancounters some)."""
     out = {}
     for name, (key, unit, kind) in LIMIT_KEYS.items():
+        if name not in limits:
+            continue
         value = limits[name]
         if value % unit:
             raise ValueError(f"{name}={value} is not a multiple of {unit}")

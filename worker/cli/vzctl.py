@@ -157,7 +157,7 @@ def _via_supervisor(config: CliConfig, op: str, **args: object) -> bool:
 def _parser() -> argparse.ArgumentParser:
     import argparse
 
-    from worker.cli import disk, vznet
+    from worker.cli import beancounters, disk, vznet
 
     parser = argparse.ArgumentParser(prog="vzctl", description="Manage VPSs on this ctpanel node.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -189,7 +189,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--hostname")
     p.add_argument("--onboot", choices=("yes", "no"))
     disk.add_arguments(p)
-    p.add_argument("--save", action="store_true", help="accepted for OpenVZ compatibility: changes are always saved")
+    beancounters.add_arguments(p)
+    p.add_argument("--save", action="store_true",
+                   help="store beancounter changes for the next start (other settings are always saved)")
     sub.add_parser("exec", help="run a command in a VPS; 8 when it fails")
     sub.add_parser("exec2", help="run a command in a VPS; its own exit code")
     sub.add_parser("enter", help="a shell in a VPS on a new pty of its own")
@@ -236,11 +238,13 @@ def cmd_create(config: CliConfig, rt: Runtime, ns: argparse.Namespace, ctid: int
     from kernel.errors import NotFound
     from kernel.runtime import CreateSpec
     from kernel.storage.base import Limits as DiskLimits
-    from worker.cli import conf, disk
+    from worker import vps
+    from worker.cli import beancounters, conf, disk
 
     if rt.registry.find(ctid) is not None:
         raise Fail(codes.PRIVATE_EXISTS, f"Container {ctid} already exists")
     sample = conf.read_sample(config.conf_dir, config.samples, ns.config) if ns.config else {}
+    bc, notes = beancounters.from_sample(sample) if sample else (None, [])
     try:
         if ns.ostemplate == "busybox":
             rt.templates.ensure_busybox()
@@ -263,8 +267,11 @@ def cmd_create(config: CliConfig, rt: Runtime, ns: argparse.Namespace, ctid: int
     }
     if ns.config:
         values["ORIGIN_SAMPLE"] = ns.config
+    if bc is not None:
+        vps.save_beancounters(rt, ctid, bc)
+        sample = {**sample, **beancounters.conf_values(bc)}
     conf.write_ct_conf(config.conf_dir, ctid, {**values, **sample, **disk.conf_values(limits)})
-    return f"Container {ctid} created from {ns.ostemplate}"
+    return "\n".join([*notes, f"Container {ctid} created from {ns.ostemplate}"])
 
 
 def _check_hostname(hostname: str) -> None:
@@ -278,12 +285,18 @@ def _check_hostname(hostname: str) -> None:
 
 
 def cmd_set(config: CliConfig, rt: Runtime, ns: argparse.Namespace, ctid: int) -> str:
-    from worker.cli import conf, disk, vznet
+    from worker.cli import beancounters, conf, disk, vznet
 
-    if ns.hostname is None and ns.onboot is None and not disk.requested(ns) and not vznet.given(ns):
-        raise Fail(codes.BAD_SYNTAX, "Nothing to set: --hostname, --onboot, --diskspace, --diskinodes or "
-                   "--quotaugidlimit")
+    bc = beancounters.requested(ns)
+    if ns.hostname is None and ns.onboot is None and not disk.requested(ns) and not vznet.given(ns) and not bc:
+        raise Fail(codes.BAD_SYNTAX, "Nothing to set: --hostname, --onboot, --diskspace, --diskinodes, "
+                   "--quotaugidlimit, a network option or a beancounter (--ram, --numproc, ...)")
     _exists(rt, ctid)
+    change = beancounters.parse(rt, ctid, ns) if bc else None  # every value checked before any change
+    lines = []
+    if change is not None:
+        beancounters.refuse_stopped(rt, ctid, ns.save)
+        lines = beancounters.apply(rt, ctid, change, save=ns.save)
     limits = disk.set_limits(rt, ctid, disk.limits(ns, rt.storage.get(ctid).limits)) if disk.requested(ns) else None
     net_values = {}
     if vznet.given(ns):
@@ -303,8 +316,13 @@ def cmd_set(config: CliConfig, rt: Runtime, ns: argparse.Namespace, ctid: int) -
     if limits is not None:
         values.update(disk.conf_values(limits))
     values.update(net_values)
+    if change is not None and ns.save:
+        values.update(beancounters.conf_values(change.new))
     conf.write_ct_conf(config.conf_dir, ctid, values)
-    return f"Saved parameters for CT {ctid}"
+    others = ns.hostname is not None or ns.onboot is not None or limits is not None or bool(net_values)
+    if change is None or ns.save or others:  # beancounters without --save: the warning says so
+        lines.append(f"Saved parameters for CT {ctid}")
+    return "\n".join(lines)
 
 
 def cmd_change(config: CliConfig, rt: Runtime, ns: argparse.Namespace, ctid: int) -> str:
@@ -333,10 +351,13 @@ def cmd_change(config: CliConfig, rt: Runtime, ns: argparse.Namespace, ctid: int
     if command == "destroy":
         if status.running:
             raise Fail(codes.RUNNING, "Container is currently running. Stop it first.")
+        from kernel import statefile
+        from worker import vps
         from worker.cli import conf
 
         rt.destroy(ctid)
         conf.remove_ct_conf(config.conf_dir, ctid)
+        statefile.remove(vps.beancounters_path(rt, ctid))
         return "Container private area was destroyed"
     if command == "mount":
         if status.mounted:

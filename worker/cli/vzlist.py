@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from worker.cli import codes, disk
+from worker.cli import beancounters, codes, disk
 from worker.cli.config import CliConfig
 
 if TYPE_CHECKING:
@@ -59,6 +59,8 @@ FIELDS: dict[str, tuple[str, bool, Callable[[Runtime, Record, Status], object]]]
 }
 FIELDS.update({name: (header, right, lambda rt, r, s, value=value: value(rt, r.ctid))
                for name, (header, right, value) in disk.FIELDS.items()})
+FIELDS.update({name: (header, True, lambda rt, r, s, name=name: beancounters.cell(rt, r.ctid, s.running, name))
+               for name, header in beancounters.FIELDS.items() if name not in FIELDS})
 DEFAULT = ("ctid", "numproc", "status", "ip", "hostname")
 
 
@@ -94,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vzlist", description="List the VPSs of this ctpanel node.")
     parser.add_argument("-a", "--all", action="store_true", help="running and stopped")
     parser.add_argument("-S", "--stopped", action="store_true", help="stopped only")
-    parser.add_argument("-o", "--output", help=f"comma-separated fields: {','.join(FIELDS)}")
+    parser.add_argument("-o", "--output", help="comma-separated fields: "
+                        f"{','.join(f for f in FIELDS if f not in beancounters.FIELDS)} and every "
+                        "beancounter row (physpages, numproc, ...) with .m/.b/.l/.f")
     parser.add_argument("-H", "--no-header", action="store_true")
     parser.add_argument("-j", "--json", action="store_true")
     parser.add_argument("-1", "--name-only", dest="ids_only", action="store_true", help="CTIDs only, no header")

@@ -6,7 +6,16 @@ import pytest
 
 from kernel.cgroups import V1Driver, V2Driver
 from kernel.errors import NotSupported
-from kernel.ubc.apply import Applied, _write_all, backing_device, choose_cpus, cpu_shares, cpu_weight, plan
+from kernel.ubc.apply import (
+    Applied,
+    _write_all,
+    backing_device,
+    choose_cpus,
+    cpu_shares,
+    cpu_weight,
+    fields_of,
+    plan,
+)
 from kernel.ubc.limits import Limits
 from tests.kernel.ubc.fakefs import DictFS
 
@@ -25,6 +34,21 @@ def test_v1_memory_order_and_swap_meaning() -> None:
     assert [w.value for w in writes[:3]] == ["-1", str(512 * MB), str(768 * MB)]
     unlimited = plan(1, Limits(ram=512 * MB), cpus=[0], host_cpus=[0], device=None)
     assert _values(unlimited, "memory.memsw.limit_in_bytes") == ["-1", "-1"]
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_every_write_names_the_fields_it_carries(version: int) -> None:
+    """`apply(only=...)` keeps the writes whose fields were given; a file it cannot place would be lost."""
+    writes = plan(version, Limits(ram=MB, swap=MB, numproc=5, cpus=1, cpulimit=50, iolimit=MB, iopslimit=9),
+                  cpus=[0], host_cpus=[0, 1], device="8:0")
+    kept = {w.file for w in writes if fields_of(w.file) & {"numproc"}}
+    assert kept == {"pids.max"}
+    cpu = {w.file for w in writes if "cpulimit" in fields_of(w.file)}
+    assert cpu == ({"cpu.cfs_period_us", "cpu.cfs_quota_us"} if version == 1 else {"cpu.max"})
+    assert "cpuunits" in fields_of("cpu.shares" if version == 1 else "cpu.weight")
+    assert all(fields_of(w.file) for w in writes)
+    with pytest.raises(ValueError):
+        fields_of("hugetlb.2MB.limit_in_bytes")
 
 
 def test_v2_swap_alone_and_cpu() -> None:

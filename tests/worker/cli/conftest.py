@@ -25,7 +25,7 @@ from kernel.net.network import Network
 from kernel.run import run as sh
 from kernel.runtime import Runtime
 from tests.kernel import leftovers
-from worker.cli import vzctl, vzlist
+from worker.cli import vzctl, vzlist, vzubc
 from worker.cli.config import CliConfig
 
 # An id window of 16 ranges per session PID, above the kernel tests' windows (tests/kernel/conftest.py).
@@ -110,11 +110,11 @@ def stdin_from(data: bytes) -> Iterator[None]:
 
 @pytest.fixture
 def run(env: dict[str, str], capfd: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
-    """run("vzctl"|"vzlist", *args, stdin=b"") -> (exit code, stdout, stderr)."""
+    """run("vzctl"|"vzlist"|"vzubc", *args, stdin=b"") -> (exit code, stdout, stderr)."""
 
     def call(program: str, *args: str, stdin: bytes = b"") -> tuple[int, str, str]:
         capfd.readouterr()
-        main = {"vzctl": vzctl.main, "vzlist": vzlist.main}[program]
+        main = {"vzctl": vzctl.main, "vzlist": vzlist.main, "vzubc": vzubc.main}[program]
         with stdin_from(stdin):
             code = main(list(args))
         sys.stdout.flush()
