@@ -13,11 +13,12 @@ import time
 
 import pytest
 
+from kernel.config import NodeConfig
 from kernel.errors import InvalidArgument
 from kernel.runtime import CreateSpec, Runtime
 from kernel.storage.backup import TARBALL, Backups, freezer
-from kernel.storage.base import Limits, no_quiesce
-from kernel.storage.volumes import Storage
+from kernel.storage.base import Limits, PoolConfig, no_quiesce
+from kernel.storage.volumes import Storage, StorageConfig
 from tests.kernel.storage.conftest import next_ctid
 
 pytestmark = pytest.mark.kernel
@@ -218,3 +219,50 @@ def test_backup_of_unknown_format_is_refused(tmp_path, backups: Backups) -> None
     with pytest.raises(InvalidArgument, match="not a ctpanel backup"):
         backups.restore(str(bad), next_ctid())
     shutil.rmtree(bad)
+
+
+def without_dir_links(tree: dict[str, tuple]) -> dict[str, tuple]:
+    """A directory's link count is the filesystem's (btrfs: 1, ext4: 2 + subdirectories)."""
+    return {rel: entry[:4] + entry[5:] if stat.S_ISDIR(entry[0]) else entry for rel, entry in tree.items()}
+
+
+def test_another_node_restores_from_the_shared_backup_pool(
+    make_volume, storage: Storage, backups: Backups, tmp_path
+) -> None:
+    """Node B (its own state root and pools) reads node A's backup from the pool both mount and
+    restores it under the same CTID: B's pool (A's `fast` is not there, so B's default), A's limits,
+    identical files; A's volume of that CTID is untouched."""
+    limits = Limits(diskspace=(0, 96 * MiB))
+    ctid = make_volume("fast", limits)
+    root = storage.get(ctid).root
+    os.makedirs(os.path.join(root, "home/alice"))
+    with open(os.path.join(root, "home/alice/notes"), "w") as fh:
+        fh.write("moved with the VPS\n")
+    os.chown(os.path.join(root, "home/alice/notes"), 1000, 1000)
+    os.symlink("alice/notes", os.path.join(root, "home/link"))
+    before = manifest(root)
+    info = backups.backup(ctid, quiesce=no_quiesce, config={"hostname": "moved.example.com"})
+
+    node_b = NodeConfig(node="other-node", state_root=str(tmp_path / "b-state"),
+                        idmap_registry=str(tmp_path / "b-ids.json"))
+    store_b = Storage(node_b, StorageConfig((PoolConfig("local", "image", str(tmp_path / "b-img"),
+                                                        {"default_size": str(64 * MiB)}),), "local", backups.dir))
+    store_b.setup()
+    [seen] = Backups(store_b).list(ctid)  # B's configured backup pool is the shared one
+    assert (seen.id, seen.sha256) == (info.id, info.sha256)
+    try:
+        restored = Backups(store_b).restore(seen.path, ctid)
+        assert restored.config == {"hostname": "moved.example.com"}
+        volume = store_b.get(ctid)
+        assert (volume.pool, volume.driver, volume.limits) == ("local", "image", limits)
+        assert volume.root.startswith(str(tmp_path / "b-img"))
+        after = manifest(volume.root)
+        assert after.pop(".")[1:4] == before.pop(".")[1:4]  # mkfs made the root; its ids and mode restored
+        after.pop("lost+found", None)  # ext4's own, not the VPS's
+        assert without_dir_links(after) == without_dir_links(before)
+        assert os.path.getsize(store_b.pool("local").image(ctid)) == 96 * MiB  # the diskspace applied
+        assert ctid in store_b.volumes()
+        assert storage.get(ctid).root == root and manifest(root) == {**before, ".": manifest(root)["."]}
+    finally:
+        store_b.destroy(ctid)
+    assert store_b.leftovers(ctid) == []
