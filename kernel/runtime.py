@@ -446,8 +446,7 @@ class Runtime:
             record = self.registry.get(ctid)
             if self._running_pid(ctid):
                 return self.status(ctid)
-            console = self._start(record, options)
-            return replace(self.status(ctid), console_fd=console)
+            return self._start(record, options)
 
     def restart(self, ctid: int, options: StartOptions | None = None, *, timeout: float = 30.0) -> Status:
         """Stop (halt signal, then kill after `timeout`) and start again, under one lock."""
@@ -459,8 +458,7 @@ class Runtime:
             if pid:
                 self._stop(record, pid, fast=False, timeout=timeout)
             self._cleanup(ctid)
-            console = self._start(record, options)
-            return replace(self.status(ctid), console_fd=console)
+            return self._start(record, options)
 
     def _run_hooks(self, stage: str, ctx: StartContext) -> None:
         for hook in self.hooks[stage]:
@@ -472,7 +470,9 @@ class Runtime:
         if self.storage.find(ctx.record.ctid) is not None:
             ctx.volume = self.storage.activate(ctx.record.ctid)
 
-    def _start(self, record: Record, options: StartOptions) -> int | None:
+    def _start(self, record: Record, options: StartOptions) -> Status:
+        """Run the start pipeline; the status of the running VPS (with its console master, if any),
+        made here rather than read back (a status read costs a registry parse: ~0.3 ms of a start)."""
         ctid = record.ctid
         with Reverter() as revert:
             ctx = StartContext(
@@ -540,7 +540,8 @@ class Runtime:
             console = starting.take_console()
             starting.close()
             revert.success()
-            return console
+            return Status(ctid=ctid, exists=True, mounted=True, running=True, init_pid=starting.pid,
+                          console_fd=console)
 
     def _write_files(self, ctx: StartContext) -> None:
         if ctx.record.hostname:

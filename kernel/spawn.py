@@ -6,13 +6,15 @@ Three processes take part::
     └─ C1  joins the VPS's cgroups, unshares user+mnt+pid+uts+ipc+net+cgroup
        └─ C2  PID 1 of the new PID namespace: builds the mount tree, waits, execs init
 
-P writes C1's uid_map/gid_map (the VPS's 65536-id host range), opens C1's
-user namespace and makes the idmapped mount of the volume (only host root
-may idmap a mount of a host filesystem), and passes it to C1 over a socket.
-C1 forks C2, reports its host PID and exits, so C2 is reparented to the
-nearest subreaper (the supervisor) or the host's init: no ctpanel process
-stays behind per VPS. P runs its start hooks while C2 waits, then tells C2
-to exec. C2's socket end is close-on-exec: EOF means init is running.
+C1 forks C2 at once, reports C2's host PID and exits, so C2 is reparented
+to the nearest subreaper (the supervisor) or the host's init: no ctpanel
+process stays behind per VPS. Meanwhile P writes the uid_map/gid_map of
+their user namespace (the VPS's 65536-id host range), opens it and makes
+the idmapped mount of the volume (only host root may idmap a mount of a
+host filesystem), and passes it to C2 over a socket (C2's fork overlaps
+P's work: it waits for the mount before anything else). P runs its start
+hooks while C2 builds the tree and waits, then tells C2 to exec. C2's
+socket end is close-on-exec: EOF means init is running.
 """
 
 from __future__ import annotations
@@ -131,7 +133,6 @@ class Starting:
         self.pid = 0  # host PID of C2, the future init
         self.pidfd = -1
         self.console_master = -1  # with console="pty": the master of the VPS's console
-        self._ready = False  # C2 reported "R" (its mount tree is ready)
         self._c1 = 0
         self._program = seccomp.build() if spec.seccomp else b""
         self._sock, child = fdpass.seqpacket_pair()
@@ -163,12 +164,15 @@ class Starting:
         return data
 
     def _handshake(self) -> None:
-        if self._recv() != b"U":
+        data = self._recv()
+        if not data.startswith(b"U"):
             raise KernelError(f"CT {self.spec.ctid}: namespace setup failed")
-        c1 = self._c1
-        _write_proc(c1, "uid_map", self.spec.ids.map_line())
-        _write_proc(c1, "gid_map", self.spec.ids.map_line())
-        userns = os.open(f"/proc/{c1}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+        self.pid = int(data[1:])
+        self.pidfd = sc.pidfd_open(self.pid)  # C2 waits for the mount below: its PID is its own
+        # C1 is exiting now; it is reaped in exec_init, not waited for here.
+        _write_proc(self.pid, "uid_map", self.spec.ids.map_line())  # C2 is in C1's new user namespace
+        _write_proc(self.pid, "gid_map", self.spec.ids.map_line())
+        userns = os.open(f"/proc/{self.pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
         try:
             mount_fd = idmapped_mount(self.spec.volume, userns)
         finally:
@@ -177,15 +181,6 @@ class Starting:
             fdpass.send_fds(self._sock, b"M", [mount_fd])
         finally:
             os.close(mount_fd)
-        data = self._recv()
-        if data == b"R":  # C2 may finish its setup before C1, preempted after fork, reports
-            self._ready = True
-            data = self._recv()
-        if not data.startswith(b"P"):
-            raise KernelError(f"CT {self.spec.ctid}: init was not created")
-        self.pid = int(data[1:])
-        self.pidfd = sc.pidfd_open(self.pid)
-        # C1 is exiting now; it is reaped in exec_init, not waited for here.
 
     @property
     def ns_dir(self) -> str:
@@ -194,7 +189,7 @@ class Starting:
 
     def exec_init(self) -> None:
         """Let C2 exec init; return once init runs, or raise what went wrong."""
-        if not self._ready and self._recv() != b"R":
+        if self._recv() != b"R":
             raise KernelError(f"CT {self.spec.ctid}: init setup failed")
         self._sock.send(b"X")
         data = self._recv()
@@ -260,14 +255,10 @@ def _stage1(spec: InitSpec, sock: fdpass.Socket, program: bytes) -> None:  # pra
         for path in spec.cgroup_procs:
             _write_proc_path(path, "0\n")
         sc.unshare(NAMESPACES)
-        sock.send(b"U")
-        msg, fds = fdpass.recv_fds(sock, 16, 1)
-        if msg != b"M" or len(fds) != 1:
-            os._exit(1)
         pid = os.fork()
         if pid == 0:
-            _stage2(spec, sock, fds[0], program)
-        sock.send(b"P%d" % pid)
+            _stage2(spec, sock, program)
+        sock.send(b"U%d" % pid)
         os._exit(0)
     except BaseException as exc:
         _report(sock, exc)
@@ -282,8 +273,12 @@ def _write_proc_path(path: str, text: str) -> None:
         os.close(fd)
 
 
-def _stage2(spec: InitSpec, sock: fdpass.Socket, mount_fd: int, program: bytes) -> None:  # pragma: no cover
+def _stage2(spec: InitSpec, sock: fdpass.Socket, program: bytes) -> None:  # pragma: no cover
     try:
+        msg, fds = fdpass.recv_fds(sock, 16, 1)  # b"": P gave up (it killed C1 and closed its end)
+        if msg != b"M" or len(fds) != 1:
+            os._exit(1)
+        mount_fd = fds[0]
         os.setsid()
         sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
         stage = os.open(spec.stage_dir, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
