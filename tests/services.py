@@ -9,6 +9,7 @@ against pytest-django's test database and stop them by PID.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -76,19 +77,34 @@ class Stack:
 
     node_env: dict[str, str]
     panel_env: dict[str, str]
+    keys: Path  # this session's node key pairs; keys/trusted-by-panel is the panel worker's trust store
     processes: dict[str, Process] = field(default_factory=dict)
 
     @property
     def node_name(self) -> str:
         return self.node_env["CTPANEL_NODE_NAME"]
 
+    def node_keys(self, node: str) -> dict[str, str]:
+        """Node `node`'s own signing key and certificate ("node-<name>", trusted by the panel worker from now
+        on): the panel refuses a node's messages that name another node (panel/core/signing.py)."""
+        from worker import keys, protocol
+
+        key, cert = keys.ensure(self.keys, protocol.node_signer_name(node))
+        trusted = self.keys / "trusted-by-panel" / cert.name
+        if not trusted.exists():
+            staged = trusted.with_name(f".{cert.name}.tmp")  # the store skips dot files; the rename is atomic
+            shutil.copyfile(cert, staged)
+            staged.rename(trusted)
+        return {"CTPANEL_SIGNING_KEY": str(key), "CTPANEL_SIGNING_CERT": str(cert)}
+
     def start_node_worker(self, log_dir: Path, name: str = "node-worker", **extra_env: str) -> Process:
         # A node process knows nothing of the panel's settings.
         base = {k: v for k, v in os.environ.items() if not k.startswith(("CTPANEL_", "DJANGO_"))}
         env = {**base, **self.node_env, **extra_env}
+        env.update(self.node_keys(env["CTPANEL_NODE_NAME"]))  # each node signs as itself
         argv = [str(BIN / "celery"), "-A", "worker.celery_app", "worker",
                 "-Q", f"node.{env['CTPANEL_NODE_NAME']}", "-n", f"{name}-{os.getpid()}@%h",
-                "--concurrency", "2", "--loglevel", "INFO",
+                "--loglevel", "INFO",
                 "--without-mingle", "--without-gossip", "--without-heartbeat"]
         proc = start_process(name, argv, env, log_dir)
         proc.wait_for_log(" ready.")
@@ -182,7 +198,13 @@ def stack(test_db_env, tmp_path_factory) -> Iterator[Stack]:
     # The host side of the nodes' VPS networks (veths, routes, nft, forwarding) is a namespace of
     # this session, never the machine's own.
     netns = node_env["CTPANEL_NET_HOST_NETNS"] = f"ctpstack{os.getpid()}"
-    stack = Stack(node_env=node_env, panel_env=test_db_env)
+    # The panel worker trusts the panel's own certificate and each node's that this session starts.
+    keys = tmp_path_factory.mktemp("keys")
+    (keys / "trusted-by-panel").mkdir()
+    shutil.copyfile(test_db_env["CTPANEL_SIGNING_CERT"], keys / "trusted-by-panel" / "panel.crt")
+    stack = Stack(node_env=node_env, panel_env={**test_db_env, "CTPANEL_TRUSTED_CERTS": str(keys / "trusted-by-panel")},
+                  keys=keys)
+    node_env.update(stack.node_keys(stack.node_name))
     purge_queues(node_env["CTPANEL_BROKER_URL"], f"node.{stack.node_name}", test_db_env["CTPANEL_PANEL_QUEUE"])
     log_dir = tmp_path_factory.mktemp("workers")
     subprocess.run(["ip", "netns", "add", netns], check=True)

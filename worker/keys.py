@@ -8,7 +8,9 @@ certificate per signer; ours are self-signed, with a random serial so the
     python -m worker.keys ensure --dir DIR --name NAME [--group GROUP]
 
 writes DIR/NAME.key (0600, or 0640 to GROUP) and DIR/NAME.crt (0644) once;
-running it again keeps the existing pair.
+running it again keeps the existing pair. A node's NAME is `node-<node name>`
+(`protocol.node_signer_name`): the panel accepts a node's messages only when
+they name the node its certificate names.
 """
 
 from __future__ import annotations

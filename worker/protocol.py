@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 SCHEMA_MAJOR = 1
 
 PANEL_QUEUE = "panel"
@@ -149,6 +149,23 @@ def validate_node_name(name: str) -> str:
 
 def node_queue(node_name: str) -> str:
     return NODE_QUEUE_PREFIX + validate_node_name(node_name)
+
+
+# A node signs its messages with a certificate whose common name is "node-<name>"
+# (`python -m worker.keys ensure --name node-<name>`); the panel accepts a message
+# naming a node only from that node's certificate (or its own).
+NODE_SIGNER_PREFIX = "node-"
+
+
+def node_signer_name(node_name: str) -> str:
+    """The common name of `node_name`'s signing certificate."""
+    return NODE_SIGNER_PREFIX + validate_node_name(node_name)
+
+
+def node_of_signer(common_name: str) -> str | None:
+    """The node a signing certificate's common name speaks for; None if it names no node."""
+    name = common_name.removeprefix(NODE_SIGNER_PREFIX)
+    return name if name != common_name and NODE_NAME_RE.match(name) else None
 
 
 def check_schema(value: Any) -> None:
@@ -391,6 +408,10 @@ USAGE_GAUGES: dict[str, str] = {
     "processes": "processes and threads",
 }
 
+# Beancounter rows counted from the VPS's processes and namespaces (since 1.3), refreshed every
+# CTPANEL_USAGE_ACCOUNTING_SECONDS on the node; failcnt is always 0 (no kernel counter exists).
+ACCOUNTING_ROWS = ("numfile", "numtcpsock", "numothersock", "numpty", "numflock", "numiptent")
+
 
 @dataclass(frozen=True, kw_only=True)
 class UsageBatch(Message):
@@ -398,7 +419,8 @@ class UsageBatch(Message):
 
     Each sample: {"ctid": int, "epoch": str, <USAGE_COUNTERS>, <USAGE_GAUGES>,
     "beancounters": {row: {"held", "maxheld", "barrier", "limit", "failcnt"}}}.
-    A missing key means the node cannot measure it.
+    A missing key means the node cannot measure it. Since 1.3 `beancounters` also holds the
+    accounting rows (`ACCOUNTING_ROWS`), counted less often: the node's last count is sent.
     """
 
     node: str
