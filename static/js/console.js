@@ -1,5 +1,7 @@
 // ctpanel: a VPS console in xterm.js. Gets a single-use ticket, opens the console WebSocket, sends the
 // ticket first, then keystrokes (binary) and window sizes (JSON); shows output as it comes.
+// Every key goes to the VPS, Tab too; Ctrl+] (as in telnet and virsh console) moves the focus out of the
+// terminal to the next control on the page, so the terminal is no keyboard trap.
 (() => {
   const box = document.getElementById("console");
   if (!box || typeof Terminal === "undefined") return;
@@ -7,7 +9,7 @@
   const detach = document.getElementById("console-detach");
   const attach = document.getElementById("console-attach");
   const csrf = JSON.parse(document.body.getAttribute("hx-headers") || "{}")["X-CSRFToken"];
-  const term = new Terminal({ cursorBlink: true, scrollback: 5000, fontSize: 14 });
+  const term = new Terminal({ cursorBlink: true, scrollback: 5000, fontSize: 14, screenReaderMode: true });
   const fit = new FitAddon.FitAddon();
   const encoder = new TextEncoder();
   let socket = null;
@@ -15,6 +17,21 @@
   term.open(box);
   fit.fit();
   box.dataset.size = `${term.rows} ${term.cols}`;
+  if (term.textarea) term.textarea.setAttribute("aria-describedby", "console-keys");
+
+  function leave() {
+    const controls = [...document.querySelectorAll("a[href], button, input, select, textarea, [tabindex]")]
+      .filter((el) => !box.contains(el) && !el.disabled && el.tabIndex >= 0 && el.getClientRects().length);
+    const next = controls.find((el) => box.compareDocumentPosition(el) & Node.DOCUMENT_POSITION_FOLLOWING);
+    (next || controls[0]).focus();
+  }
+  term.attachCustomKeyEventHandler((event) => {
+    if (!event.ctrlKey || event.altKey || event.metaKey || (event.key !== "]" && event.code !== "BracketRight")) {
+      return true;
+    }
+    if (event.type === "keydown") { event.preventDefault(); leave(); }
+    return false;  // xterm does not send it to the VPS
+  });
 
   function say(text) { status.textContent = text; box.dataset.state = text; }
   function sendSize() {

@@ -75,6 +75,30 @@ def replay(page: Page, ticket: str) -> str:
     }""", ticket)
 
 
+def in_terminal(page: Page) -> bool:
+    return page.evaluate("document.getElementById('console').contains(document.activeElement)")
+
+
+def keyboard_in_and_out(page: Page) -> None:
+    """Tab into the terminal from the mode links, type a command, Tab stays (it goes to the VPS), Ctrl+] leaves."""
+    expect(page.locator("#console-keys")).to_contain_text("Ctrl+] to leave the terminal")
+    expect(page.locator("#console .xterm-accessibility-tree")).to_have_count(1)  # screenReaderMode
+    page.get_by_role("navigation", name="Console mode").get_by_role("link").last.focus()
+    page.keyboard.press("Tab")
+    assert in_terminal(page)
+    page.keyboard.type("echo kb-$((6*7))")
+    page.keyboard.press("Enter")
+    shows(page, r"kb-42", "keys typed after tabbing in to reach the VPS")
+    page.keyboard.press("Tab")
+    assert in_terminal(page), "Tab is the VPS's key while the terminal has the focus"
+    page.keyboard.press("Control+c")
+    page.keyboard.press("Control+BracketRight")
+    expect(page.get_by_role("button", name="Detach")).to_be_focused()
+    assert not in_terminal(page)
+    page.keyboard.press("Shift+Tab")
+    assert in_terminal(page), "Shift+Tab from the next control goes back into the terminal"
+
+
 def test_customer_uses_the_console_and_a_login_shell(page, live_panel, console_node):
     stack = console_node
     admin = User.objects.create_user("con-admin", password=PASSWORD, role=Role.ADMIN)
@@ -92,6 +116,7 @@ def test_customer_uses_the_console_and_a_login_shell(page, live_panel, console_n
         status = page.locator("#console-status")
         expect(status).to_have_text("Connected")
         first_ticket = page.locator("#console").get_attribute("data-ticket")
+        keyboard_in_and_out(page)
 
         run(page, "hostname")
         shows(page, r"hostname\s*\n\s*console-vps\s*\n", "the VPS's host name under the command")
