@@ -8,6 +8,7 @@ The runtime's per-VPS flock is the only lock for changes (a second one gets Busy
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import selectors
@@ -56,6 +57,36 @@ def _zombie_status(pid: int) -> int | None:
     except OSError:
         return None
     return int(fields[49]) if len(fields) > 49 and fields[0] == "Z" else None
+
+
+# ioctl(PIDFD_GET_INFO) with struct pidfd_info's first version (64 bytes); PIDFD_INFO_EXIT: Linux >= 6.15.
+_PIDFD_GET_INFO = (3 << 30) | (64 << 16) | (0xFF << 8) | 11
+_PIDFD_INFO_EXIT = 1 << 3
+
+
+def _reaped_status(pidfd: int) -> int | None:
+    """A reaped process's wait status from its pidfd, whoever reaped it (Linux >= 6.15), else None."""
+    info = bytearray(64)
+    struct.pack_into("Q", info, 0, _PIDFD_INFO_EXIT)
+    try:
+        fcntl.ioctl(pidfd, _PIDFD_GET_INFO, info, True)
+    except OSError:  # an older kernel (ENOTTY/EINVAL), or not reaped yet (ESRCH)
+        return None
+    return struct.unpack_from("i", info, 60)[0] if struct.unpack_from("Q", info, 0)[0] & _PIDFD_INFO_EXIT else None
+
+
+def adopted_exit_status(pid: int, pidfd: int, wait: float = 2.0) -> int | None:
+    """The wait status of an exited init we did not start (its parent is PID 1 or another subreaper):
+    read from the zombie while it is one, from the pidfd once reaped (Linux >= 6.15); None when
+    neither tells within `wait` seconds (an older kernel whose PID 1 reaped at once)."""
+    deadline = time.monotonic() + wait
+    while True:
+        status = _zombie_status(pid)
+        if status is None:
+            status = _reaped_status(pidfd)
+        if status is not None or time.monotonic() >= deadline:
+            return status
+        time.sleep(0.02)
 
 
 class Supervisor:
@@ -267,7 +298,7 @@ class Supervisor:
             init = self.inits.get(ctid)
         if init is None or init.pidfd != pidfd:
             return
-        zombie = None if init.child else _zombie_status(init.pid)
+        zombie = None if init.child else adopted_exit_status(init.pid, pidfd)
         while True:
             try:
                 result = self.rt.collect(ctid)

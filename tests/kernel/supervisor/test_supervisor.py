@@ -96,6 +96,28 @@ def test_kill_9_leaves_vpss_running_and_a_new_supervisor_adopts_them(
     os.waitpid(pids[ctids[0]], 0)  # the old init was orphaned to pytest (the session's subreaper), not to PID 1
 
 
+def test_poweroff_inside_an_adopted_vps_leaves_it_stopped_even_when_pid_1_reaps_at_once(
+    supervisor: SupervisorProcess, make_vps, runtime: Runtime
+) -> None:
+    """After a supervisor restart an init's parent is PID 1 (or a subreaper above), which reaps
+    it at once under systemd: the supervisor reads the wait status from its pidfd (Linux >= 6.15)
+    and tells poweroff from reboot, instead of restarting a VPS its customer powered off."""
+    import threading
+
+    ctid = make_vps(start=False)
+    pid = supervisor.client.start(ctid)["init_pid"]
+    supervisor.kill()
+    supervisor.start()
+    assert supervisor.client.status(ctid)["init_pid"] == pid  # adopted
+    reaped: list[int] = []  # the orphaned init is pytest's now (the session's subreaper): reap as systemd does
+    threading.Thread(target=lambda: reaped.append(os.waitpid(pid, 0)[1]), daemon=True).start()
+    runtime.exec(ctid, ["poweroff"], timeout=30)
+    wait_for(lambda: reaped, "the init reaped by its new parent")
+    wait_for(lambda: not os.path.exists(os.path.join(runtime.config.run_dir, f"{ctid}.json")), "clean-up")
+    time.sleep(1.5)  # a wrong restart would happen within the supervisor's tick
+    assert not supervisor.client.status(ctid)["running"]
+
+
 def test_console_output_while_detached_is_kept(supervisor: SupervisorProcess, make_vps, runtime: Runtime) -> None:
     ctid = make_vps(start=False, hostname="cons.example.com")
     supervisor.client.start(ctid)
