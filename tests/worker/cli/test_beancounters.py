@@ -146,6 +146,21 @@ def test_a_bad_value_changes_nothing(run: Run, ctid: int, cli_runtime: Runtime, 
     assert cli_runtime.registry.get(ctid).hostname != "changed.example.com"
 
 
+def test_a_kernel_refusal_puts_the_saved_values_back(run: Run, ctid: int, cli_runtime: Runtime, env) -> None:
+    """cgroup v1 (this host) refuses a memory limit below what the VPS holds and cannot reclaim
+    (its kernel memory); v2 would take it and reclaim or OOM-kill inside instead."""
+    assert cli_runtime.cgroups.version == 1
+    c = started(run, ctid)
+    assert run("vzctl", "set", c, "--ram", "64M", "--swap", "32M", "--save")[0] == 0
+    before = state(cli_runtime, ctid, env)
+    memsw = cgroup(cli_runtime, ctid, "memory", "memory.memsw.limit_in_bytes", "memory.swap.max")
+    code, _, err = run("vzctl", "set", c, "--ram", "4K", "--save")
+    assert code == 1 and "Unable to set UBC parameters" in err
+    assert state(cli_runtime, ctid, env) == before
+    # The plan lifted memsw before the refused write: it is back too.
+    assert cgroup(cli_runtime, ctid, "memory", "memory.memsw.limit_in_bytes", "memory.swap.max") == memsw
+
+
 def test_create_from_a_sample_applies_its_limits(run: Run, ctid: int, cli_runtime: Runtime) -> None:
     c = started(run, ctid, "--config", "vswap-256m")
     assert ram(cli_runtime, ctid) == 256 * MiB
