@@ -101,14 +101,16 @@ def _netns_del(name: str) -> None:
 
 
 @pytest.fixture
-def lab(node_config: NodeConfig, subreaper: None, runtime: Runtime) -> Iterator[Lab]:
+def lab(request: pytest.FixtureRequest, node_config: NodeConfig, subreaper: None, runtime: Runtime) -> Iterator[Lab]:
+    """The node's configured uplink is up0; `@pytest.mark.parametrize("lab", [None], indirect=True)`
+    configures none (the quickstart's default), while up0 and the test host stay wired the same."""
     tag = str(os.getpid())
     host, peer = f"ctpt{tag}h", f"ctpt{tag}p"
     for name in (host, peer):
         _netns_del(name)
         _netns_add(name)
     made: list[int] = []
-    network = Network(node_config, NetConfig(host_netns=host, uplink="up0"))
+    network = Network(node_config, NetConfig(host_netns=host, uplink=getattr(request, "param", "up0")))
     try:
         for ns in (host, peer):
             for key in ("all", "default"):
