@@ -82,13 +82,23 @@ class TrustStore(CertStore):
         return sorted(glob.glob(os.path.join(self.path, "*"))) if os.path.isdir(self.path) else [self.path]
 
     def _stamp_now(self) -> tuple[Any, ...]:
-        return tuple((name, os.stat(name).st_mtime_ns) for name in [self.path, *self._files()])
+        def mtime(name: str) -> int | None:
+            try:
+                return os.stat(name).st_mtime_ns
+            except OSError:  # removed meanwhile
+                return None
+
+        return tuple((name, mtime(name)) for name in [self.path, *self._files()])
 
     def _load(self) -> None:
         stamp = self._stamp_now()
         signers: dict[str, Signer] = {}
         for name in self._files():
-            signer = Signer.from_pem(Path(name).read_bytes())
+            try:
+                signer = Signer.from_pem(Path(name).read_bytes())
+            except (OSError, ValueError, SecurityError) as exc:  # one bad file must not distrust the others
+                log.error("not trusting %s: %s", name, exc)
+                continue
             signer_id = signer.cert.get_id()
             if signer.cert.has_expired() or signer_id in signers:
                 log.error("not trusting %s: %s", name, "expired" if signer.cert.has_expired() else

@@ -87,6 +87,7 @@ def test_a_node_certificate_added_later_is_trusted_without_a_restart(tmp_path, p
     with pytest.raises(SecurityError, match="Unknown certificate"):
         panel.deserialize(signed(pairs, "b", [report("b")]))
     trust_dir(tmp_path, pairs, "b")
+    (directory / "README").write_text("not a certificate")  # logged and skipped
     assert panel.deserialize(signed(pairs, "b", [report("b")]))[0] == [report("b")]
     os.remove(directory / pairs["b"][1].name)
     panel.store.recheck_seconds = 0  # (a second by default)
