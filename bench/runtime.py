@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 from kernel import archive
 from kernel import syscalls as sc
+from kernel.cgroups import tuning
 from kernel.config import NodeConfig
 from kernel.errors import KernelError
 from kernel.run import run
@@ -114,6 +115,10 @@ def main() -> None:
     parser.add_argument("--idle", type=int, default=50)
     args = parser.parse_args()
     sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)  # as the supervisor: inits are ours to reap
+    load = os.getloadavg()
+    with open("/proc/self/mountinfo", encoding="utf-8") as fh:
+        # Without it every start and exec waits for an RCU grace period (kernel/cgroups/tuning.py).
+        dynmods = "no" if tuning.plan(fh.read()) else "yes (or no cgroup2 mounted)"
     top = tempfile.mkdtemp(prefix="ctpanel-bench-runtime-")
     node = NodeConfig(node="benchrt", state_root=os.path.join(top, "state"), cgroup_prefix="ctpanel-bench-rt",
                       idmap_registry=os.path.join(top, "ids.json"))  # fmt: skip
@@ -189,6 +194,8 @@ def main() -> None:
                 with contextlib.suppress(OSError):
                     os.rmdir(leftover)  # empty by now; lxc.pivot is what lxc-start leaves
         shutil.rmtree(top, ignore_errors=True)
+    rows.append(("load average at start / end", f"{load[0]:.2f} / {os.getloadavg()[0]:.2f} (1 min)"))
+    rows.append(("cgroup2 mount with favordynmods", dynmods))
     width = max(len(name) for name, _ in rows)
     print(f"{'what':<{width}}  median")
     for name, value in rows:

@@ -55,6 +55,9 @@ FSMOUNT_CLOEXEC = 0x1
 FSCONFIG_SET_FLAG = 0
 FSCONFIG_SET_STRING = 1
 FSCONFIG_CMD_CREATE = 6
+FSCONFIG_CMD_RECONFIGURE = 7
+FSPICK_CLOEXEC = 0x1
+FSPICK_NO_AUTOMOUNT = 0x4
 MOUNT_ATTR_RDONLY = 0x1
 MOUNT_ATTR_NOSUID = 0x2
 MOUNT_ATTR_NODEV = 0x4
@@ -115,6 +118,7 @@ _NR_COMMON = {
     "fsopen": 430,
     "fsconfig": 431,
     "fsmount": 432,
+    "fspick": 433,
     "pidfd_open": 434,
     "openat2": 437,
     "mount_setattr": 442,
@@ -267,6 +271,19 @@ def fsmount(fs_fd: int, attr_flags: int = 0) -> int:
     return _call(
         "fsmount", ctypes.c_int(fs_fd), ctypes.c_uint(FSMOUNT_CLOEXEC), ctypes.c_uint(attr_flags)
     )
+
+
+def reconfigure(path: str, flags: list[str]) -> None:
+    """Reconfigure the superblock mounted at `path` with exactly the flag options `flags` (fspick):
+    the mount's own flags (nosuid, noexec...) stay as they are, which a MS_REMOUNT would reset."""
+    fs_fd = _call("fspick", ctypes.c_int(AT_FDCWD), _b(path), ctypes.c_uint(FSPICK_CLOEXEC | FSPICK_NO_AUTOMOUNT),
+                  path=path)
+    try:
+        for flag in flags:
+            fsconfig(fs_fd, FSCONFIG_SET_FLAG, flag)
+        fsconfig(fs_fd, FSCONFIG_CMD_RECONFIGURE)
+    finally:
+        os.close(fs_fd)
 
 
 def new_mount(fstype: str, options: dict[str, str | None], attr_flags: int = 0) -> int:

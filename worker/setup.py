@@ -1,6 +1,7 @@
 """Node set-up steps run by `./ctl up` (as root).
 
     python -m worker.setup sysctl PROFILE   raise the node's sysctls to PROFILE
+    python -m worker.setup cgroups          favordynmods on the cgroup2 mount (fast VPS starts and execs)
     python -m worker.setup templates [--with debian-12]
                                             build the busybox OS template, and the named Debian ones
                                             (debootstrap, cached in /var/cache/ctpanel/templates)
@@ -27,6 +28,19 @@ def apply_sysctl(profile_path: Path) -> int:
             print(f"sysctl {change.name}: {change.old} -> {change.new}", file=sys.stderr)
         elif change.note != "kept":
             print(f"sysctl {change.name}: {change.note}", file=sys.stderr)
+    return 0
+
+
+def tune_cgroups() -> int:
+    from kernel.cgroups import tuning
+
+    try:
+        point = tuning.favor_dynmods()
+    except KernelError as exc:
+        print(f"cgroups: cannot set {tuning.OPTION}: {exc}", file=sys.stderr)
+        return 1
+    if point:
+        print(f"cgroups: {tuning.OPTION} set on {point}", file=sys.stderr)
     return 0
 
 
@@ -57,12 +71,15 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("sysctl", help="raise sysctls to the node profile (never lowers)")
     p.add_argument("profile", type=Path)
+    sub.add_parser("cgroups", help="set favordynmods on the cgroup2 mount (cgroup migrations without an RCU wait)")
     p = sub.add_parser("templates", help="build the busybox OS template")
     p.add_argument("--with", dest="extra", action="append", default=[], choices=sorted(debootstrap.RELEASES),
                    help="also a Debian template (debootstrap; minutes the first time, then cached)")
     args = parser.parse_args(argv)
     if args.command == "templates":
         return build_templates(args.extra)
+    if args.command == "cgroups":
+        return tune_cgroups()
     return apply_sysctl(args.profile)
 
 
