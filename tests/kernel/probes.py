@@ -37,5 +37,5 @@ def int80(nr: int) -> bytes:
 
 
 X86_64 = {"keyctl": 250, "io_uring_setup": 425, "open_by_handle_at": 304, "init_module": 175,
-          "kexec_load": 246, "getpid": 39}
+          "finit_module": 313, "kexec_load": 246, "getpid": 39}
 I386_GETPID = 20
