@@ -10,8 +10,11 @@ import threading
 
 import pytest
 from django.db import connection, transaction
+from django.test import Client
 from django.utils import timezone
 
+from panel.accounts import services as accounts
+from panel.accounts.choices import TokenScope
 from panel.core.models import Operation
 from panel.nodes.choices import NodeState
 from panel.nodes.models import Node
@@ -26,6 +29,7 @@ from worker import protocol
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 GB = 10**9
 ENTRY = {"kind": "user", "id": 1000, "space_hard": 5 * GB}
+MATRIX_PATHS = ("quotas/", "quotas/user/1000/")  # under /api/vps/vps/<ctid>/ (tests/panel/test_route_matrix.py)
 
 
 def with_quotas(vps: VPS, allowed: int = 2) -> VPS:
@@ -50,11 +54,11 @@ def test_quota_entries_answer_only_to_whom_may_change_the_vps(world, viewer_name
     viewer = getattr(t, viewer_name)
     c = client_for(viewer)
     for vps in vpss.values():
-        url = f"/api/vps/vps/{with_quotas(vps).ctid}/quotas/"
+        url, one = (f"/api/vps/vps/{with_quotas(vps).ctid}/{path}" for path in MATRIX_PATHS)
         if not visible(viewer, vps):
             assert c.get(url).status_code == 404
             assert c.post(url, ENTRY, content_type=JSON).status_code == 404
-            assert c.delete(f"{url}user/1000/").status_code == 404
+            assert c.delete(one).status_code == 404
             continue
         assert c.get(url).json() == []
         response = c.post(url, ENTRY, content_type=JSON)
@@ -63,7 +67,7 @@ def test_quota_entries_answer_only_to_whom_may_change_the_vps(world, viewer_name
         assert (op["action"], op["target_id"]) == (protocol.TASK_VPS_SET, str(vps.ctid))
         assert [(q["kind"], q["id"]) for q in op["payload"]["ugid_quotas"]] == [("user", 1000)]
         assert [q["id"] for q in c.get(url).json()] == [1000]
-        assert c.delete(f"{url}user/1000/").status_code == 202
+        assert c.delete(one).status_code == 202
         assert stored(vps) == [] and sets(vps).count() == 2
     for vps in vpss.values():
         if not visible(viewer, vps):
@@ -183,6 +187,21 @@ def test_idempotency_key_makes_a_retried_change_one_operation(world):  # noqa: F
     assert gone.status_code == retried.status_code == 202
     assert gone.json()["operation"] == retried.json()["operation"]
     assert sets(vps).count() == 2 and stored(vps) == []
+
+
+def test_a_read_only_token_lists_but_does_not_change(world):  # noqa: F811
+    t, _plan, vpss = world
+    vps = with_quotas(vpss["customer1"])
+    url = f"/api/vps/vps/{vps.ctid}/quotas/"
+    assert client_for(t.customer1).post(url, ENTRY, content_type=JSON).status_code == 202
+    c = Client()
+    for scope, read, change in ((TokenScope.READ, 200, 403), (TokenScope.WRITE, 200, 202)):
+        _token, secret = accounts.create_token(t.customer1, name=f"quota-{scope}", scope=scope)
+        auth = {"HTTP_AUTHORIZATION": f"Bearer {secret}"}
+        assert c.get(url, **auth).status_code == read
+        assert c.post(url, {**ENTRY, "id": 1001}, content_type=JSON, **auth).status_code == change
+        assert c.delete(f"{url}user/1000/", **auth).status_code == change
+    assert stored(vps) == [("user", 1001)] and sets(vps).count() == 3
 
 
 def _set_in_thread(pk: int, user, backend: list[int], errors: list[Exception]) -> None:
