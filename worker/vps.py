@@ -139,7 +139,9 @@ def apply_settings(rt: Runtime, request: protocol.VpsRequest) -> None:
             wanted = vps_net(net, request)
             if wanted != net:
                 rt.network.configure(ctid, wanted)  # live when running
-        limits = ubc.Limits.from_protocol(request.limits)
+        limits, notes = ubc.Limits.for_node(request.limits)
+        for note in notes:
+            log.warning("CT %s: %s", ctid, note)
         previous = beancounters(rt, ctid)
         if limits != previous:
             save_beancounters(rt, ctid, limits)

@@ -61,6 +61,16 @@ class Limits:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in limits.items() if k in names})
 
+    @classmethod
+    def for_node(cls, limits: Mapping[str, int]) -> tuple[Limits, list[str]]:
+        """`from_protocol`, fitted to this node, and notes on what was fitted: a plan is the same on
+        every node, but a numfile above this node's RLIMIT_NOFILE cap can only get the cap."""
+        values, notes = dict(limits), []
+        if values.get("numfile", 0) > NUMFILE_HOST_CAP:
+            notes.append(f"numfile {values['numfile']} is above this node's cap: {NUMFILE_HOST_CAP}")
+            values["numfile"] = NUMFILE_HOST_CAP
+        return cls.from_protocol(values), notes
+
     def changed(self, other: Limits) -> list[str]:
         """Names whose value differs between `self` and `other`."""
         return [f.name for f in dataclasses.fields(self) if getattr(self, f.name) != getattr(other, f.name)]

@@ -160,16 +160,10 @@ def from_sample(sample: dict[str, str]) -> tuple[Limits, list[str]]:
     numfile above the host's RLIMIT_NOFILE cap gets the cap."""
     from kernel import ubc
     from kernel.errors import InvalidArgument
-    from kernel.ubc.limits import NUMFILE_HOST_CAP
     from worker.cli import conf
 
-    notes = []
     try:
-        values = conf.limits_from_conf(sample)
-        if values["numfile"] > NUMFILE_HOST_CAP:
-            notes.append(f"numfile {values['numfile']} is above this node's cap: {NUMFILE_HOST_CAP}")
-            values["numfile"] = NUMFILE_HOST_CAP
-        return ubc.Limits.from_protocol(values), notes
+        return ubc.Limits.for_node(conf.limits_from_conf(sample))
     except (KeyError, ValueError, InvalidArgument) as exc:
         raise Fail(codes.NO_CONFIG, f"Sample config has no valid limit: {exc}") from None
 

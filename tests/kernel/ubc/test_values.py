@@ -82,3 +82,16 @@ def test_quota_from_cpus_and_cpulimit() -> None:
 def test_from_protocol_keeps_beancounter_names() -> None:
     limits = Limits.from_protocol({"ram": 1 << 30, "diskspace": 10 << 30, "rate_in": 1000, "numproc": 50})
     assert limits == Limits(ram=1 << 30, numproc=50)
+
+
+def test_a_plans_numfile_above_the_nodes_cap_gets_the_cap_and_a_note() -> None:
+    """The seeded vswap plans ask for 65536 open files; a node capped lower fits them, saying so,
+    instead of failing every create on that plan (an explicit `vzctl set` above the cap still fails)."""
+    from kernel.ubc.limits import NUMFILE_HOST_CAP
+
+    limits, notes = Limits.for_node({"ram": 256 << 20, "numfile": 65536, "diskspace": 1 << 30})
+    assert (limits.ram, limits.numfile) == (256 << 20, NUMFILE_HOST_CAP)
+    assert notes == [f"numfile 65536 is above this node's cap: {NUMFILE_HOST_CAP}"]
+    assert Limits.for_node({"numfile": 1024}) == (Limits(numfile=1024), [])
+    with pytest.raises(InvalidArgument):
+        Limits(numfile=65536)
