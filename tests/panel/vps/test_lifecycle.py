@@ -68,6 +68,19 @@ def test_create_start_set_stop_destroy(stack, node_runtime, people):
     vps.refresh_from_db()
     assert vps.state == "running" and vps.init_pid != status.init_pid
 
+    finished(services.restart(customer, vps))
+    before, vps = vps.init_pid, VPS.objects.get(pk=vps.pk)
+    assert vps.state == "running" and vps.init_pid == node_runtime.status(vps.ctid).init_pid != before
+    assert not is_alive(before)
+
+    finished(services.pause(customer, vps))
+    vps.refresh_from_db()
+    assert (vps.state, node_runtime.status(vps.ctid).frozen) == ("paused", True)
+    finished(services.resume(customer, vps))
+    vps.refresh_from_db()
+    assert (vps.state, node_runtime.status(vps.ctid).frozen) == ("running", False)
+    assert hostname_inside(node_runtime, vps.ctid) == "web2.example.com"  # it answers again
+
     finished(services.destroy(customer, vps))
     vps.refresh_from_db()
     assert vps.state == "destroyed"
