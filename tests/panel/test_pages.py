@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from panel.accounts import services as accounts
 from panel.core.audit.models import ObjectChange
 from panel.core.models import Operation
 from panel.core.notify import services as notify
@@ -34,6 +35,9 @@ PAGES = {
     "/plans/": "all",
     "/budget/": "all",
     "/operations/": "all",
+    "/vps/": "all",
+    "/vps/add/": "all",
+    "/dashboard/vpss/": "all",
     "/users/": "staff",
     "/users/add/": "staff",
     "/plans/add/": "staff",
@@ -41,6 +45,7 @@ PAGES = {
     "/audit/": "staff",
     "/webhooks/": "staff",
     "/webhooks/add/": "staff",
+    "/usage/": "staff",
     "/nodes/": "admin",
     "/ip-pools/": "admin",
     "/ip-pools/add/": "admin",
@@ -130,6 +135,9 @@ def build_pages(t: Tenants) -> list[tuple[Page, dict[str, int]]]:
         expect(f"/notices/{notice.pk}/read/",
                {n: 302 if getattr(t, n) == customer else 403 if getattr(t, n).is_admin else 404 for n in VIEWERS},
                method="post")
+        token, _ = accounts.create_token(customer, name="cli")  # personal: only its user revokes it
+        expect(f"/account/tokens/{token.pk}/revoke/", {n: 302 if getattr(t, n) == customer else 404 for n in VIEWERS},
+               method="post")
         operation = Operation.objects.create(action="node.ping", node_name="n1", user=customer)
         expect(f"/operations/{operation.pk}/",
                {n: 200 if getattr(t, n) in (customer, reseller) or getattr(t, n).is_admin else 404
@@ -144,6 +152,8 @@ def build_pages(t: Tenants) -> list[tuple[Page, dict[str, int]]]:
     admin_only = {n: 200 if getattr(t, n).is_admin else 403 for n in VIEWERS}
     for url in (f"/nodes/{node.name}/", f"/ip-pools/{pool.pk}/", f"/ip-pools/{pool.pk}/edit/"):
         expect(url, admin_only)
+    expect(f"/nodes/{node.name}/ping/", {n: 302 if getattr(t, n).is_admin else 403 for n in VIEWERS}, method="post")
+    expect("/notices/read/", dict.fromkeys(VIEWERS, 302), method="post")  # the viewer's own notices
     return rows
 
 

@@ -80,31 +80,85 @@ def small_plan(owner, name: str = "small", **fields):
 
 # --- who may open what ------------------------------------------------------------------------------
 
+# The VPS matrix, relative to /vps/<ctid>/ ({op} and {address} filled in per VPS); the route guard
+# (tests/panel/test_route_matrix.py) fails when a VPS page or action is in neither.
+VPS_GETS = ("", "hostname/", "destroy/", "password/", "ssh-keys/", "plan/", "suspend/", "operations/",
+            "operations/{op}/", "history/", "usage/", "graphs/?range=hour", "console/", "quotas/",
+            "addresses/{address}/ptr/")
+# Each POST with a body that would change the VPS if the view let it through.
+VPS_POSTS = {
+    "start/": {}, "restart/": {}, "pause/": {}, "resume/": {}, "poweroff/": {}, "stop/": {},
+    "hostname/": {"hostname": "taken.example.com"},
+    "password/": {"password": "taken-password-1", "again": "taken-password-1"},
+    "ssh-keys/": {"ssh_keys": "{key}"},
+    "addresses/{address}/ptr/": {"ptr": "taken.example.com"},
+    "console/ticket/": {},
+    "quotas/set/": {"kind": "user", "ident": "7", "space_hard": "1 GB"},
+    "quotas/remove/": {"kind": "user", "ident": "1"},
+    "suspend/": {"reason": "taken"},
+    "unsuspend/": {},
+    "plan/": {"plan": "{plan}"},  # last but one: a plan without addresses or quotas takes them away
+    "destroy/": {"confirm": "{hostname}"},
+}
+STAFF_ONLY = {"suspend/", "unsuspend/"}  # customers: 403 on every VPS (not for their role)
+# What a viewer who may change the VPS gets: 302 (done, or refused with a message), else these.
+VISIBLE_POST = {"console/ticket/": 200}
+
+
+def vps_snapshot(vps: VPS) -> tuple:
+    """What an action could change: the row, its operations, its addresses' reverse names."""
+    vps.refresh_from_db()
+    return (vps.hostname, vps.plan_id, vps.desired_state, vps.suspended, vps.ssh_keys, vps.ugid_quotas,
+            Operation.objects.filter(target_id=str(vps.ctid)).count(),
+            sorted(IPAddress.objects.filter(assigned_to=vps.budget_holder).values_list("ptr", flat=True)))
+
+
 @pytest.mark.parametrize("viewer_name", VIEWERS)
-def test_vps_pages_answer_by_tenant(t, vpss, viewer_name):
-    client = client_for(getattr(t, viewer_name))
-    wrong = []
+def test_vps_pages_answer_by_tenant(t, vpss, node, viewer_name):
+    viewer = getattr(t, viewer_name)
+    client = client_for(viewer)
     assert client.get("/vps/").status_code == 200
     assert client.get("/vps/add/").status_code == 200
+    pool = ippools.create_pool(name="v4", family=4, network="203.0.113.0/28", node=node)
+    plan = small_plan(t.admin, "global-small")
+    granted(t, t.reseller1, t.customer1)
+    granted(t, t.reseller2, t.customer2)
+    wrong = []
     for owner_name, vps in vpss.items():
-        ok = may_view(t, viewer_name, owner_name)
+        owner = getattr(t, owner_name)
+        vps.limits = {**vps.limits, "quotaugidlimit": 2}
+        vps.ugid_quotas = [{"kind": "user", "id": 1, "space_soft": 0, "space_hard": GB, "inodes_soft": 0,
+                            "inodes_hard": 0}]
+        vps.save()
+        address = ippools.allocate(pool, owner=owner, assigned_to=vps.budget_holder)
         op = Operation.objects.create(action=protocol.TASK_VPS_START, node_name="n1", target_type="vps",
-                                      target_id=str(vps.ctid), user=getattr(t, owner_name))
-        for url in (f"/vps/{vps.ctid}/", f"/vps/{vps.ctid}/hostname/", f"/vps/{vps.ctid}/destroy/",
-                    f"/vps/{vps.ctid}/password/", f"/vps/{vps.ctid}/ssh-keys/",
-                    f"/vps/{vps.ctid}/operations/", f"/vps/{vps.ctid}/operations/{op.pk}/"):
-            status = client.get(url).status_code
-            if status != (200 if ok else 404):
-                wrong.append(f"GET {url}: {status}")
-        # Suspending is for staff: customers 403 (the page is not for their role), other tenants 404.
-        status = client.get(f"/vps/{vps.ctid}/suspend/").status_code
-        expected = 403 if getattr(t, viewer_name).is_customer else 200 if ok else 404
-        if status != expected:
-            wrong.append(f"GET suspend of {owner_name}'s: {status}")
-        # The POST goes to the service: a Stop is dispatched (after a commit that never comes here).
-        status = client.post(f"/vps/{vps.ctid}/stop/").status_code
-        if status != (302 if ok else 404):
-            wrong.append(f"POST stop of {owner_name}'s: {status}")
+                                      target_id=str(vps.ctid), user=owner)
+        ok = may_view(t, viewer_name, owner_name)
+        fill = {"op": op.pk, "address": address.pk, "plan": plan.pk, "hostname": vps.hostname,
+                "key": ed25519_key(1)}
+        for path in VPS_GETS:
+            url = f"/vps/{vps.ctid}/{path.format(**fill)}"
+            expected = 403 if path in STAFF_ONLY and viewer.is_customer else 200 if ok else 404
+            if (status := client.get(url).status_code) != expected:
+                wrong.append(f"GET {url}: {status}, expected {expected}")
+        before = vps_snapshot(vps)
+        for path, body in VPS_POSTS.items():
+            url = f"/vps/{vps.ctid}/{path.format(**fill)}"
+            fill["hostname"] = VPS.objects.get(pk=vps.pk).hostname  # as the hostname action left it
+            data = {k: v.format(**fill) for k, v in body.items()}
+            if path in STAFF_ONLY and viewer.is_customer:
+                expected = 403
+            elif not ok:
+                expected = 404
+            else:
+                expected = VISIBLE_POST.get(path, 302)
+            if (status := client.post(url, data).status_code) != expected:
+                wrong.append(f"POST {url}: {status}, expected {expected}")
+        after = vps_snapshot(vps)
+        if not ok and after != before:
+            wrong.append(f"{owner_name}'s VPS changed: {before} -> {after}")
+        if ok and after[-2] <= before[-2]:
+            wrong.append(f"{owner_name}'s VPS: no operation recorded")
     assert wrong == []
 
 

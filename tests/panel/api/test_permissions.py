@@ -12,6 +12,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 PERSONAL = {"accounts/tokens", "core/notices"}
 # Global objects (owner None) a non-admin may see.
 GLOBAL_VISIBLE = {("plans/plans", "global")}
+# Extra actions on an object, POSTed by the change matrix (relative to the object's URL).
+OBJECT_ACTIONS = {"core/notices": ("read/",)}
 
 
 def expected_visible(viewer, obj: Obj) -> bool:
@@ -71,6 +73,8 @@ def test_the_other_tenants_objects_cannot_be_changed_or_deleted(world, viewer_na
         for method in ("patch", "put", "delete"):
             response = getattr(client, method)(obj.url, {"name": "taken"}, content_type="application/json")
             assert response.status_code in (404, 405), (method, obj.url, response.status_code)
+        for action in OBJECT_ACTIONS.get(obj.endpoint, ()):
+            assert client.post(f"{obj.url}{action}").status_code == 404, (obj.url, action)
     # ...and nothing was changed: every object still answers to an admin exactly as before
     admin = Client()
     admin.force_login(world.t.admin)
@@ -78,6 +82,7 @@ def test_the_other_tenants_objects_cannot_be_changed_or_deleted(world, viewer_na
         response = admin.get(obj.url)
         assert response.status_code == 200, obj.url
         assert response.json().get("name") != "taken"
+        assert response.json().get("read_at", None) is None
 
 
 def test_visible_but_not_changeable_answers_403(world):

@@ -14,7 +14,7 @@ from panel.core.audit.models import ObjectChange
 from panel.core.models import Operation
 from panel.core.notify import services as notify
 from panel.nodes import ippools
-from panel.nodes.models import Node
+from panel.nodes.models import Node, NodeGroup
 from panel.plans import budgets
 from panel.plans import services as plans
 from tests.panel.tenants import Tenants, make_tenants
@@ -54,6 +54,9 @@ def build_world() -> World:
         w.add("core/operations", operation, user)
     node = Node.objects.create(name="n1")
     w.add("nodes/nodes", node, None)
+    group = NodeGroup.objects.create(name="rack1")
+    group.nodes.add(node)
+    w.add("nodes/groups", group, None)
     pool = ippools.create_pool(name="v4", family=4, network="198.51.100.0/24", node=node)
     w.add("nodes/pools", pool, None)
     w.add("plans/plans", plans.create_plan(t.admin, name="global-small", ram=2**30), None, kind="global")

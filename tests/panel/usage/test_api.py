@@ -15,6 +15,10 @@ from tests.panel.usage.world import T0, batch, build, physpages, sample
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 MIN = datetime.timedelta(minutes=1)
+ENDPOINTS = ("beancounters", "fail-events", "traffic")
+# What the matrix requests (tests/panel/test_route_matrix.py resolves these)
+MATRIX_PATHS = (*(f"/api/usage/{e}/" for e in ENDPOINTS), *(f"/api/usage/{e}/{{id}}/" for e in ENDPOINTS),
+                "/api/usage/series/{ctid}/", "/api/usage/report/")
 
 
 @pytest.fixture
@@ -41,13 +45,13 @@ def test_usage_is_visible_exactly_to_whom_the_vps_is(w, viewer_name):
     c = client_for(viewer)
     expected = {v.ctid for v in w.vpss.values() if visible(viewer, v)}
     assert expected
-    for endpoint in ("beancounters", "fail-events", "traffic"):
+    for endpoint in ENDPOINTS:
         rows = c.get(f"/api/usage/{endpoint}/", {"limit": 1000}).json()["results"]
         assert {r["ctid"] for r in rows} == expected, endpoint
         for row in rows:
             assert c.get(f"/api/usage/{endpoint}/{row['id']}/").status_code == 200
     other = client_for(w.t.admin)
-    for endpoint in ("beancounters", "fail-events", "traffic"):
+    for endpoint in ENDPOINTS:
         for row in other.get(f"/api/usage/{endpoint}/", {"limit": 1000}).json()["results"]:
             if row["ctid"] not in expected:
                 assert c.get(f"/api/usage/{endpoint}/{row['id']}/").status_code == 404
