@@ -15,6 +15,7 @@ import time
 import pytest
 
 from kernel import rootfs, vpsfiles
+from kernel import syscalls as sc
 from kernel.errors import KernelError
 from kernel.runtime import Defences, Runtime, StartOptions
 from tests.kernel import probes
@@ -279,6 +280,51 @@ def test_exec_helper_is_invisible_and_processes_are_confined(runtime, make_vps):
     assert "init" in names and "cat" in names
     assert len(names) <= 10, names  # init, the boot script (racing), cat: no host process
     assert not {"python", "python3", "pytest", "process_api", "kthreadd", "systemd"} & set(names), names
+
+
+def test_the_enter_helper_is_non_dumpable_and_in_the_vps_user_namespace(runtime, make_vps):
+    """The helper H that enters a VPS runs as the VPS's root in its user namespace and is
+    non-dumpable: root of that namespace — should it ever reach H's /proc entry — cannot read
+    H's memory or environment, while it can read its own command's (the control)."""
+    ctid = make_vps()
+    init = runtime.status(ctid).init_pid
+    with open(f"/proc/{init}/uid_map") as fh:
+        base = int(fh.read().split()[1])
+    session = runtime.spawn(ctid, ["sleep", "1000"])
+    try:
+        helper, command = session.pid, session.command_pid(timeout=10)
+        assert os.readlink(f"/proc/{helper}/ns/user") == os.readlink(f"/proc/{init}/ns/user")
+        with open(f"/proc/{helper}/status") as fh:
+            uids = next(line.split()[1:] for line in fh if line.startswith("Uid:"))
+        assert uids == [str(base)] * 4  # the VPS's root, no host uid 0 left
+        assert _readable_from_the_vps(init, f"/proc/{command}/environ") is True  # the control
+        assert _readable_from_the_vps(init, f"/proc/{helper}/environ") is False
+        assert _readable_from_the_vps(init, f"/proc/{helper}/mem") is False
+    finally:
+        session.kill()
+        session.close()
+        session.wait()
+
+
+def _readable_from_the_vps(init: int, path: str) -> bool:
+    """Whether root of the VPS's user namespace (all its capabilities there, none on the host)
+    can open `path`, seen through the host's /proc."""
+    child = os.fork()
+    if child == 0:  # pragma: no cover - child
+        code = 2
+        try:
+            fd = os.open(f"/proc/{init}/ns/user", os.O_RDONLY)
+            sc.setns(fd, sc.CLONE_NEWUSER)
+            try:
+                os.close(os.open(path, os.O_RDONLY))
+                code = 0
+            except PermissionError:
+                code = 1
+        finally:
+            os._exit(code)
+    code = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
+    assert code in (0, 1), code
+    return code == 0
 
 
 def test_two_vpss_cannot_see_each_other(runtime, make_vps):
