@@ -19,6 +19,7 @@ from kernel.templates import TemplateCache
 
 STYLES = ("busybox", "debian", "networkd", "none")
 NETWORKD_FILE = f"/etc/systemd/network/50-ctpanel-{ROUTED_IFNAME}.network"
+IFUP_HOOK_DIRS = ("if-pre-up.d", "if-up.d", "if-down.d", "if-post-down.d")
 
 
 @dataclass(frozen=True)
@@ -50,13 +51,22 @@ def _hosts(ips: tuple[str, ...]) -> list[ipaddress.IPv4Address | ipaddress.IPv6A
 
 
 def render_interfaces(cfg: InsideConfig) -> str:
-    """/etc/network/interfaces for ifupdown and busybox ifup (idempotent `replace` commands)."""
+    """/etc/network/interfaces for ifupdown and busybox ifup (idempotent `replace` commands).
+
+    IPv6 addresses skip duplicate address detection (nothing else on the veth can hold them):
+    iproute2's `nodad` for Debian; busybox's `ip` has no `nodad`, so there DAD is switched off
+    on the interface first (the VPS's /proc/sys/net is its own and writable).
+    """
     addrs = _hosts(cfg.ips)
+    busybox = cfg.style == "busybox"
     lines = ["# written by ctpanel: routed interface", "auto lo", "iface lo inet loopback", ""]
     lines += [f"auto {ROUTED_IFNAME}", f"iface {ROUTED_IFNAME} inet manual", f"    up ip link set {ROUTED_IFNAME} up"]
+    if busybox and any(a.version == 6 for a in addrs):
+        lines.append(f"    up sysctl -w net.ipv6.conf.{ROUTED_IFNAME}.accept_dad=0 >/dev/null")
     for a in addrs:
         bits = a.max_prefixlen
-        lines.append(f"    up ip addr replace {a}/{bits} dev {ROUTED_IFNAME}" + (" nodad" if a.version == 6 else ""))
+        nodad = " nodad" if a.version == 6 and not busybox else ""
+        lines.append(f"    up ip addr replace {a}/{bits} dev {ROUTED_IFNAME}{nodad}")
     if any(a.version == 4 for a in addrs):
         lines.append(f"    up ip route replace {cfg.gateway4} dev {ROUTED_IFNAME} scope link")
         lines.append(f"    up ip route replace default via {cfg.gateway4} dev {ROUTED_IFNAME}")
@@ -83,6 +93,9 @@ def write(volume: str, cfg: InsideConfig) -> None:
         if cfg.style in ("busybox", "debian"):
             root.makedirs("/etc/network")
             root.write("/etc/network/interfaces", render_interfaces(cfg))
+            if cfg.style == "busybox":  # busybox ifup fails without its run-parts and state directories
+                for path in (*(f"/etc/network/{hook}" for hook in IFUP_HOOK_DIRS), "/var/run"):
+                    root.makedirs(path)
         elif cfg.style == "networkd":
             root.makedirs("/etc/systemd/network")
             root.write(NETWORKD_FILE, render_networkd(cfg))
