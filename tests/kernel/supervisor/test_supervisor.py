@@ -189,6 +189,18 @@ def test_a_non_root_client_is_refused(node_config, subreaper) -> None:
         shutil.rmtree(door, ignore_errors=True)
 
 
+def test_another_protocol_version_is_refused_and_changes_nothing(supervisor: SupervisorProcess, make_vps) -> None:
+    ctid = make_vps(start=False)
+    for version in (protocol.VERSION + 1, 0, "1", None):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.connect(supervisor.path)
+            sock.sendall(protocol.encode({"v": version, "op": "start", "ctid": ctid}))
+            reply = protocol.decode(protocol.read_line(sock))
+        assert not reply["ok"] and reply["error"] == "InvalidArgument", reply
+        assert "unsupported protocol version" in reply["message"]
+    assert not supervisor.client.status(ctid)["running"]
+
+
 def test_onboot_vpss_start_with_the_supervisor(node_config, make_vps, runtime: Runtime, subreaper) -> None:
     on, off = make_vps(start=False), make_vps(start=False)
     runtime.set_onboot(on, True)
