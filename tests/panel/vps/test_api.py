@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from panel.accounts.choices import Role
 from panel.core.models import Operation
+from panel.core.services import apply_report
 from panel.nodes import ippools
 from panel.nodes.choices import NodeState
 from panel.nodes.models import IPAddress, Node
@@ -21,6 +22,7 @@ from panel.plans.models import Allocation
 from panel.vps import services, tasks
 from panel.vps.models import VPS
 from tests.panel.tenants import client_for, make_tenants
+from worker import protocol
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 JSON = "application/json"
@@ -205,3 +207,41 @@ def test_schema_is_valid_and_has_the_vps_paths():
     for path in ("/api/vps/vps/", "/api/vps/vps/{ctid}/", "/api/vps/vps/{ctid}/suspend/",
                  "/api/vps/vps/{ctid}/ssh-keys/", "/api/vps/vps/{ctid}/password/"):
         assert path in paths
+
+
+@pytest.mark.parametrize("actor_name", ["admin", "reseller1"])
+def test_staff_create_act_on_and_delete_a_customers_vps(world, actor_name):
+    """The positive path for admins and resellers (customers': above), with the objects it makes and frees."""
+    t, plan, _vpss = world
+    c = client_for(getattr(t, actor_name))
+    counts = (VPS.objects.count(), Allocation.objects.count(), IPAddress.objects.exclude(assigned_to="").count())
+    body = {"plan": plan.pk, "template": "busybox", "hostname": "staff1", "customer": t.customer1.pk}
+    if actor_name == "admin":
+        body["node"] = "n1"
+    created = c.post("/api/vps/vps/", body, content_type=JSON)
+    assert created.status_code == 201, created.content
+    data = created.json()
+    assert (data["customer"], data["node"], len(data["ipv4"]), len(data["ipv6"])) == (t.customer1.pk, "n1", 1, 1)
+    assert (VPS.objects.count(), Allocation.objects.count(),
+            IPAddress.objects.exclude(assigned_to="").count()) == (counts[0] + 1, counts[1] + 1, counts[2] + 2)
+    url = f"/api/vps/vps/{data['ctid']}/"
+    assert data["ctid"] in {r["ctid"] for r in c.get("/api/vps/vps/", {"limit": 1000}).json()["results"]}
+    for name, body in (("stop", {}), ("start", {}), ("restart", {}), ("hostname", {"hostname": "staff2"}),
+                       ("suspend", {"reason": "unpaid"})):
+        response = c.post(f"{url}{name}/", body, content_type=JSON)
+        assert response.status_code == 202, (name, response.content)
+    assert c.post(f"{url}unsuspend/", {"start": False}, content_type=JSON).status_code == 204
+    vps = VPS.objects.get(ctid=data["ctid"])
+    assert (vps.hostname, vps.suspended) == ("staff2", False)
+    assert Operation.objects.filter(target_id=str(vps.ctid)).count() == 6  # create, 4 actions, the suspension's stop
+    deleted = c.delete(url)
+    assert deleted.status_code == 202, deleted.content
+    assert c.get(deleted.json()["operation_url"]).json()["action"] == "node.vps.destroy"
+    vps.refresh_from_db()
+    assert vps.desired_state == "absent"
+    destroy = Operation.objects.get(pk=deleted.json()["operation"])
+    apply_report(protocol.Report(operation_id=str(destroy.pk), node="n1", status=protocol.Status.SUCCEEDED,
+                                 facts={"ctid": vps.ctid, "state": "absent"}))
+    assert c.get(url).json()["state"] == "destroyed"
+    assert (VPS.objects.exclude(state="destroyed").count(), Allocation.objects.count(),
+            IPAddress.objects.exclude(assigned_to="").count()) == counts
