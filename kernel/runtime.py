@@ -490,16 +490,7 @@ class Runtime:
             with vpsfiles.VpsRoot(ctx.volume) as root:
                 for point in MOUNT_POINTS:  # a customer may have removed one; a symlink fails later
                     root.makedirs(point)
-            self.cgroups.kill(ctid)  # leftovers of a crash; no-op normally
-            ctx.cgroup_paths = self.cgroups.ensure(ctid)
-            revert.add(lambda: self._remove_cgroups(ctid), "remove cgroups")
-            faults.point("start.cgroups")
-            if "delegate" in self.cgroups.capabilities:
-                self.cgroups.delegate(ctid, record.id_start, record.id_start)
             stage = self._stage_dir(ctid)
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(stage, 0o700)
-            revert.add(lambda: _rmdir(stage), "remove staging directory")
             spec = spawn.InitSpec(
                 ctid=ctid,
                 volume=ctx.volume,
@@ -520,8 +511,18 @@ class Runtime:
                 lxcfs=self.lxcfs if self.lxcfs and _is_lxcfs(self.lxcfs) else None,
                 timeout=options.timeout,
             )
-            starting = spawn.Starting(spec)
+            starting = spawn.Starting(spec)  # C1 starts up while the cgroups are made: it waits for begin()
             revert.add(starting.abort, "kill init")
+            self.cgroups.kill(ctid)  # leftovers of a crash; no-op normally
+            ctx.cgroup_paths = self.cgroups.ensure(ctid)
+            revert.add(lambda: self._remove_cgroups(ctid), "remove cgroups")
+            faults.point("start.cgroups")
+            if "delegate" in self.cgroups.capabilities:
+                self.cgroups.delegate(ctid, record.id_start, record.id_start)
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(stage, 0o700)
+            revert.add(lambda: _rmdir(stage), "remove staging directory")
+            starting.begin()
             faults.point("start.spawn")
             ctx.init_pid = starting.pid
             ctx.ns_dir = starting.ns_dir

@@ -3,7 +3,8 @@
 Three processes take part::
 
     P  (caller: node worker or supervisor, host root)
-    └─ C1  joins the VPS's cgroups, unshares user+mnt+pid+uts+ipc+net+cgroup
+    └─ C1  waits for P to make the cgroups (`begin`), joins them, unshares
+           user+mnt+pid+uts+ipc+net+cgroup
        └─ C2  PID 1 of the new PID namespace: builds the mount tree, waits, execs init
 
 C1 forks C2 at once, reports C2's host PID and exits, so C2 is reparented
@@ -142,7 +143,12 @@ class Starting:
             self._sock.close()
             _stage1(spec, child, self._program)
         child.close()
+
+    def begin(self) -> None:
+        """Let C1 go on once the VPS's cgroups exist (its fork and start-up overlap the caller's
+        making them); returns when the future init waits for its mount tree to be built."""
         try:
+            self._sock.send(b"G")
             self._handshake()
         except BaseException:
             self.abort()
@@ -252,6 +258,8 @@ def reap(pid: int) -> int | None:
 
 def _stage1(spec: InitSpec, sock: fdpass.Socket, program: bytes) -> None:  # pragma: no cover
     try:
+        if sock.recv(16) != b"G":  # b"": P gave up before the cgroups were made
+            os._exit(1)
         for path in spec.cgroup_procs:
             _write_proc_path(path, "0\n")
         sc.unshare(NAMESPACES)
