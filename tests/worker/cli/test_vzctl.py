@@ -96,6 +96,25 @@ def test_exec_and_exec2_exit_codes_and_stdio(run, ctid: int) -> None:
     assert run("vzctl", "exec", "12", "true")[0] == codes.BAD_VALUE
 
 
+def test_exec_passes_no_inherited_descriptor_into_the_vps(run, ctid: int, env: dict[str, str], tmp_path) -> None:
+    """The real command line, started with an extra open descriptor (as a careless caller would):
+    the command in the VPS sees only its stdio (and the directory `ls` itself opens)."""
+    import subprocess
+    import sys
+
+    create(run, ctid)
+    assert run("vzctl", "start", str(ctid))[0] == 0
+    secret = tmp_path / "host-secret"
+    secret.write_text("host only\n")
+    with open(secret) as leaked:
+        proc = subprocess.run([sys.executable, "-m", "worker.cli.vzctl", "exec2", str(ctid),
+                               f"ls /proc/self/fd; cat /proc/self/fd/{leaked.fileno()}"],
+                              capture_output=True, env={**os.environ, **env}, pass_fds=(leaked.fileno(),),
+                              timeout=60)
+    assert proc.stdout.split()[:3] == [b"0", b"1", b"2"] and len(proc.stdout.split()) <= 4, proc.stdout
+    assert b"host only" not in proc.stdout and proc.returncode != 0  # the cat found no such descriptor
+
+
 def test_set_hostname_and_onboot(run, ctid: int, env: dict[str, str], cli_runtime: Runtime) -> None:
     create(run, ctid, "--hostname", "one.example.com")
     c = str(ctid)
