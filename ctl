@@ -347,7 +347,7 @@ cmd_up() {
   # The supervisor parents the VPS inits and holds their consoles; VPSs outlive it.
   spawn supervisor root "$nenv" "$PY" -m worker.supervisor
   spawn node-worker root "$nenv" "$celery" --workdir "$TOP" \
-    -A worker.celery_app worker -Q "node.$NODE_NAME" -n "node-$NODE_NAME@%h" --concurrency 2 --loglevel INFO
+    -A worker.celery_app worker -Q "node.$NODE_NAME" -n "node-$NODE_NAME@%h" --loglevel INFO
   # Browser consoles: meets the panel in Redis (no port of its own), talks to the supervisor's socket.
   spawn console-relay root "$nenv" "$PY" -m worker.console_relay
 

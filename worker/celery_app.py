@@ -47,6 +47,7 @@ app.conf.update(
     # the journal bounds how often (Celery's own requeue is unbounded).
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
+    worker_concurrency=config.concurrency,
     # Remote control messages are not signed: a node takes no orders but tasks.
     worker_enable_remote_control=False,
     worker_send_task_events=False,

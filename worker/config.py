@@ -17,6 +17,10 @@ from worker import protocol
 #: their callers are queued operations; vzctl's own runtime fails at once ("locked", exit 9).
 DAEMON_LOCK_WAIT = 30.0
 
+#: Node worker pool processes (CTPANEL_NODE_CONCURRENCY): operations on different VPSs run side by
+#: side; most of a start waits on the kernel and on nft(8), so a pool of 2 queued a burst of starts.
+DEFAULT_CONCURRENCY = 16
+
 
 class ConfigError(RuntimeError):
     """A required setting is missing or wrong; the message says which and where."""
@@ -56,6 +60,15 @@ def _pools(env: dict[str, str]) -> tuple[tuple[str, str, str], ...]:
     return tuple(pools)
 
 
+def _concurrency(env: dict[str, str]) -> int:
+    value = env.get("CTPANEL_NODE_CONCURRENCY", "").strip()
+    if not value:
+        return DEFAULT_CONCURRENCY
+    if not value.isdigit() or not 0 < int(value) <= 256:
+        raise ConfigError(f"CTPANEL_NODE_CONCURRENCY: expected a number of processes (1-256), got {value!r}")
+    return int(value)
+
+
 def require(env: dict[str, str], name: str, hint: str) -> str:
     value = env.get(name, "").strip()
     if not value:
@@ -82,6 +95,7 @@ class NodeConfig:
     net_open_tcp: tuple[int, ...] = ()  # node services VPSs may reach
     net_open_udp: tuple[int, ...] = ()
     net_device_allow: tuple[str, ...] = ()  # admin-chosen device nodes per VPS (kernel/net/devices.py)
+    concurrency: int = DEFAULT_CONCURRENCY
 
     @property
     def queue(self) -> str:
@@ -108,5 +122,6 @@ class NodeConfig:
             storage_pools=_pools(env),
             storage_default=env.get("CTPANEL_STORAGE_DEFAULT", "").strip(),
             backup_dir=env.get("CTPANEL_BACKUP_DIR", "").strip(),
+            concurrency=_concurrency(env),
             **{f"net_{key}": value for key, value in net_settings(env).items()},  # type: ignore[arg-type]
         )

@@ -9,7 +9,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from celery.signals import worker_ready
+from celery.signals import worker_init, worker_ready
 
 from kernel import host
 from worker import protocol, reconcile, vps, vpsdata
@@ -58,6 +58,16 @@ def _inventory(context: OperationContext) -> dict[str, Any]:
 @app.task(name=protocol.TASK_INVENTORY, bind=True, acks_late=True)
 def inventory(self: Any, body: Any) -> None:
     run(self, protocol.InventoryRequest, body, _inventory)
+
+
+@worker_init.connect
+def _ready_the_node(**kwargs: Any) -> None:
+    """Ready pools and network once, before the pool forks: each pool process inherits the
+    runtime instead of readying the node again on its first task (an nft run and more each)."""
+    try:
+        vps.runtime(config)
+    except Exception:
+        log.exception("readying the node failed; the first task of each pool process will retry")
 
 
 @worker_ready.connect

@@ -42,7 +42,14 @@ def test_storage_and_network_settings():
 @pytest.mark.parametrize(("name", "value"), [("CTPANEL_STORAGE_POOLS", "fast:btrfs:relative"),
                                              ("CTPANEL_STORAGE_POOLS", "fast"),
                                              ("CTPANEL_NET_OPEN_TCP", "53,http"),
-                                             ("CTPANEL_NET_OPEN_UDP", "70000")])
+                                             ("CTPANEL_NET_OPEN_UDP", "70000"),
+                                             ("CTPANEL_NODE_CONCURRENCY", "0"),
+                                             ("CTPANEL_NODE_CONCURRENCY", "many")])
 def test_bad_storage_or_network_setting_names_itself(name, value):
     with pytest.raises(ConfigError, match=name):
         NodeConfig.from_env({**GOOD, name: value})
+
+
+def test_pool_size():
+    assert NodeConfig.from_env(GOOD).concurrency == 16
+    assert NodeConfig.from_env({**GOOD, "CTPANEL_NODE_CONCURRENCY": "4"}).concurrency == 4
