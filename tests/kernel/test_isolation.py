@@ -7,6 +7,7 @@ if a defence were missing write back the value already there.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import subprocess
@@ -14,9 +15,10 @@ import time
 
 import pytest
 
-from kernel import rootfs, vpsfiles
+from kernel import credentials, rootfs, vpsfiles
 from kernel import syscalls as sc
 from kernel.errors import KernelError
+from kernel.net import inside
 from kernel.runtime import Defences, Runtime, StartOptions
 from tests.kernel import probes
 
@@ -356,6 +358,56 @@ def test_traps_planted_by_a_running_vps_never_reach_the_host(runtime, make_vps, 
     assert time.monotonic() - started < 5
     assert canary.read_text() == "host secret\n"
     assert sh(runtime, ctid, "cat /etc/hostname; test -f /etc/resolv.conf")[1] == "after.example.com\n"
+
+
+def _write_in(runtime: Runtime, ctid: int, writer):
+    with vpsfiles.VpsRoot(runtime.volume_path(ctid)) as root:
+        writer(root)
+
+
+def _inside(style: str):
+    return lambda runtime, ctid: inside.write(runtime.volume_path(ctid), inside.InsideConfig(
+        style=style, ips=("198.51.100.7",), gateway4="169.254.0.1", gateway6=""))
+
+
+# Every writer of a file inside a VPS: the path it writes, and the write.
+WRITERS = {
+    "hostname": ("/etc/hostname", lambda rt, c: _write_in(rt, c, lambda r: vpsfiles.write_hostname(r, "t.example"))),
+    "hosts": ("/etc/hosts", lambda rt, c: _write_in(rt, c, lambda r: vpsfiles.write_hosts(r, "t.example"))),
+    "resolv.conf": ("/etc/resolv.conf",
+                    lambda rt, c: _write_in(rt, c, lambda r: vpsfiles.write_resolv_conf(r, ["198.51.100.53"]))),
+    "shadow": ("/etc/shadow", lambda rt, c: _write_in(rt, c, lambda r: credentials.set_root_password(r, "$6$s$h"))),
+    "authorized_keys": ("/root/.ssh/authorized_keys", lambda rt, c: _write_in(
+        rt, c, lambda r: credentials.set_authorized_keys(r, ["ssh-ed25519 AAAAkey me@home"]))),
+    "interfaces": ("/etc/network/interfaces", _inside("busybox")),
+    "networkd": (inside.NETWORKD_FILE, _inside("networkd")),
+}
+
+
+@pytest.mark.parametrize("writer", sorted(WRITERS))
+def test_every_writer_survives_the_traps_a_vps_can_plant(runtime, make_vps, tmp_path, writer):
+    """A link to a host file (absolute, `..`-climbing, through /proc/1/root), a FIFO (a read
+    that would block for ever), and — below /etc — the file's directory swapped for a link to a
+    host directory: each write is refused or lands inside the VPS, never on the host."""
+    path, write = WRITERS[writer]
+    canary, outside = tmp_path / "canary", tmp_path / "outside"
+    canary.write_text("host secret\n")
+    outside.mkdir()
+    traps = {"absolute link": f"ln -sf {canary} {path}", "climbing link": f"ln -sf ../../../../../..{canary} {path}",
+             "proc root link": f"ln -sf /proc/1/root{canary} {path}", "fifo": f"rm -f {path}; mkfifo {path}"}
+    directory = os.path.dirname(path)
+    if directory not in ("/etc", "/"):
+        traps["directory link"] = f"rm -rf {directory}; ln -s {outside} {directory}"
+        traps["directory proc link"] = f"rm -rf {directory}; ln -s /proc/1/root{outside} {directory}"
+    ctid = make_vps()
+    for trap, plant in traps.items():
+        code, out = sh(runtime, ctid, f"mkdir -p {directory} && {plant}")
+        assert code == 0, (trap, out)
+        with contextlib.suppress(KernelError):  # refused: fine; written outside: not
+            write(runtime, ctid)
+        assert canary.read_text() == "host secret\n", trap
+        assert os.listdir(outside) == [], trap
+        sh(runtime, ctid, f"rm -rf {path} {directory if directory not in ('/etc', '/') else path}")
 
 
 def test_directory_swap_loop_inside_a_vps(runtime, make_vps, tmp_path):
