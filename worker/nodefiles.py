@@ -3,7 +3,8 @@
 Two FUSE servers: lxcfs (Debian's package; /proc/meminfo, cpuinfo, stat, uptime, loadavg,
 swaps, diskstats per cgroup, so `free`, `top` and `uptime` inside follow the VPS's limits)
 and our beancounter file server (`python -m kernel.ubc.fusefile`, the VPS's own table at
-`/run/ctpanel/user_beancounters`). Each VPS sees them through bind mounts made at start.
+`/run/ctpanel/user_beancounters`: its cgroup rows at read time, and the accounting rows the
+usage sampler (worker/usage.py) counted last). Each VPS sees them through bind mounts made at start.
 If a server dies, reads of its files inside the VPSs fail with ENOTCONN and the VPSs run
 on; `check()` (every supervisor tick) restarts it and binds its new files into every
 running VPS. Stopping the supervisor stops them too; the next supervisor's `start()` binds
@@ -26,7 +27,7 @@ from kernel import run, running, statefile
 from kernel import syscalls as sc
 from kernel.errors import KernelError, Timeout
 from kernel.runtime import Runtime
-from kernel.ubc import inside
+from kernel.ubc import accounting, inside
 
 log = logging.getLogger("ctpanel.nodefiles")
 
@@ -98,7 +99,8 @@ class NodeFiles:
         run_dir = rt.config.run_dir
         self.servers = [
             _Server("beancounter file server", self.ubc,
-                    [sys.executable, "-m", "kernel.ubc.fusefile", self.ubc, "--prefix", rt.config.cgroup_prefix],
+                    [sys.executable, "-m", "kernel.ubc.fusefile", self.ubc, "--prefix", rt.config.cgroup_prefix,
+                     "--accounting", accounting.rows_path(run_dir)],
                     os.path.join(run_dir, "ubc-fs.json")),
         ]
         if self.lxcfs:  # lxcfs keeps a pidfile of its own (-p), locked while it runs

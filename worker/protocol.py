@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 SCHEMA_MAJOR = 1
 
 PANEL_QUEUE = "panel"
@@ -408,6 +408,10 @@ USAGE_GAUGES: dict[str, str] = {
     "processes": "processes and threads",
 }
 
+# Beancounter rows counted from the VPS's processes and namespaces (since 1.3), refreshed every
+# CTPANEL_USAGE_ACCOUNTING_SECONDS on the node; failcnt is always 0 (no kernel counter exists).
+ACCOUNTING_ROWS = ("numfile", "numtcpsock", "numothersock", "numpty", "numflock", "numiptent")
+
 
 @dataclass(frozen=True, kw_only=True)
 class UsageBatch(Message):
@@ -415,7 +419,8 @@ class UsageBatch(Message):
 
     Each sample: {"ctid": int, "epoch": str, <USAGE_COUNTERS>, <USAGE_GAUGES>,
     "beancounters": {row: {"held", "maxheld", "barrier", "limit", "failcnt"}}}.
-    A missing key means the node cannot measure it.
+    A missing key means the node cannot measure it. Since 1.3 `beancounters` also holds the
+    accounting rows (`ACCOUNTING_ROWS`), counted less often: the node's last count is sent.
     """
 
     node: str

@@ -1,36 +1,70 @@
 """The slower accounting tier: rows no cgroup file counts, from the VPS's processes and namespaces.
 
 numfile (open descriptors of every VPS process, /proc/PID/fd), numpty (distinct
-/dev/pts/N among them), numtcpsock / numothersock (socket descriptors, told apart
+ptys with either end open among them, in any devpts instance), numtcpsock / numothersock (socket descriptors, told apart
 by the inode lists of /proc/PID/net/tcp{,6} of each network namespace the VPS
 uses), numflock (/proc/locks entries held by VPS processes) and numiptent (nft
-rules in each of the VPS's network namespaces). No kernel event counter exists
+rules in each of the VPS's network namespaces, one netlink dump each; no nft(8)
+run). No kernel event counter exists
 for these, so their failcnt is always 0 (DESIGN.md: failcnt is never guessed);
 maxheld is the largest value this tier saw. numfile's barrier/limit is the
 RLIMIT_NOFILE every VPS process gets (a per-process cap, as enforced).
+
+The node's usage sampler (worker/usage.py) runs this tier for a slice of the
+VPSs per batch and keeps each VPS's last rows in `rows_path(run_dir)`
+(`save_rows`), where the in-VPS table's server (`SavedRows`) finds them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
+import time
 from collections.abc import Mapping
 
+from kernel import statefile
 from kernel.cgroups import CgroupDriver
 from kernel.errors import KernelError
-from kernel.net.nft import Nft
+from kernel.net import nfobjects
 from kernel.ubc.counters import UNLIMITED, Ledger, Row
 from kernel.ubc.limits import NUMFILE_HOST_CAP, Limits
 
 
-def _fd_targets(pid: int) -> list[str]:
+def _fds(pid: int) -> list[tuple[str, str]]:
+    """(descriptor number, link target) of each open descriptor of `pid`."""
     base = f"/proc/{pid}/fd"
-    out: list[str] = []
+    out: list[tuple[str, str]] = []
     with contextlib.suppress(OSError):
         for name in os.listdir(base):
             with contextlib.suppress(OSError):
-                out.append(os.readlink(f"{base}/{name}"))
+                out.append((name, os.readlink(f"{base}/{name}")))
     return out
+
+
+def _pty(pid: int, fd: str, target: str) -> tuple[int, int] | None:
+    """(devpts instance, pty index) when descriptor `fd` is either end of a pty, else None.
+
+    A slave is a char device of majors 136-143 in any devpts instance (a freshly mounted one
+    too); a master is the instance's ptmx (5:2), its index in the descriptor's fdinfo."""
+    name = target.rpartition("/")[2]
+    if not (name.isdigit() or name == "ptmx"):
+        return None  # only pty ends are named so: spares a stat of every other descriptor
+    try:
+        st = os.stat(f"/proc/{pid}/fd/{fd}")
+    except OSError:
+        return None
+    if not stat.S_ISCHR(st.st_mode):
+        return None
+    major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    if 136 <= major <= 143:
+        return st.st_dev, (major - 136) * 256 + minor
+    if (major, minor) == (5, 2):
+        with contextlib.suppress(OSError, ValueError), open(f"/proc/{pid}/fdinfo/{fd}", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("tty-index:"):
+                    return st.st_dev, int(line.split()[1])
+    return None
 
 
 def _tcp_inodes(pid: int) -> set[str]:
@@ -55,30 +89,25 @@ def lock_owners(text: str) -> list[int]:
     return owners
 
 
-def count_rules(ruleset: list[dict[str, object]]) -> int:
-    return sum(1 for item in ruleset if "rule" in item)
-
-
 def count(pids: list[int], locks: str, *, nft: bool = True) -> dict[str, int]:
     """held values for one VPS's processes."""
-    files = ptys = tcp = other = 0
+    files = tcp = other = 0
     netns: dict[int, int] = {}
-    sockets: list[tuple[int, str]] = []
-    seen_pts: set[str] = set()
+    sockets: set[tuple[int, str]] = set()  # a socket shared by several processes is one socket
+    ptys: set[tuple[int, int]] = set()
     for pid in pids:
-        targets = _fd_targets(pid)
-        files += len(targets)
+        fds = _fds(pid)
+        files += len(fds)
         try:
             ns = os.stat(f"/proc/{pid}/ns/net").st_ino
         except OSError:
             continue
         netns.setdefault(ns, pid)
-        for target in targets:
+        for fd, target in fds:
             if target.startswith("socket:["):
-                sockets.append((ns, target[8:-1]))
-            elif target.startswith("/dev/pts/") and target[9:].isdigit():
-                seen_pts.add(target)
-    ptys = len(seen_pts)
+                sockets.add((ns, target[8:-1]))
+            elif target.startswith("/") and (pty := _pty(pid, fd, target)) is not None:
+                ptys.add(pty)
     # Reading a tcp table walks the namespace's whole socket hash: only where sockets are open.
     with_sockets = {ns for ns, _ in sockets}
     tcp_by_ns = {ns: _tcp_inodes(pid) for ns, pid in netns.items() if ns in with_sockets}
@@ -88,13 +117,13 @@ def count(pids: list[int], locks: str, *, nft: bool = True) -> dict[str, int]:
         else:
             other += 1
     mine = set(pids)
-    held = {"numfile": files, "numpty": ptys, "numtcpsock": tcp, "numothersock": other,
+    held = {"numfile": files, "numpty": len(ptys), "numtcpsock": tcp, "numothersock": other,
             "numflock": sum(1 for p in lock_owners(locks) if p in mine)}
     if nft:
         rules = 0
         for pid in netns.values():
-            with contextlib.suppress(KernelError):
-                rules += count_rules(Nft(f"/proc/{pid}/ns/net").list("ruleset"))
+            with contextlib.suppress(KernelError, OSError):  # OSError: the process left meanwhile
+                rules += nfobjects.rule_count(f"/proc/{pid}/ns/net")
         held["numiptent"] = rules
     return held
 
@@ -119,3 +148,46 @@ def account(driver: CgroupDriver, limits: Mapping[int, Limits], ledger: Ledger |
         out[ctid] = rows
     ledger.save()
     return out
+
+
+ROWS = ("numfile", "numtcpsock", "numothersock", "numpty", "numflock", "numiptent")
+
+
+def rows_path(run_dir: str) -> str:
+    """Where the node keeps every VPS's last accounting rows (runtime state: stale after a reboot)."""
+    return os.path.join(run_dir, "ubc-accounting.json")
+
+
+def save_rows(path: str, rows: Mapping[int, Mapping[str, Row]]) -> None:
+    """Every VPS's last accounting rows, replaced whole (readers see the old or the new file)."""
+    statefile.ensure_dir(os.path.dirname(path))
+    statefile.write_json(path, {"time": time.time(), "vps": {
+        str(ctid): {name: [row.held, row.maxheld, row.barrier, row.limit, row.failcnt] for name, row in table.items()}
+        for ctid, table in rows.items()}}, durable=False)
+
+
+class SavedRows:
+    """The rows `save_rows` wrote, re-read when the file changes (one stat per call otherwise)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._stamp: tuple[int, int] | None = None
+        self._rows: dict[int, dict[str, Row]] = {}
+
+    def __call__(self, ctid: int) -> dict[str, Row]:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            self._stamp, self._rows = None, {}
+            return {}
+        if (st.st_ino, st.st_mtime_ns) != self._stamp:
+            self._stamp, self._rows = (st.st_ino, st.st_mtime_ns), self._load()
+        return self._rows.get(ctid, {})
+
+    def _load(self) -> dict[int, dict[str, Row]]:
+        try:
+            data = statefile.read_json(self.path) or {}
+            return {int(ctid): {name: Row(*map(int, values)) for name, values in table.items()}
+                    for ctid, table in data.get("vps", {}).items()}
+        except (KernelError, ValueError, TypeError, AttributeError):
+            return {}  # half-written by a crash (written without fsync): no rows until the next save

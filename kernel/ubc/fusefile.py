@@ -5,10 +5,20 @@ bound read-only at `IN_VPS_PATH` (kernel/ubc/inside.py), so no VPS can name anot
 procfs cannot gain a `/proc/user_beancounters` entry, hence a FUSE file. Cheap to serve: a
 file is a separate inode per VPS, so the kernel's page cache may keep its text (nothing is
 shared between VPSs), and the server neither answers every open (FUSE_NO_OPEN_SUPPORT: no
-OPEN/RELEASE round trips) nor every read. A VPS's text is made at most once per `window`
-seconds; a timer drops the texts that were read and tells the kernel to drop its copy
+OPEN/RELEASE round trips) nor every read. A VPS's text is made at read time, at most once per
+`window` (1 s); a timer drops the texts that were read and tells the kernel to drop its copy
 (FUSE_NOTIFY_INVAL_INODE), so the next read gets a fresh table. The table is therefore at
-most `window` seconds old. The fixed-width format keeps a VPS's file size constant.
+most `window` seconds old.
+
+Why a timer: letting the first read after the window ask for the attributes (a short attribute
+validity with FUSE_AUTO_INVAL_DATA: a new mtime drops the cached pages) would need no thread,
+but only read(2) revalidates: sendfile/splice readers such as busybox's cat are served from
+the page cache and would see the first table for ever. For the same reason (they never ask for
+the size again) a VPS's file keeps one size: the format is fixed-width and the row set fixed.
+
+The rows are the VPS's cgroup files (the fast tier) plus, with `--accounting`, the accounting
+rows the node's usage sampler counted last (kernel/ubc/accounting.py, refreshed every
+CTPANEL_USAGE_ACCOUNTING_SECONDS; 0 and unlimited until the VPS is first counted).
 
 Speaks the FUSE wire protocol on /dev/fuse directly (a handful of opcodes; no libfuse), so it
 needs nothing beyond the kernel's fuse module.
@@ -30,7 +40,8 @@ from kernel import cgroups
 from kernel import syscalls as sc
 from kernel.cgroups import CgroupDriver
 from kernel.errors import KernelError
-from kernel.ubc.counters import FastReader, Row
+from kernel.ubc.accounting import ROWS, SavedRows
+from kernel.ubc.counters import UNLIMITED, FastReader, Row
 from kernel.ubc.views import user_beancounters
 
 IN_VPS_PATH = "/run/ctpanel/user_beancounters"
@@ -48,7 +59,7 @@ _NOTIFY_INVAL_INODE = 2
 _FOPEN_KEEP_CACHE = 1 << 1
 _BUFSIZE = (1 << 17) + 4096
 _VALID = 86400  # seconds the kernel may keep names and attributes: a text change is notified
-WINDOW = 5.0  # seconds a VPS's text is reused (how old the table inside may be)
+WINDOW = 1.0  # seconds a VPS's text is reused (how old the table inside may be)
 
 
 def _attr(node: int, size: int = 0, mtime_ns: int = 0) -> bytes:
@@ -203,16 +214,23 @@ def node_text(tables: Callable[[int], dict[str, Row] | None]) -> Callable[[int],
     return text_for
 
 
-def cgroup_text(driver: CgroupDriver) -> Callable[[int], str]:
-    """`text_for` reading the VPS's cgroup files. Counters are the kernel's since the VPS's
-    start (an in-memory ledger), as OpenVZ's table restarts with the container."""
+def cgroup_text(driver: CgroupDriver, accounting_rows: str | None = None) -> Callable[[int], str]:
+    """`text_for` reading the VPS's cgroup files, plus the accounting rows the node's sampler keeps
+    at `accounting_rows` (its last count). Counters are the kernel's since the VPS's start (an
+    in-memory ledger), as OpenVZ's table restarts with the container."""
     reader = FastReader(driver)
+    saved = SavedRows(accounting_rows) if accounting_rows else None
+    uncounted = dict.fromkeys(ROWS, Row(0, 0, UNLIMITED, UNLIMITED, 0))
 
     def rows(ctid: int) -> dict[str, Row] | None:
         try:
-            return reader.read_one(ctid).rows
+            table = reader.read_one(ctid).rows
         except KernelError:
             return None
+        if saved is not None:
+            table.update(uncounted)
+            table.update(saved(ctid))
+        return table
 
     return node_text(rows)
 
@@ -223,8 +241,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("mountpoint")
     parser.add_argument("--prefix", required=True, help="the node's cgroup prefix")
     parser.add_argument("--window", type=float, default=WINDOW, help="seconds a table is reused")
+    parser.add_argument("--accounting", help="the accounting rows the node's sampler keeps (accounting.rows_path)")
     args = parser.parse_args(argv)
-    server = BeancounterFS(args.mountpoint, cgroup_text(cgroups.detect(args.prefix)), window=args.window)
+    server = BeancounterFS(args.mountpoint, cgroup_text(cgroups.detect(args.prefix), args.accounting),
+                           window=args.window)
     signal.signal(signal.SIGTERM, lambda *_: sc.umount2(args.mountpoint, sc.MNT_DETACH))
     server.run()
 

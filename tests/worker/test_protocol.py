@@ -1,5 +1,6 @@
 import pytest
 
+from kernel.ubc.accounting import ROWS
 from worker import protocol
 
 
@@ -96,3 +97,7 @@ def test_usage_batch_samples_are_checked():
                 {"ctid": 101, "epoch": "e", "net_rx_bytes": 1.5}):
         with pytest.raises(protocol.ProtocolError):
             protocol.UsageBatch(node="n1", sent_at=0, interval=60, samples=[bad])
+
+
+def test_the_accounting_rows_are_the_kernels() -> None:
+    assert set(protocol.ACCOUNTING_ROWS) == set(ROWS)

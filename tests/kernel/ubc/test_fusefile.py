@@ -11,6 +11,8 @@ from collections.abc import Iterator
 import pytest
 
 from kernel import cgroups
+from kernel.ubc.accounting import save_rows
+from kernel.ubc.counters import Row
 from kernel.ubc.fusefile import BeancounterFS, cgroup_text
 
 pytestmark = pytest.mark.kernel
@@ -64,3 +66,31 @@ def test_one_file_per_vps_renewed_after_its_window(bare_vpss, tmp_path) -> None:
             os.waitpid(sleeper, 0)
         server.stop()
     assert not os.path.ismount(tmp_path)
+
+
+def _held(text: str, row: str) -> int | None:
+    found = [line.split() for line in text.splitlines() if row in line.split()]
+    return int(found[0][-5]) if found else None
+
+
+def test_the_samplers_accounting_rows_are_in_the_table(bare_vpss, tmp_path) -> None:
+    """The rows the usage sampler saved last (accounting.save_rows) join the cgroup rows, per VPS."""
+    saved, mount = str(tmp_path / "run" / "ubc-accounting.json"), tmp_path / "mnt"
+    mount.mkdir()
+    server = BeancounterFS(str(mount), cgroup_text(bare_vpss, saved), window=0.3)
+    server.start()
+    try:
+        assert _held((mount / "201").read_text(), "numfile") == 0  # not counted yet: the row, held 0
+        save_rows(saved, {201: {"numfile": Row(7, 9, 20000, 20000, 0), "numpty": Row(2, 2, 64, 64, 0)}})
+        deadline = time.monotonic() + 20
+        while _held(text := (mount / "201").read_text(), "numfile") != 7:
+            assert time.monotonic() < deadline, "the saved rows did not appear"
+            time.sleep(0.1)
+        assert _held(text, "numpty") == 2 and _held(text, "physpages") is not None
+        assert _held((mount / "202").read_text(), "numfile") == 0  # 201's rows only in 201's file
+        save_rows(saved, {201: {"numfile": Row(11, 11, 20000, 20000, 0)}})
+        while _held((mount / "201").read_text(), "numfile") != 11:
+            assert time.monotonic() < deadline, "the next save did not appear"
+            time.sleep(0.1)
+    finally:
+        server.stop()

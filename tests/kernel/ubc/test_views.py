@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kernel.ubc.accounting import count_rules, lock_owners
+from kernel.ubc.accounting import lock_owners
 from kernel.ubc.counters import UNLIMITED, Row
 from kernel.ubc.views import user_beancounters, vzlist, vzubc
 
@@ -48,4 +48,3 @@ def test_accounting_parsers() -> None:
              "1: -> POSIX  ADVISORY  WRITE 4343 08:01:1234 0 EOF\n"
              "2: FLOCK  ADVISORY  WRITE 77 00:14:9 0 EOF\n")
     assert lock_owners(locks) == [4242, 77]
-    assert count_rules([{"metainfo": {}}, {"table": {}}, {"rule": {}}, {"rule": {}}]) == 2
