@@ -175,10 +175,13 @@ class Starting:
             raise KernelError(f"CT {self.spec.ctid}: namespace setup failed")
         self.pid = int(data[1:])
         self.pidfd = sc.pidfd_open(self.pid)  # C2 waits for the mount below: its PID is its own
-        # C1 is exiting now; it is reaped in exec_init, not waited for here.
-        _write_proc(self.pid, "uid_map", self.spec.ids.map_line())  # C2 is in C1's new user namespace
-        _write_proc(self.pid, "gid_map", self.spec.ids.map_line())
-        userns = os.open(f"/proc/{self.pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+        # C1 is exiting now; it is reaped in exec_init, not waited for here. Its maps are written
+        # through C1: our unreaped child, its PID cannot be reused, and even as a zombie it keeps
+        # its credentials, so /proc/C1/uid_map and ns/user still reach the user namespace C2 is in.
+        c1 = self._c1
+        _write_proc(c1, "uid_map", self.spec.ids.map_line())
+        _write_proc(c1, "gid_map", self.spec.ids.map_line())
+        userns = os.open(f"/proc/{c1}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
         try:
             mount_fd = idmapped_mount(self.spec.volume, userns)
         finally:
