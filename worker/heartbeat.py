@@ -6,6 +6,7 @@ stops heartbeating, and the panel's sweep marks it down.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -14,6 +15,8 @@ from typing import Any
 from celery import bootsteps
 
 from kernel import host
+from kernel.errors import KernelError
+from kernel.runtime import Runtime
 from worker import protocol, vps
 from worker.config import NodeConfig
 
@@ -26,10 +29,56 @@ def interval() -> int:
 
 def build(config: NodeConfig) -> protocol.Heartbeat:
     rt = vps.runtime(config)
-    facts = {**host.facts(), "cgroup_version": rt.cgroups.version, "templates": rt.templates.names()}
-    capacity = {**host.capacity().to_dict(), "vps_count": len(rt.registry.ctids())}
+    facts = {**host.facts(), "cgroup_version": rt.cgroups.version, "templates": rt.templates.names(),
+             "template_info": template_info(rt), "storage": storage(rt), "capabilities": capabilities(rt)}
+    capacity = {**host.capacity().to_dict(), "vps_count": len(rt.registry.ctids()), "pools": disk(rt)}
     return protocol.Heartbeat(node=config.name, sent_at=time.time(), interval=interval(), facts=facts,
                               capacity=capacity)
+
+
+def template_info(rt: Runtime) -> dict[str, dict[str, str]]:
+    """Each cached template's version and checksum as recorded when it was added (hashing the
+    tarballs every heartbeat would cost seconds; create and reinstall check them, worker/vps.py)."""
+    found = {}
+    for name in rt.templates.names():
+        try:
+            meta = rt.templates.get(name).meta
+        except KernelError:
+            continue  # removed while listed
+        found[name] = {"version": meta.version, "checksum": meta.checksum, "distro": meta.distro,
+                       "release": meta.release, "arch": meta.arch}
+    return found
+
+
+def storage(rt: Runtime) -> dict[str, Any]:
+    """The pools, their drivers and what each driver can do; the default pool gets new VPSs."""
+    return {"default": rt.storage.storage.default,
+            "pools": [{"name": name, "driver": driver.name, "capabilities": dataclasses.asdict(driver.capabilities)}
+                      for name, driver in sorted(rt.storage.pools.items())]}
+
+
+def disk(rt: Runtime) -> dict[str, dict[str, int]]:
+    """Bytes total, used and free (to an unprivileged writer) of the filesystem under each pool."""
+    found = {}
+    for name, driver in sorted(rt.storage.pools.items()):
+        try:
+            st = os.statvfs(driver.pool.path)
+        except OSError:
+            continue
+        total = st.f_blocks * st.f_frsize
+        found[name] = {"total": total, "used": total - st.f_bfree * st.f_frsize, "free": st.f_bavail * st.f_frsize}
+    return found
+
+
+def capabilities(rt: Runtime) -> dict[str, Any]:
+    """What the node's kernel set-up allows: cgroup version and verbs (freeze, kill, delegate), the
+    mounted hierarchies, and which disk quota levels its pools enforce."""
+    caps = [driver.capabilities for driver in rt.storage.pools.values()]
+    return {"cgroup_version": rt.cgroups.version, "cgroup": sorted(rt.cgroups.capabilities),
+            "freeze": "freeze" in rt.cgroups.capabilities, "cgroup_hierarchies": sorted(rt.cgroups.hierarchies()),
+            "quota": sorted({level for c in caps for level, has in (("diskspace", c.diskspace),
+                             ("diskinodes", c.diskinodes), ("ugid", c.ugid_quota)) if has}),
+            "snapshots": any(c.snapshots for c in caps)}
 
 
 class HeartbeatStep(bootsteps.StartStopStep):

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
-SCHEMA_VERSION = "1.3"
+SCHEMA_VERSION = "1.4"
 SCHEMA_MAJOR = 1
 
 PANEL_QUEUE = "panel"
@@ -379,7 +379,13 @@ class Report(Message):
 
 @dataclass(frozen=True, kw_only=True)
 class Heartbeat(Message):
-    """A node's periodic "alive" with what it is and what it has free."""
+    """A node's periodic "alive" with what it is and what it has free.
+
+    `facts`: kernel, machine, hostname, cgroup_version, templates (names); since 1.4 also
+    template_info ({name: {version, checksum, distro, release, arch}}), storage ({default, pools:
+    [{name, driver, capabilities}]}) and capabilities (cgroup version and verbs, freeze, quota levels).
+    `capacity`: cpus, memory, swap, load1, vps_count; since 1.4 pools ({name: {total, used, free}} bytes).
+    """
 
     node: str
     sent_at: float

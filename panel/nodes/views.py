@@ -42,13 +42,16 @@ class TemplateListView(generic.PanelView):
 
     def get(self, request):
         nodes = list(Node.objects.order_by("name"))
-        found: dict[str, list[Node]] = {}
+        found: dict[str, list[dict]] = {}
         for node in nodes:
             templates = (node.facts or {}).get("templates")
+            info = (node.facts or {}).get("template_info")  # since protocol 1.4: version and checksum
             for name in templates if isinstance(templates, list) else ():
                 if isinstance(name, str):
-                    found.setdefault(name, []).append(node)
-        rows = [{"name": name, "nodes": found[name], "missing": [n for n in nodes if n not in found[name]]}
+                    meta = info.get(name) if isinstance(info, dict) else None
+                    found.setdefault(name, []).append({"node": node, **(meta if isinstance(meta, dict) else {})})
+        rows = [{"name": name, "nodes": found[name],
+                 "missing": [n for n in nodes if n not in {e["node"] for e in found[name]}]}
                 for name in sorted(found)]
         return render(request, "nodes/templates.html", {"rows": rows, "nodes": nodes})
 

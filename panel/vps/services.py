@@ -91,7 +91,7 @@ def create_vps(
     desired_limits = plan_limits(plan) if plan is not None else protocol.check_limits(limits or {})
     keys = secrets.validate_ssh_keys(ssh_keys or [])
     if node is None:
-        node = placement.choose_node(template, desired_limits.get("ram", 0))
+        node = placement.choose_node(template, desired_limits.get("ram", 0), desired_limits.get("diskspace", 0))
     if node.state == NodeState.DISABLED:
         raise ValidationError({"node": f"Node {node.name} is disabled."})
     with transaction.atomic():

@@ -192,3 +192,20 @@ def test_ssh_keys_are_validated_single_line_openssh_keys():
     for key in bad:
         with pytest.raises(ValidationError):
             secrets.validate_ssh_keys([key])
+
+
+def test_placement_skips_a_node_whose_default_pool_has_less_free_disk_than_the_vps_needs(t):
+    full = up_node("full", 16 * GIB, ["busybox"])
+    roomy = up_node("roomy", 4 * GIB, ["busybox"])
+    for node, free in ((full, GIB), (roomy, 50 * GIB)):
+        Node.objects.filter(pk=node.pk).update(
+            facts={"templates": ["busybox"], "storage": {"default": "fast", "pools": []}},
+            capacity={"memory_available": node.capacity["memory_available"],
+                      "pools": {"fast": {"total": 100 * GIB, "used": 100 * GIB - free, "free": free},
+                                "other": {"total": 100 * GIB, "used": 0, "free": 100 * GIB}}})
+    assert placement.choose_node("busybox", GIB) == full  # most free memory; no disk asked
+    assert placement.choose_node("busybox", GIB, 2 * GIB) == roomy  # only the default pool counts
+    with pytest.raises(ValidationError, match=f"No node has {60 * GIB} bytes of disk free"):
+        placement.choose_node("busybox", GIB, 60 * GIB)
+    up_node("silent", 2 * GIB, ["busybox"])  # reports no pools: not refused for disk
+    assert placement.choose_node("busybox", GIB, 60 * GIB).name == "silent"
