@@ -86,3 +86,22 @@ def test_lifecycle_on_pure_cgroup_v2(rt: Runtime) -> None:
     assert not rt.stop(CTID, timeout=BOUND).running
     rt.destroy(CTID)
     assert leftovers.of(rt, CTID, record.id_start) == []
+
+
+def test_usermode_helper_paths_stay_the_hosts(rt: Runtime) -> None:
+    """SECURITY.md's modprobe and uevent_helper escapes (a path the kernel runs as host root), here
+    where a stock kernel has modprobe (this repository's host kernel has neither; Debian's has no
+    uevent_helper, CONFIG_UEVENT_HELPER=n, so that one is checked only where it exists)."""
+    watched = [p for p in ("/proc/sys/kernel/modprobe", "/sys/kernel/uevent_helper") if os.path.exists(p)]
+    assert "/proc/sys/kernel/modprobe" in watched
+    before = {path: Path(path).read_text() for path in watched}
+    rt.create(CreateSpec(ctid=CTID, template="busybox"))
+    assert rt.start(CTID, OPTIONS).running
+    for path in watched:
+        code, _ = sh(rt, f"echo /tmp/evil > {path}")
+        assert code != 0, path
+    code, out = sh(rt, "mkdir -p /tmp/p && mount -t proc proc /tmp/p && echo /tmp/evil > /tmp/p/sys/kernel/modprobe")
+    assert code != 0, out  # a fresh proc mount is no way around the read-only /proc/sys
+    assert {path: Path(path).read_text() for path in watched} == before
+    rt.stop(CTID, fast=True)
+    rt.destroy(CTID)
