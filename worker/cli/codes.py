@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
 OK = 0
 SETUBC_ERROR = 1  # the kernel refused a beancounter limit
 SYSTEM_ERROR = 3
@@ -50,3 +53,18 @@ def code_for(exc: Exception) -> int:
     if isinstance(exc, errors.InvalidArgument):
         return BAD_VALUE
     return SYSTEM_ERROR
+
+
+def handled(command: Callable[[], int]) -> int:
+    """Run a node command: a `Fail` or a kernel error ends it with its message on stderr and its
+    exit code; any other exception is a bug and propagates."""
+    try:
+        return command()
+    except Fail as exc:
+        print(exc, file=sys.stderr)
+        return exc.code
+    except Exception as exc:
+        if type(exc).__module__ != "kernel.errors":
+            raise
+        print(exc, file=sys.stderr)
+        return code_for(exc)

@@ -151,16 +151,7 @@ def run(argv: list[str], config: CliConfig) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    try:
-        return run(argv, CliConfig.from_env())
-    except Fail as exc:
-        print(exc, file=sys.stderr)
-        return exc.code
-    except Exception as exc:
-        if type(exc).__module__ != "kernel.errors":
-            raise
-        print(exc, file=sys.stderr)
-        return codes.code_for(exc)
+    return codes.handled(lambda: run(argv, CliConfig.from_env()))
 
 
 if __name__ == "__main__":
