@@ -94,6 +94,7 @@ class ErrorCode:
     PROTOCOL_UNTRUSTED = UntrustedMessage.code
     INTERNAL = "node.internal"
     GAVE_UP = "node.gave_up"
+    TEMPLATE_MISMATCH = "node.template_mismatch"  # since 1.4
     # kernel/errors.py's KernelError codes, as the node reports them.
     KERNEL_ERROR = "kernel.error"
     KERNEL_NOT_FOUND = "kernel.not_found"
@@ -118,6 +119,9 @@ class ErrorCode:
         "Check that the node trusts this panel's certificate.",
         INTERNAL: "The node failed unexpectedly. The node worker's log has the details.",
         GAVE_UP: "The node gave up: every attempt ended its worker process. The node worker's log has the details.",
+        TEMPLATE_MISMATCH: "The node's copy of the OS template is not the one the panel chose (another version or "
+        "checksum), so nothing was changed. Try again in a minute, once the node has told the panel what it has; "
+        "if it keeps failing, the administrator should rebuild or re-import the template on the node.",
         KERNEL_ERROR: "The node's kernel refused the operation. The operation's log has the details.",
         KERNEL_NOT_FOUND: "Something the operation needs does not exist on the node (the VPS, its template or "
         "volume). Check the VPS's state, or reinstall it.",

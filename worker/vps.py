@@ -92,11 +92,20 @@ def wired(node: KernelNodeConfig, storage: Storage, network: Network) -> Runtime
     return rt
 
 
-def ensure_template(rt: Runtime, name: str) -> None:
-    if name == BUSYBOX:
-        rt.templates.ensure_busybox()
-    else:
-        rt.templates.verify(name)
+class TemplateMismatch(Exception):
+    """The request names another copy of the template (version or checksum) than the node's cache holds."""
+
+    code = protocol.ErrorCode.TEMPLATE_MISMATCH
+
+
+def ensure_template(rt: Runtime, name: str, version: str = "", checksum: str = "") -> None:
+    """The template in the node's cache (busybox built when missing, others checked against their recorded
+    checksum), and the one the panel chose: a `version` or `checksum` given that differs is refused."""
+    template = rt.templates.ensure_busybox() if name == BUSYBOX else rt.templates.verify(name)
+    meta = template.meta
+    if (checksum and checksum != meta.checksum) or (version and version != meta.version):
+        raise TemplateMismatch(f"OS template {name}: the panel asked for version {version or '?'} ({checksum or '?'}), "
+                               f"this node has {meta.version} ({meta.checksum})")
 
 
 def facts(rt: Runtime, ctid: int) -> dict[str, Any]:
@@ -187,12 +196,13 @@ def converge(rt: Runtime, context: OperationContext, request: protocol.VpsReques
     if record is None:
         if not request.template:
             raise NotFound(f"CT {request.ctid} does not exist on this node and the request names no template")
+        context.progress("template", 10)
+        # Before anything of the VPS exists: a refused template leaves the node as it was.
+        ensure_template(rt, request.template, request.template_version, request.template_checksum)
         if context.delivery > 1:
             remove(rt, request.ctid)  # what the earlier, interrupted run left
         statefile.ensure_dir(rt.config.path("creating"))
         statefile.write_json(creating_path(rt, request.ctid), {"operation_id": request.operation_id})
-        context.progress("template", 10)
-        ensure_template(rt, request.template)
         context.progress("create", 30)
         rt.create(CreateSpec(ctid=request.ctid, template=request.template, hostname=request.hostname,
                              onboot=request.onboot, panel_managed=True, limits=disk_limits(request.limits)))

@@ -129,7 +129,7 @@ def _settle_and_start(rt: Runtime, context: OperationContext, request: protocol.
 def _reinstall(rt: Runtime, context: OperationContext, request: protocol.VpsRequest) -> None:
     """A new root filesystem from the request's template, with its root password hash and SSH keys."""
     context.progress("template", 5)
-    vps.ensure_template(rt, request.template)
+    vps.ensure_template(rt, request.template, request.template_version, request.template_checksum)
     limits = vps.disk_limits(request.limits)
     _replace_volume(rt, context, request,
                     lambda pool: rt.storage.create(request.ctid, request.template, limits, pool), request.template)

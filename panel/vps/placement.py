@@ -28,6 +28,16 @@ def has_template(node: Node, template: str) -> bool:
     return not isinstance(templates, list) or template in templates
 
 
+def template_info(node: Node, template: str) -> tuple[str, str]:
+    """(version, checksum) of `template` as the node last reported it (protocol 1.4); ("", "") when it did not:
+    the node then takes whatever it has."""
+    info = ((node.facts or {}).get("template_info") or {}).get(template)
+    if not isinstance(info, dict):
+        return "", ""
+    version, checksum = info.get("version"), info.get("checksum")
+    return (version if isinstance(version, str) else "", checksum if isinstance(checksum, str) else "")
+
+
 def free_memory(node: Node) -> int:
     """Memory available at the last heartbeat, less what VPSs placed since then will take."""
     available = (node.capacity or {}).get("memory_available")

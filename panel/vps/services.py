@@ -33,9 +33,11 @@ def build_request(vps: VPS, task: str, operation: Operation, *, fast: bool = Fal
     """The whole desired state; `root_password_hash` only in the operation that sets the password,
     `data` (snapshot, backup, keep) only in the data tasks (panel/vps/data.py)."""
     ipv4, ipv6 = addresses.cidrs(vps)
+    version, checksum = placement.template_info(vps.node, vps.template)  # the node refuses another copy
     return protocol.VpsRequest(
         task=task, node=vps.node.name, operation_id=str(operation.id), ctid=vps.ctid, hostname=vps.hostname,
-        template=vps.template, limits=protocol.check_limits(vps.limits), onboot=vps.onboot, fast=fast,
+        template=vps.template, template_version=version, template_checksum=checksum,
+        limits=protocol.check_limits(vps.limits), onboot=vps.onboot, fast=fast,
         ipv4=ipv4, ipv6=ipv6, ssh_keys=list(vps.ssh_keys), root_password_hash=root_password_hash,
         ugid_quotas=ugid_quotas(vps), **data,
     )
