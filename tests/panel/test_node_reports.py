@@ -24,6 +24,7 @@ from panel.nodes.models import Node
 from panel.plans import services as plans
 from panel.vps import services
 from panel.vps.models import VPS
+from tests.panel.locks import backend_pid, waiting
 from tests.panel.tenants import make_tenants
 from tests.services import wait_for
 from worker import protocol
@@ -77,21 +78,13 @@ def test_progress_reports_set_stage_and_percent_until_the_end():
 
 def _apply_in_thread(rep: protocol.Report, backends: queue.Queue, go: threading.Event, errors: list) -> None:
     try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_backend_pid()")
-            backends.put(cursor.fetchone()[0])
+        backends.put(backend_pid())
         go.wait(60)
         operations.apply_report(rep)
     except Exception as exc:  # the test names what a thread met
         errors.append(exc)
     finally:
         connection.close()
-
-
-def waiting(pids: list[int]) -> int:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted AND pid = ANY(%s)", [pids])
-        return cursor.fetchone()[0]
 
 
 @pytest.mark.integration

@@ -29,6 +29,7 @@ from panel.plans import services as plans
 from panel.plans.models import Allocation
 from panel.vps import services
 from panel.vps.models import VPS, IdempotencyKey
+from tests.panel.locks import backend_pid, waiting
 from tests.panel.tenants import make_tenants
 from tests.services import wait_for
 
@@ -39,9 +40,7 @@ UNLIMITED = {"ram": None, "disk": None, "cpus": None, "ipv4": None, "ipv6_prefix
 
 
 def _child(work: Callable[..., Any], args: tuple, backends: Any, go: Any, results: Any) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        backends.put(cursor.fetchone()[0])
+    backends.put(backend_pid())
     go.wait(60)
     try:
         results.put(work(*args))
@@ -49,13 +48,6 @@ def _child(work: Callable[..., Any], args: tuple, backends: Any, go: Any, result
         results.put(("error", repr(exc)))
     finally:
         connections.close_all()
-
-
-def waiting(pids: list[int]) -> int:
-    """How many of these backends wait for a lock (pg_locks is live; pg_stat_activity would be a snapshot)."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted AND pid = ANY(%s)", [pids])
-        return cursor.fetchone()[0]
 
 
 def race(work: Callable[..., Any], *arg_sets: tuple) -> list[Any]:
