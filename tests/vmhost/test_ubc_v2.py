@@ -100,3 +100,41 @@ def test_cpus_live_and_cpulimit(driver: V2Driver) -> None:
     assert _run_inside(driver, nproc).stdout == "2\n"
     apply(driver, CTID, Limits(cpus=1), previous=Limits(cpus=2))
     assert _run_inside(driver, nproc).stdout == "1\n"
+
+
+SPIN = "import time\nend = time.monotonic() + 1.5\nwhile time.monotonic() < end:\n    pass\n"
+
+
+def _cpu_stat(driver: V2Driver) -> dict[str, int]:
+    with open(os.path.join(driver.controller_dir(CTID, "cpu"), "cpu.stat"), encoding="ascii") as fh:
+        return {key: int(value) for key, value in (line.split() for line in fh)}
+
+
+def test_cpulimit_throttles_a_cpu_hog(driver: V2Driver) -> None:
+    """Enforcement, not a read-back: the kernel counts the periods it throttled the VPS in
+    (cpu.stat), which stays 0 without a limit. No share is measured here: emulated CPUs are
+    no place for ratios (the v1 host measures them)."""
+    assert _run_inside(driver, [sys.executable, "-c", SPIN]).returncode == 0
+    assert _cpu_stat(driver)["nr_throttled"] == 0  # the control: no limit, no throttling
+    apply(driver, CTID, Limits(cpulimit=25))
+    assert _run_inside(driver, [sys.executable, "-c", SPIN]).returncode == 0
+    stat = _cpu_stat(driver)
+    assert stat["nr_throttled"] > 0 and stat["throttled_usec"] > 0, stat
+
+
+def test_a_tmpfs_fill_is_charged_to_the_vps_ram(driver: V2Driver, tmp_path) -> None:
+    """/dev/shm and tmpfs pages count as the VPS's memory: a fill past ram + swap stops inside
+    the VPS (memory.events max/oom), not on the node."""
+    mount = tmp_path / "shm"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", str(mount)], check=True)
+    try:
+        apply(driver, CTID, Limits(ram=32 * MB, swap=MB))
+        fill = _run_inside(driver, ["dd", "if=/dev/zero", f"of={mount}/fill", "bs=1M", "count=96"])
+        assert fill.returncode != 0, fill.stderr
+        assert os.path.getsize(mount / "fill") < 48 * MB
+        with open(os.path.join(driver.controller_dir(CTID, "memory"), "memory.events"), encoding="ascii") as fh:
+            events = {key: int(value) for key, value in (line.split() for line in fh)}
+        assert events["max"] > 0 and events["oom_kill"] >= 1, events
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
