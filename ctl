@@ -431,6 +431,11 @@ cmd_test() {
   "$PY" -m tests.run
 }
 
+# Regenerate docs/screenshots/: the main pages of each role, with real VPSs on a test node (destroyed after).
+cmd_screenshots() {
+  cmd_test tests/browser/screenshots.py -q "$@"
+}
+
 main() {
   local cmd=${1:-help}; shift || true
   case "$cmd" in
@@ -438,6 +443,7 @@ main() {
     down) cmd_down "$@" ;;
     status) cmd_status "$@" ;;
     test) cmd_test "$@" ;;
+    screenshots) cmd_screenshots "$@" ;;
     install) install_all ;;
     manage) cmd_manage "$@" ;;
     *) sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; [ "$cmd" = help ] || exit 2 ;;
