@@ -27,3 +27,17 @@ def page(browser: Browser) -> Iterator[Page]:
     page.set_default_timeout(15000)
     yield page
     context.close()
+
+
+@pytest.fixture
+def console_node(stack, tmp_path):
+    """The node's supervisor (holds the consoles) and console relay, for this test only; yields the stack."""
+    supervisor = stack.start_supervisor(tmp_path)
+    relay = stack.start_relay(tmp_path)
+    try:
+        yield stack
+    finally:
+        relay.stop()
+        supervisor.stop()
+        stack.processes.pop("console-relay", None)
+        stack.processes.pop("supervisor", None)

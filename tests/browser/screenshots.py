@@ -1,19 +1,19 @@
-"""Screenshots of the main pages into docs/screenshots/ (not a test: run it on purpose).
+"""Screenshots of the main pages into docs/screenshots/ (not collected by the suite: run it on purpose).
 
-    python -m tests.browser.screenshots      # with the test profile's environment (what ./ctl test exports)
+    ./ctl screenshots        # = ./ctl test tests/browser/screenshots.py -q
 
 It runs the browser tier's fixtures — the ASGI server against a fresh test
-database, real node and panel workers (the VPSs shown really run) — fills
-the panel with a small, believable installation through its services and
-its pages, and saves
-one PNG per page (laptop 1280x800, plus a few at phone size).
+database, real node and panel workers, the supervisor and the console relay
+(the VPSs shown really run) — fills the panel with a small, believable
+installation through its services and its pages, and saves one PNG per page
+(laptop 1280x800, plus a few at phone size). The VPSs it made are destroyed
+at the end, also when it fails.
 """
 
 from __future__ import annotations
 
 import datetime
 import re
-import sys
 import time
 from pathlib import Path
 
@@ -147,8 +147,9 @@ def operation_done(op, status: str, timeout: float = 120) -> None:
 
 
 @pytest.fixture
-def leave_no_vps(stack):
-    """The VPSs made for the pictures are destroyed afterwards (one runs a CPU loop for its graphs)."""
+def leave_no_vps(console_node):
+    """The VPSs made for the pictures are destroyed afterwards (one runs a CPU loop for its graphs), before the
+    supervisor and the relay stop."""
     yield
     admin = User.objects.filter(role=Role.ADMIN).first()
     for vps in VPS.objects.exclude(state="destroyed"):
@@ -186,8 +187,6 @@ def test_screenshots(browser: Browser, live_panel: str, stack) -> None:
     shoot(acme, "reseller-customer")
     acme.goto(f"{base}/plans/add/")
     shoot(acme, "reseller-plan-form")
-    acme.goto(f"{base}/budget/")
-    shoot(acme, "reseller-budget")
     acme.goto(f"{base}/webhooks/")
     shoot(acme, "reseller-webhooks")
 
@@ -268,6 +267,17 @@ def test_screenshots(browser: Browser, live_panel: str, stack) -> None:
     shoot(admin, "admin-vps-operation-failed")
     admin.goto(f"{base}/nodes/{stack.node_name}/")
     shoot(admin, "admin-node")
+    admin.goto(f"{base}/templates/")
+    expect(admin.get_by_role("cell", name="busybox", exact=True)).to_be_visible()
+    shoot(admin, "admin-templates")
+    # The console: a command and its output, the keyboard hint under the terminal.
+    carol.goto(f"{base}/vps/{vpss['shop'].ctid}/console/")
+    expect(carol.locator("#console-status")).to_have_text("Connected")
+    carol.locator("#console").click()
+    carol.keyboard.type("uname -sr; df -h / | tail -n 1")
+    carol.keyboard.press("Enter")
+    expect(carol.locator("#console .xterm-rows")).to_contain_text("Linux", timeout=20000)
+    shoot(carol, "customer-vps-console")
     phone_carol = signed_in(browser, base, "carol", viewport=PHONE)
     phone_carol.goto(f"{base}/vps/{vpss['shop'].ctid}/")
     shoot(phone_carol, "phone-vps")
@@ -286,6 +296,8 @@ def test_screenshots(browser: Browser, live_panel: str, stack) -> None:
     carol.wait_for_load_state("networkidle")
     carol.locator("#vps-graphs").screenshot(path=str(OUT / "customer-vps-graphs.png"))
     carol.locator("#vps-usage").screenshot(path=str(OUT / "customer-vps-usage.png"))
+    acme.goto(f"{base}/budget/")  # granted, allocated and used, with the shop busy
+    shoot(acme, "reseller-budget")
     rollups.rollup(Rollup.FIVE_MINUTES, now=timezone.now() + datetime.timedelta(minutes=5))
     acme.goto(f"{base}/usage/?days=1")
     shoot(acme, "reseller-usage")
@@ -303,10 +315,3 @@ def test_screenshots(browser: Browser, live_panel: str, stack) -> None:
     phone_admin.goto(f"{base}/nodes/")
     shoot(phone_admin, "phone-nodes")
 
-
-def main() -> int:
-    return int(pytest.main([__file__, "-q", "-p", "no:cacheprovider"]))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -23,20 +23,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 MiB = 2**20
 
 
-@pytest.fixture
-def console_node(stack, tmp_path):
-    """The node's supervisor (holds the consoles) and console relay, for this test only."""
-    supervisor = stack.start_supervisor(tmp_path)
-    relay = stack.start_relay(tmp_path)
-    try:
-        yield stack
-    finally:
-        relay.stop()
-        supervisor.stop()
-        stack.processes.pop("console-relay", None)
-        stack.processes.pop("supervisor", None)
-
-
 def screen(page: Page) -> str:
     return page.locator("#console .xterm-rows").inner_text()
 
