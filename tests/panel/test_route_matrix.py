@@ -79,7 +79,8 @@ def api_matrix_urls() -> list[str]:
         o.endpoint, ())]
     vps = "/api/vps/vps/1/"
     urls += ["/api/vps/vps/", vps, *(f"{vps}{name}/" for name in vps_api.ACTIONS)]
-    urls += [f"{vps}snapshots/", f"{vps}backups/", *(path for _method, path, _body in test_data_api.data_calls(vps))]
+    urls += [f"{vps}{path}" for path in test_data_api.LISTS]
+    urls += [path for _method, path, _body in test_data_api.data_calls(vps)]
     urls += [f"{vps}{path}" for path in test_quota_api.MATRIX_PATHS]
     urls += [path.format(ctid=1, id=1) for path in usage_api.MATRIX_PATHS]
     return urls
@@ -91,7 +92,7 @@ def ui_matrix_urls() -> list[str]:
     vps = "/vps/1/"
     urls += [f"{vps}{path.format(op='00000000-0000-0000-0000-000000000001', address=1)}"
              for path in (*test_vps_pages.VPS_GETS, *test_vps_pages.VPS_POSTS)]
-    urls += [f"{vps}reinstall/", f"{vps}data/", *test_vps_data_pages.data_posts(1)]
+    urls += [f"{vps}{page}" for page in test_vps_data_pages.PAGES] + test_vps_data_pages.data_posts(1)
     return urls
 
 

@@ -16,6 +16,7 @@ from worker import protocol
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 BACKUP_ID = "20261128T010203.123456Z"
+PAGES = ("reinstall/", "data/")  # GET under /vps/<ctid>/
 
 
 def data_posts(ctid: int) -> list[str]:
@@ -32,7 +33,7 @@ def test_data_pages_answer_by_tenant(t, vpss, viewer_name):  # noqa: F811
         Snapshot.objects.create(vps=vps, name="s1", created=vps.created)
         Backup.objects.create(vps=vps, backup_id=BACKUP_ID, created=vps.created, size=2048)
         ok = may_view(t, viewer_name, owner_name)
-        for url in (f"/vps/{vps.ctid}/reinstall/", f"/vps/{vps.ctid}/data/"):
+        for url in (f"/vps/{vps.ctid}/{page}" for page in PAGES):
             status = client.get(url).status_code
             if status != (200 if ok else 404):
                 wrong.append(f"GET {url}: {status}")

@@ -16,6 +16,7 @@ from worker import protocol
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 BACKUP_ID = "20261128T010203.123456Z"
+LISTS = ("snapshots/", "backups/")  # GET under /api/vps/vps/<ctid>/
 
 
 def data_calls(url: str) -> list[tuple[str, str, dict]]:
@@ -56,7 +57,7 @@ def test_data_endpoints_answer_only_to_whom_may_see_the_vps(world, viewer_name):
             assert [s["name"] for s in c.get(f"{url}snapshots/").json()] == ["s1"]
             assert [b["backup_id"] for b in c.get(f"{url}backups/").json()] == [BACKUP_ID]
             continue
-        for path in ("snapshots/", "backups/"):
+        for path in LISTS:
             assert c.get(f"{url}{path}").status_code == 404
         for method, path, body in data_calls(url):
             assert getattr(c, method)(path, body, content_type=JSON).status_code == 404, (method, path)
