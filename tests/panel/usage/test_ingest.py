@@ -108,7 +108,8 @@ def test_quota_notices_at_80_and_100_percent_and_the_over_quota_action_once(acti
     assert (period.start, period.end, period.tx_bytes, period.quota) == (
         datetime.date(2026, 11, 20), datetime.date(2026, 12, 20), 2 * 10**9, 10**9)
     notices = list(Notice.objects.filter(recipient=w.t.customer1).values_list("event", flat=True).order_by("pk"))
-    assert notices == ["usage.traffic_80", "usage.traffic_100"]
+    suspended = ["vps.suspended"] if action == OverQuotaAction.SUSPEND else []  # the suspension says why
+    assert notices == ["usage.traffic_80", "usage.traffic_100", *suspended]
     ops = Operation.objects.filter(target_id=str(vps.ctid)).order_by("created")[ops_before:]
     vps.refresh_from_db()
     if action == OverQuotaAction.THROTTLE:
