@@ -47,6 +47,7 @@ class Link:
     rx_packets: int = 0
     tx_bytes: int = 0
     tx_packets: int = 0
+    alias: str = ""  # IFLA_IFALIAS: kernel/net/network.py tags a VPS's host veths with their node and CTID
 
 
 def check_ifname(name: str) -> str:
@@ -141,6 +142,7 @@ class IP:
                     rx_packets=stats.get("rx_packets", 0),
                     tx_bytes=stats.get("tx_bytes", 0),
                     tx_packets=stats.get("tx_packets", 0),
+                    alias=msg.get_attr("IFLA_IFALIAS") or "",
                 )
             )
         return out
@@ -198,10 +200,13 @@ class IP:
         netns: str | None = None,
         rename: str | None = None,
         mac: str | None = None,
+        alias: str | None = None,
     ) -> None:
-        """`ip link set NAME [up|down] [master BR|nomaster] [netns NS] [name NEW] [address MAC]`."""
+        """`ip link set NAME [up|down] [master BR|nomaster] [netns NS] [name NEW] [address MAC] [alias A]`."""
         index = self.index(name)
         kwargs: dict[str, Any] = {}
+        if alias is not None:
+            kwargs["ifalias"] = alias
         if rename is not None:
             kwargs["ifname"] = check_ifname(rename)
         if mac is not None:

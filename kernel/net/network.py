@@ -41,6 +41,7 @@ from kernel.registry import Record, Registry
 from kernel.run import run
 
 NODE_FILE = "node.json"  # the NetConfig of the node's last setup_node
+ALIAS_PREFIX = "ctpanel:"  # a host veth's alias: ctpanel:<node>:<CTID>:<inside name> (see `owner_alias`)
 
 
 @dataclass(frozen=True)
@@ -353,6 +354,8 @@ class Network:
             )
             for netif in spec.netifs:
                 host.veth_add(hosts[netif.name], netif.name, peer_netns=vps_ns, mac=netif.host_mac, peer_mac=netif.mac)
+            for inside_name, name in hosts.items():  # whose it is, for reconcile after the records are lost
+                host.link_set(name, alias=self.owner_alias(ctid, inside_name))
             # The table holds the addresses already (`_policies`): no element batch per address.
             self.nft.batch(rules.vps_table(self._vps_table(ctid), self._policies(ctid, spec, hosts))
                            + self._vps_chains(ctid, spec, hosts))
@@ -555,6 +558,64 @@ class Network:
                 host.link_del(name)
         statefile.remove(self._live_path(ctid))
 
+    # -- orphans (worker/reconcile.py) -----------------------------------------------------------
+    def owner_alias(self, ctid: int, inside_name: str) -> str:
+        """The alias `start` gives a host veth: names this node and the VPS, so a veth whose VPS this node
+        no longer knows is still provably this node's (another node's veths carry its own name)."""
+        return f"{ALIAS_PREFIX}{self.node.node}:{check_ctid(ctid)}:{inside_name}"
+
+    def _owned_links(self, host: IP) -> dict[int, list[str]]:
+        """CTID -> this node's host veths, by their alias."""
+        found: dict[int, list[str]] = {}
+        mine = f"{ALIAS_PREFIX}{self.node.node}:"
+        for link in host.links():
+            ctid, _, _ = link.alias.removeprefix(mine).partition(":")
+            if link.alias.startswith(mine) and ctid.isdigit():
+                found.setdefault(int(ctid), []).append(link.name)
+        return found
+
+    def leftovers(self, known: set[int]) -> dict[str, dict[int, list[str]]]:
+        """This node's host-side objects of VPSs not in `known`: `veths` (by alias), the routes through
+        them (`routes`; proxy entries on the uplink go with single addresses) and `nft` (the VPS's netdev
+        table, its chains and counters in the node table). Read from netlink: no nft(8) run."""
+        veths: dict[int, list[str]] = {}
+        routes: dict[int, list[str]] = {}
+        with IP(self.net.host_netns) as host:
+            for ctid, names in self._owned_links(host).items():
+                if ctid not in known:
+                    veths[ctid] = sorted(names)
+                    found = [r for name in names for r in host.routes(name)]
+                    if found:
+                        routes[ctid] = sorted(found)
+        tables, counters = nfobjects.read(self.net.host_netns)
+        nft: dict[int, list[str]] = {}
+        for name, _ in self._vps_tables(tables):
+            ctid = int(name.rsplit("_", 1)[1])
+            if ctid not in known:
+                nft.setdefault(ctid, []).append(f"netdev {name}")
+        for counter in counters.get(("inet", self.prefix), {}):
+            head, _, _ = counter.partition("_")
+            if head[:1] == "v" and head[1:].isdigit() and int(head[1:]) not in known \
+                    and f"inet {self.prefix} {head}" not in nft.get(int(head[1:]), []):
+                nft.setdefault(int(head[1:]), []).append(f"inet {self.prefix} {head}")
+        return {"veths": veths, "routes": routes, "nft": nft}
+
+    def remove_leftovers(self, ctid: int) -> None:
+        """Remove this node's host-side objects of a VPS it does not know any more: what its state files
+        name (`release`) and the veths carrying its alias, with their routes and proxy entries."""
+        with IP(self.net.host_netns) as host:
+            names = self._owned_links(host).get(check_ctid(ctid), [])
+            addrs = [r for name in names for r in host.routes(name)]
+        self.release(ctid)
+        with IP(self.net.host_netns) as host:
+            if self.net.uplink and host.link(self.net.uplink) is not None:
+                for addr in addrs:
+                    net = ipaddress.ip_network(addr)
+                    if net.prefixlen == net.max_prefixlen:
+                        host.neigh_del_proxy(str(net.network_address), dev=self.net.uplink)
+            for name in names:
+                host.link_del(name)  # its routes and qdiscs go with it
+
     def _remove_vps_chains(self, ctid: int, hosts: set[str]) -> None:
         try:
             items = self.nft.list("table", "inet", self.prefix)
@@ -571,6 +632,10 @@ class Network:
                 for element in obj.get("elem", ()):
                     key = element[0] if isinstance(element, list) else element
                     present.add(f"{obj['name']}:{key}")
+                    target = element[1].get("jump", {}).get("target", "") if isinstance(element, list) \
+                        and isinstance(element[1], dict) else ""
+                    if isinstance(key, str) and target.startswith(f"v{int(ctid)}_"):
+                        hosts = hosts | {key}  # a veth gone with its VPS, or not named by any record (reconcile)
         self.nft.batch(rules.remove_vps_chains(self.prefix, ctid, sorted(hosts), present))
 
     # -- traffic ------------------------------------------------------------------------------
