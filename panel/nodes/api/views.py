@@ -13,10 +13,20 @@ class NodeViewSet(RestrictedReadOnlyViewSet):
     filterset_class = filtersets.NodeFilterSet
 
 
+def _admins_only(user) -> None:
+    """Creates have no object to restrict yet: node groups and IP pools are the admins' to make."""
+    if not is_admin(user):
+        raise PermissionDenied("Only admins create node groups and IP pools.")
+
+
 class NodeGroupViewSet(RestrictedModelViewSet):
     queryset = NodeGroup.objects.all()
     serializer_class = serializers.NodeGroupSerializer
     filterset_class = filtersets.NodeGroupFilterSet
+
+    def perform_create(self, serializer):
+        _admins_only(self.request.user)
+        super().perform_create(serializer)
 
 
 class IPPoolViewSet(RestrictedModelViewSet):
@@ -25,6 +35,7 @@ class IPPoolViewSet(RestrictedModelViewSet):
     filterset_class = filtersets.IPPoolFilterSet
 
     def perform_create(self, serializer):
+        _admins_only(self.request.user)
         serializer.instance = ippools.create_pool(**serializer.validated_data)
 
     def perform_update(self, serializer):

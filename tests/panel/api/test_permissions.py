@@ -85,6 +85,51 @@ def test_the_other_tenants_objects_cannot_be_changed_or_deleted(world, viewer_na
         assert response.json().get("read_at", None) is None
 
 
+def creates(world: World, other: str) -> dict[str, dict]:
+    """A create for every endpoint that takes one, each pointing at the `other` tenant (reseller1 or reseller2)."""
+    reseller = getattr(world.t, other)
+    customer = world.t.customer2 if other == "reseller2" else world.t.customer1
+    node, pool = (next(o.pk for o in world.objects if o.endpoint == e) for e in ("nodes/nodes", "nodes/pools"))
+    plan = next(o.pk for o in world.objects if o.kind == "global")
+    return {
+        "accounts/users": {"username": "made-here", "password": "a-long-password-9", "role": "customer",
+                           "owner": reseller.pk},
+        "accounts/tokens": {"name": "made-here", "user": customer.pk},
+        "core/journal": {"object_type": "accounts.user", "object_id": str(customer.pk), "comments": "made here"},
+        "core/webhooks": {"name": "made-here", "url": "https://hooks.example.com/m", "events": ["vps.*"],
+                          "owner": reseller.pk},
+        "nodes/groups": {"name": "made-here"},
+        "nodes/pools": {"name": "made-here", "family": 4, "network": "203.0.113.0/28", "node": node},
+        "nodes/addresses": {"pool": pool, "owner": customer.pk},
+        "plans/plans": {"name": "made-here", "ram": 2**30, "owner": reseller.pk},
+        "plans/budgets": {"grantee": customer.pk, "vps_count": 1},
+        "vps/vps": {"customer": customer.pk, "plan": plan, "template": "busybox", "hostname": "made-here"},
+    }
+
+
+@pytest.mark.parametrize("viewer_name", ["reseller1", "customer1", "reseller2", "customer2"])
+def test_creates_pointing_at_the_other_tenant_put_nothing_there(world, viewer_name):
+    """Whatever a create answers, what it made is the creator's own: visible to the creator, and
+    nothing new is seen only by the other tenant (or only by admins: their global objects)."""
+    viewer = getattr(world.t, viewer_name)
+    mine, theirs, admin = Client(), Client(), Client()
+    mine.force_login(viewer)
+    theirs.force_login(world.t.of_role(viewer.role)[1])
+    admin.force_login(world.t.admin)
+    bodies = creates(world, "reseller2" if world.t.reseller1.pk in (viewer.pk, viewer.owner_id) else "reseller1")
+
+    def only_theirs() -> dict[str, set[str]]:
+        return {e: listed_ids(theirs, e) - listed_ids(mine, e) for e in bodies}
+
+    before, everything = only_theirs(), {e: listed_ids(admin, e) for e in bodies}
+    for endpoint, body in bodies.items():
+        response = mine.post(f"/api/{endpoint}/", body, content_type="application/json")
+        assert response.status_code < 500, (endpoint, response.status_code)
+        made = listed_ids(admin, endpoint) - everything[endpoint]
+        assert made <= listed_ids(mine, endpoint), (endpoint, response.status_code, response.content[:200])
+    assert only_theirs() == before
+
+
 def test_visible_but_not_changeable_answers_403(world):
     client = Client()
     client.force_login(world.t.reseller1)
