@@ -1,7 +1,8 @@
 """Every route of the panel is in a permission matrix, or exempt below with the reason.
 
 The routes come from walking the URL resolver: the UI's views and every DRF
-router's routes (list, detail and each extra action). The matrices' URLs come
+router's routes (list, detail and each extra action, with each HTTP method
+its viewset maps). The matrices' URLs come
 from what the matrix tests request (their worlds, constants and URL builders);
 each is resolved to its route. A new view or API action fails here until a
 matrix checks it for 3 roles x 2 tenants.
@@ -46,18 +47,25 @@ EXEMPT = {
 }
 
 
-def walk(patterns: list, namespace: str = "") -> Iterator[tuple[str, str]]:
-    """(view name, route) of every URL pattern, a router's format-suffix variants left out."""
+def walk(patterns: list, namespace: str = "") -> Iterator[tuple[str, URLPattern, str]]:
+    """(view name, pattern, route) of every URL pattern, a router's format-suffix variants left out."""
     for pattern in patterns:
         if isinstance(pattern, URLResolver):
             inner = f"{namespace}{pattern.namespace}:" if pattern.namespace else namespace
-            yield from ((name, f"{pattern.pattern}{route}") for name, route in walk(pattern.url_patterns, inner))
+            for name, leaf, route in walk(pattern.url_patterns, inner):
+                yield name, leaf, f"{pattern.pattern}{route}"
         elif isinstance(pattern, URLPattern) and "format" not in pattern.pattern.regex.groupindex:
-            yield f"{namespace}{pattern.name}", str(pattern.pattern)
+            yield f"{namespace}{pattern.name}", pattern, str(pattern.pattern)
 
 
 def routes() -> dict[str, str]:
-    return dict(walk(get_resolver().url_patterns))
+    return {name: route for name, _pattern, route in walk(get_resolver().url_patterns)}
+
+
+def api_methods() -> dict[str, set[str]]:
+    """Each DRF router route's HTTP methods (its viewset's method -> action map)."""
+    return {name: set(pattern.callback.actions) for name, pattern, _route in walk(get_resolver().url_patterns)
+            if getattr(pattern.callback, "actions", None)}
 
 
 def exempt(name: str) -> bool:
@@ -72,35 +80,41 @@ def built(build: Callable[[], T]) -> T:
     return made
 
 
-def api_matrix_urls() -> list[str]:
+def api_matrix_calls() -> list[tuple[str, str]]:
+    """(method, URL) of every request the API matrices make (any ids: only the routes count)."""
     world = built(build_world)
-    urls = [f"/api/{o.endpoint}/" for o in world.objects] + [o.url for o in world.objects]
-    urls += [f"{o.url}{action}" for o in world.objects for action in test_permissions.OBJECT_ACTIONS.get(
-        o.endpoint, ())]
+    calls = [("get", f"/api/{o.endpoint}/") for o in world.objects]
+    calls += [(method, o.url) for o in world.objects for method in ("get", "patch", "put", "delete")]
+    calls += [("post", f"{o.url}{action}") for o in world.objects
+              for action in test_permissions.OBJECT_ACTIONS.get(o.endpoint, ())]
+    calls += [("post", f"/api/{endpoint}/") for endpoint in test_permissions.creates(world, "reseller2")]
     vps = "/api/vps/vps/1/"
-    urls += ["/api/vps/vps/", vps, *(f"{vps}{name}/" for name in vps_api.ACTIONS)]
-    urls += [f"{vps}{path}" for path in test_data_api.LISTS]
-    urls += [path for _method, path, _body in test_data_api.data_calls(vps)]
-    urls += [f"{vps}{path}" for path in test_quota_api.MATRIX_PATHS]
-    urls += [path.format(ctid=1, id=1) for path in usage_api.MATRIX_PATHS]
-    return urls
+    calls += [("get", "/api/vps/vps/"), ("get", vps), ("delete", vps)]
+    calls += [("post", f"{vps}{name}/") for name in vps_api.ACTIONS]
+    calls += [("get", f"{vps}{path}") for path in test_data_api.LISTS]
+    calls += [(method, path) for method, path, _body in test_data_api.data_calls(vps)]
+    entries, one = (f"{vps}{path}" for path in test_quota_api.MATRIX_PATHS)
+    calls += [("get", entries), ("post", entries), ("delete", one)]
+    calls += [("get", path.format(ctid=1, id=1)) for path in usage_api.MATRIX_PATHS]
+    return calls
 
 
-def ui_matrix_urls() -> list[str]:
-    urls = list(test_pages.PAGES)
-    urls += [page.url for page, _statuses in built(lambda: test_pages.build_pages(make_tenants()))]
-    vps = "/vps/1/"
-    urls += [f"{vps}{path.format(op='00000000-0000-0000-0000-000000000001', address=1)}"
-             for path in (*test_vps_pages.VPS_GETS, *test_vps_pages.VPS_POSTS)]
-    urls += [f"{vps}{page}" for page in test_vps_data_pages.PAGES] + test_vps_data_pages.data_posts(1)
-    return urls
+def ui_matrix_calls() -> list[tuple[str, str]]:
+    calls = [("get", url) for url in test_pages.PAGES]
+    calls += [(page.method, page.url) for page, _statuses in built(lambda: test_pages.build_pages(make_tenants()))]
+    vps, fill = "/vps/1/", {"op": "00000000-0000-0000-0000-000000000001", "address": 1}
+    calls += [("get", f"{vps}{path.format(**fill)}") for path in test_vps_pages.VPS_GETS]
+    calls += [("post", f"{vps}{path.format(**fill)}") for path in test_vps_pages.VPS_POSTS]
+    calls += [("get", f"{vps}{page}") for page in test_vps_data_pages.PAGES]
+    calls += [("post", url) for url in test_vps_data_pages.data_posts(1)]
+    return calls
 
 
-def covered() -> dict[str, str]:
-    """View name -> one matrix URL that reaches it."""
-    found = {}
-    for url in api_matrix_urls() + ui_matrix_urls():
-        found.setdefault(resolve(url.split("?")[0]).view_name, url)
+def covered() -> dict[str, set[str]]:
+    """View name -> the methods the matrices request it with."""
+    found: dict[str, set[str]] = {}
+    for method, url in api_matrix_calls() + ui_matrix_calls():
+        found.setdefault(resolve(url.split("?")[0]).view_name, set()).add(method)
     return found
 
 
@@ -110,6 +124,14 @@ def test_every_route_is_in_a_matrix_or_exempt_with_a_reason():
     missing = sorted(f"{name} ({route})" for name, route in everything.items()
                      if name not in matrix and not exempt(name))
     assert not missing, "routes in no matrix (add them to one, or to EXEMPT with the reason):\n" + "\n".join(missing)
+
+
+def test_every_api_method_is_in_a_matrix():
+    """A viewset route's every method too: e.g. POST on a list (a create), DELETE on an action."""
+    matrix = covered()
+    missing = sorted(f"{method.upper()} {name}" for name, methods in api_methods().items() if not exempt(name)
+                     for method in methods - matrix.get(name, set()))
+    assert not missing, "API methods in no matrix:\n" + "\n".join(missing)
 
 
 def test_exemptions_are_real_routes_and_not_covered():
