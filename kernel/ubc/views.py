@@ -42,8 +42,9 @@ def user_beancounters(tables: Mapping[int, Table]) -> str:
     for uid in sorted(tables):
         for i, name in enumerate(_ordered(tables[uid])):
             prefix = f"{uid:>9}:" if i == 0 else " " * 10
-            values = openvz_values(name, tables[uid][name])
-            lines.append(f"{prefix}  {name:<12}" + "".join(f" {v:>20}" for v in values))
+            held, maxheld, barrier, limit, failcnt = openvz_values(name, tables[uid][name])
+            # One format per row: the in-VPS file server makes this text per VPS per second.
+            lines.append(f"{prefix}  {name:<12} {held:>20} {maxheld:>20} {barrier:>20} {limit:>20} {failcnt:>20}")
     return "\n".join(lines) + "\n"
 
 

@@ -101,6 +101,11 @@ def test_v1_swap_is_memsw_minus_memory() -> None:
     assert (sample.rows["numproc"].held, sample.rows["numproc"].maxheld, sample.rows["numproc"].limit) == (3, 8, 100)
     assert "kmemsize" not in sample.rows  # kmem files absent: the row is left out, not zeroed
     assert sample.rows["shmpages"].held == 8192  # hierarchical total_shmem, not the outer's own
+    # The in-VPS table's reader: the same rows without the totals' files.
+    for name in ("memory/pre/101/memory.oom_control", "cpuacct/pre/101/cpuacct.usage"):
+        del files[f"/cg/{name}"]
+    lean = FastReader(V1Driver("pre", mounts, fs=DictFS(files, dirs)), totals=False).read_all()[101]
+    assert lean.rows == sample.rows and lean.totals == {"cpu_ns": 0, "oom_kill": 0}
 
 
 @pytest.mark.parametrize(("local", "expected"), [(False, 12), (True, 7)])
