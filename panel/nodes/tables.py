@@ -19,7 +19,7 @@ class LastPingColumn(Column):
     def render(self, record):
         status = getattr(record, "last_ping_status", None)
         if status is None:
-            return format_html("never")
+            return "never"
         text = OperationStatus(status).label
         if record.last_ping_ms is not None:
             text += f" in {record.last_ping_ms} ms"

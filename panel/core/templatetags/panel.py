@@ -8,7 +8,7 @@ from django import template
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.html import format_html
-from django.utils.safestring import SafeString
+from django.utils.safestring import SafeString, mark_safe
 
 from panel.core import formats
 from panel.core.notify.models import Notice
@@ -31,7 +31,7 @@ def nav_link(context: Any, url_name: str, label: str, *prefixes: str) -> SafeStr
     try:
         url = reverse(url_name)
     except NoReverseMatch:
-        return format_html("")
+        return mark_safe("")
     path = context["request"].path
     current = path == url or any(path.startswith(p) for p in prefixes) or (url != "/" and path.startswith(url))
     if current:
