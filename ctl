@@ -5,6 +5,8 @@
 #   ./ctl down    stop what `up` started
 #   ./ctl status  show what runs
 #   ./ctl test    install everything, start test services, run the whole suite
+#   ./ctl screenshots  regenerate docs/screenshots/ (real VPSs, real Chromium)
+#   ./ctl manage ARGS  Django's manage.py with the quickstart's settings
 #
 # Every step is safe to run again. Services are started directly (no systemd
 # here); production nodes use the units under deploy/systemd/.
@@ -446,7 +448,7 @@ main() {
     screenshots) cmd_screenshots "$@" ;;
     install) install_all ;;
     manage) cmd_manage "$@" ;;
-    *) sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; [ "$cmd" = help ] || exit 2 ;;
+    *) sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; [ "$cmd" = help ] || exit 2 ;;
   esac
 }
 
