@@ -63,9 +63,10 @@ def routes() -> dict[str, str]:
 
 
 def api_methods() -> dict[str, set[str]]:
-    """Each DRF router route's HTTP methods (its viewset's method -> action map)."""
-    return {name: set(pattern.callback.actions) for name, pattern, _route in walk(get_resolver().url_patterns)
-            if getattr(pattern.callback, "actions", None)}
+    """Each DRF router route's HTTP methods (its viewset's method -> action map; DRF adds HEAD, a GET
+    without the body, to that map at the route's first request)."""
+    return {name: set(pattern.callback.actions) - {"head"} for name, pattern, _route
+            in walk(get_resolver().url_patterns) if getattr(pattern.callback, "actions", None)}
 
 
 def exempt(name: str) -> bool:
