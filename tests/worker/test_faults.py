@@ -9,6 +9,10 @@ one operation, and fires once:
   files) and the panel has released its budget share and addresses;
 - crashed (SIGKILL of the process running it): the message is delivered
   again, the second run finishes, the VPS runs, and destroy leaves nothing.
+
+A point that kills every run (no once-marker) makes the journal give the
+operation up (`node.gave_up`): the node removes what the runs made
+(worker/vps.abandon) and the panel frees the budget share and addresses.
 """
 
 from __future__ import annotations
@@ -53,15 +57,17 @@ POINTS = CREATE_POINTS + START_POINTS
 class FaultNode:
     """A node of this test's own: worker (and supervisor) with fault points armed from `faults`."""
 
-    def __init__(self, stack, tmp_path: Path, mode: str, *, supervisor: bool) -> None:
-        self.name = f"{stack.node_name}-f{mode[0]}"
+    def __init__(self, stack, tmp_path: Path, mode: str, *, supervisor: bool, always: str = "") -> None:
+        """`always`: only this point is armed, and it fires at every hit (no once-markers)."""
+        self.name = f"{stack.node_name}-f{mode[0]}{'a' if always else ''}"
         self.markers = tmp_path / "fired"
         self.markers.mkdir()
         suffix = ":crash" if mode == "crash" else ""
         self.env = {**stack.node_env, "CTPANEL_NODE_NAME": self.name, "CTPANEL_STATE_ROOT": str(tmp_path / "state"),
                     "CTPANEL_CGROUP_PREFIX": f"{stack.node_env['CTPANEL_CGROUP_PREFIX']}-f{mode[0]}",
-                    "CTPANEL_FAULTS": ",".join(p + suffix for p in POINTS),
-                    "CTPANEL_FAULTS_DIR": str(self.markers)}
+                    "CTPANEL_FAULTS": ",".join(p + suffix for p in ([always] if always else POINTS))}
+        if not always:
+            self.env["CTPANEL_FAULTS_DIR"] = str(self.markers)
         self.netns = self.env["CTPANEL_NET_HOST_NETNS"]
         self.stack = stack
         self.started = []
@@ -123,8 +129,8 @@ def setting(stack):
     return t, plan
 
 
-def fault_node(stack, tmp_path, mode: str, *, supervisor: bool):
-    node = FaultNode(stack, tmp_path, mode, supervisor=supervisor)
+def fault_node(stack, tmp_path, mode: str, *, supervisor: bool, always: str = ""):
+    node = FaultNode(stack, tmp_path, mode, supervisor=supervisor, always=always)
     panel_node, _ = nodes.register_node(node.name)
     ippools.create_pool(name=f"pool-{node.name}", family=4, network="198.51.100.0/27", gateway="198.51.100.1",
                         node=panel_node)
@@ -143,6 +149,14 @@ def raising(stack, tmp_path):
 @pytest.fixture
 def crashing(stack, tmp_path):
     node, panel_node = fault_node(stack, tmp_path, "crash", supervisor=False)
+    yield node, panel_node
+    node.stop()
+
+
+@pytest.fixture
+def always_crashing(stack, tmp_path):
+    """Every run of a create dies (SIGKILL) once its volume is made."""
+    node, panel_node = fault_node(stack, tmp_path, "crash", supervisor=False, always="create.volume")
     yield node, panel_node
     node.stop()
 
@@ -212,3 +226,20 @@ def test_a_create_whose_process_dies_at_any_step_is_finished_by_the_redelivery(c
         finished(services.destroy(t.customer1, VPS.objects.get(pk=vps.pk)))
         assert node.settled_traces(vps.ctid, ids.start, links_before) == [], point
         assert allocated(t.customer1) == 0
+
+
+def test_a_create_whose_every_run_dies_is_given_up_removed_on_the_node_and_its_share_freed(always_crashing, setting):
+    node, panel_node = always_crashing
+    t, plan = setting
+    links_before = node.links()
+    vps, op = services.create_vps(t.customer1, customer=t.customer1, node=panel_node, template="busybox",
+                                  hostname="doomed", plan=plan)
+    op = terminal(op, timeout=180)
+    assert (op.status, op.error_code) == ("failed", "node.gave_up"), (op.status, op.error_code, op.error_message)
+    assert "given up after 3 deliveries" in op.error_message  # two runs died, the third gave up
+    assert op.log[-1].startswith("delivery 3 of at most 3"), op.log
+    vps.refresh_from_db()
+    assert vps.state == "destroyed"
+    assert allocated(t.customer1) == 0
+    assert not IPAddress.objects.filter(assigned_to=f"vps:{vps.ctid}").exists()
+    assert node.settled_traces(vps.ctid, None, links_before) == []
