@@ -64,7 +64,27 @@ class NodeView(generic.ObjectView):
 
     def get_extra_context(self, request, obj=None, **kwargs):
         return {"operations": Operation.objects.filter(node_name=obj.name).select_related("user")[:10],
-                "pools": IPPool.objects.filter(node=obj)}
+                "pools": IPPool.objects.filter(node=obj), **node_facts(obj)}
+
+
+def node_facts(node: Node) -> dict:
+    """The heartbeat's facts for the node page: plain ones as they are, storage pools with their disk
+    space (protocol 1.4) and the capabilities."""
+    facts = node.facts if isinstance(node.facts, dict) else {}
+    space = (node.capacity or {}).get("pools") if isinstance(node.capacity, dict) else None
+    storage = facts.get("storage") if isinstance(facts.get("storage"), dict) else {}
+    disks = []
+    for pool in storage.get("pools") or ():
+        if isinstance(pool, dict) and isinstance(pool.get("name"), str):
+            numbers = space.get(pool["name"]) if isinstance(space, dict) else None
+            disks.append({"name": pool["name"], "driver": pool.get("driver", ""),
+                          "default": pool["name"] == storage.get("default"),
+                          **(numbers if isinstance(numbers, dict) else {})})
+    caps = facts.get("capabilities") if isinstance(facts.get("capabilities"), dict) else {}
+    return {"plain_facts": {k: v for k, v in facts.items() if not isinstance(v, (dict, list))},
+            "templates": sorted(facts.get("template_info") or {}) if isinstance(facts.get("template_info"), dict)
+            else facts.get("templates") if isinstance(facts.get("templates"), list) else [],
+            "disks": disks, "capabilities": caps}
 
 
 class NodePingView(generic.ObjectActionView):
