@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 
 from kernel import statefile
 from kernel.config import NodeConfig, check_ctid
-from kernel.errors import AlreadyExists, InvalidArgument, NotFound
+from kernel.errors import AlreadyExists, CommandFailed, InvalidArgument, NotFound
 from kernel.net import inside, nfobjects, rules
 from kernel.net.config import (
     ROUTED_IFNAME,
@@ -36,7 +36,7 @@ from kernel.net.config import (
 )
 from kernel.net.devices import Devices, Grant, parse_allow
 from kernel.net.ip import IP
-from kernel.net.nft import Counter, Nft, in_netns
+from kernel.net.nft import Counter, Nft, in_netns, lock_path
 from kernel.registry import Record, Registry
 from kernel.run import run
 
@@ -81,7 +81,8 @@ class Network:
         self.prefix = rules.table_prefix(node.node)
         self.registry = Registry(node)
         self.dir = statefile.ensure_dir(node.path("net"))
-        self.nft = Nft(self.net.host_netns)
+        # machine-wide: nodes on one machine may share a host namespace (tests do)
+        self.nft = Nft(self.net.host_netns, lock=lock_path(os.path.dirname(node.idmap_registry), self.net.host_netns))
         self.devices = Devices(node, parse_allow(" ".join(self.net.device_allow)))
 
     # -- node ------------------------------------------------------------------------------
@@ -542,8 +543,11 @@ class Network:
         spec = self.spec(ctid)
         addrs = set(live.get("ips", ())) | set(spec.ips)
         self.traffic(fold=ctid)
-        self.nft.delete_table("netdev", self._vps_table(ctid))
-        self._remove_vps_chains(ctid, hosts)
+        try:  # one nft run when the records name all of it
+            self.nft.batch(rules.release_vps(self.prefix, self._vps_table(ctid), ctid, sorted(hosts)))
+        except (CommandFailed, NotFound):  # no node table, or a map entry no record names jumps to its chains
+            self.nft.delete_table("netdev", self._vps_table(ctid))
+            self._remove_vps_chains(ctid, hosts)
         with IP(self.net.host_netns) as host:
             if self.net.uplink and host.link(self.net.uplink) is not None:
                 for addr in addrs:

@@ -7,18 +7,26 @@ builds them from validated values only). Nothing here ever flushes the
 ruleset: callers name their own tables, and a table is created and deleted
 as a unit. A namespace is an argument (`nsenter --net`
 runs nft there; the worker itself never enters it).
+
+Runs in one namespace take turns (`lock`): each nft run reads the whole
+ruleset into its cache first and starts that read again whenever another
+commit changed the ruleset meanwhile, so 16 starts committing at once kept
+each other's reads restarting (one `nft list tables` ran out its 30 s).
+The kernel commits one transaction per namespace at a time anyway.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from kernel import statefile
 from kernel.errors import CommandFailed, InvalidArgument, NotFound
 from kernel.net.ip import netns_path
-from kernel.run import run
+from kernel.run import Completed, run
 
 
 @dataclass(frozen=True)
@@ -33,18 +41,32 @@ def in_netns(netns: str | None, argv: Sequence[str]) -> list[str]:
     return [*(["nsenter", f"--net={path}"] if path else []), *argv]
 
 
-class Nft:
-    """nft in one network namespace."""
+def lock_path(directory: str, netns: str | None) -> str:
+    """The lock file of nft runs in `netns` (None: the caller's own) under a machine-wide `directory`."""
+    path = netns_path(netns)
+    key = "host" if path is None else path.strip("/").replace("/", "_")
+    return os.path.join(statefile.ensure_dir(directory), f"nft-{key}.lock")
 
-    def __init__(self, netns: str | None = None) -> None:
+
+class Nft:
+    """nft in one network namespace; `lock`: a file (`lock_path`) whose flock every run holds."""
+
+    def __init__(self, netns: str | None = None, lock: str | None = None) -> None:
         self.netns = netns
+        self.lock = lock
+
+    def _run(self, argv: Sequence[str], **kwargs: Any) -> Completed:
+        if self.lock is None:
+            return run(in_netns(self.netns, argv), timeout=30, **kwargs)
+        with statefile.flocked(self.lock):
+            return run(in_netns(self.netns, argv), timeout=30, **kwargs)
 
     def batch(self, text: str) -> None:
         """Run an nft(8) batch atomically (`nft -f -`): all of it takes effect or none."""
         if not text.strip():
             return
         try:
-            run(in_netns(self.netns, ["nft", "-f", "-"]), input=text, timeout=30)
+            self._run(["nft", "-f", "-"], input=text)
         except CommandFailed as exc:
             if "No such file or directory" in exc.stderr:
                 raise NotFound(f"nft: {exc.stderr.strip()}") from exc
@@ -53,7 +75,7 @@ class Nft:
     def list(self, *what: str) -> list[dict[str, Any]]:
         """`nft -j list WHAT...` as the list of objects (metainfo left out)."""
         try:
-            out = run(in_netns(self.netns, ["nft", "-j", "list", *what]), timeout=30).stdout
+            out = self._run(["nft", "-j", "list", *what]).stdout
         except CommandFailed as exc:
             if "No such file or directory" in exc.stderr:
                 raise NotFound(f"nft list {' '.join(what)}: no such object") from exc

@@ -211,6 +211,31 @@ def vps_chains(
     return "\n".join(lines) + "\n"
 
 
+def release_vps(table: str, vps_table: str, ctid: int, hosts: Iterable[str]) -> str:
+    """Remove VPS `ctid`'s netdev table and its chains, counters and map entries in the node table,
+    whichever of them exist, in one batch: each is added first (a no-op when it is there) and then
+    deleted, so nothing has to be listed first (each nft run reads the whole ruleset)."""
+    v = f"v{int(ctid)}"
+    chains = [f"{v}_{chain}" for chain in ("pre", "in", "fwd")]
+    counters = [f"{v}_{name}" for name in ("ct", "host", "offnode", "smtp")]
+    elements = []
+    for host in hosts:
+        elements.append(("vps_ifaces", f'"{host}"', ""))
+        for chain, vmap in (("pre", "vps_pre"), ("in", "vps_in"), ("fwd", "vps_fwd")):
+            elements.append((vmap, f'"{host}"', f" : jump {v}_{chain}"))
+    for chain, vmap in (("pre", "vps_mark_pre"), ("in", "vps_mark_in")):
+        elements.append((vmap, f"{int(ctid):#x}", f" : jump {v}_{chain}"))
+    lines = [f"table netdev {vps_table} {{}}", f"delete table netdev {vps_table}"]
+    lines += [f"add chain inet {table} {name}" for name in chains]
+    lines += [f"add counter inet {table} {name}" for name in counters]
+    lines += [f"add element inet {table} {vmap} {{ {key}{data} }}" for vmap, key, data in elements]
+    lines += [f"delete element inet {table} {vmap} {{ {key} }}" for vmap, key, _ in elements]
+    for name in chains:
+        lines += [f"flush chain inet {table} {name}", f"delete chain inet {table} {name}"]
+    lines += [f"delete counter inet {table} {name}" for name in counters]
+    return "\n".join(lines) + "\n"
+
+
 def remove_vps_chains(table: str, ctid: int, hosts: Iterable[str], present: set[str]) -> str:
     """Delete VPS `ctid`'s map entries, chains and counters (only what `present` lists exists)."""
     v = f"v{int(ctid)}"

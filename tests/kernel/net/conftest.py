@@ -101,6 +101,17 @@ def _netns_del(name: str) -> None:
 
 
 @pytest.fixture
+def netns() -> Iterator[str]:
+    """An empty network namespace of this test's own."""
+    name = f"ctpns{os.getpid()}"
+    _netns_add(name)
+    try:
+        yield name
+    finally:
+        _netns_del(name)
+
+
+@pytest.fixture
 def lab(request: pytest.FixtureRequest, node_config: NodeConfig, subreaper: None, runtime: Runtime) -> Iterator[Lab]:
     """The node's configured uplink is up0; `@pytest.mark.parametrize("lab", [None], indirect=True)`
     configures none (the quickstart's default), while up0 and the test host stay wired the same."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 
 import pytest
 
@@ -25,16 +24,6 @@ table inet ctpt_nfo_2 {
 table ip ctpt_nfo_3 {
 }
 """
-
-
-@pytest.fixture
-def netns():
-    name = f"ctpnfo{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
 
 
 def test_tables_and_counters_match_nft(netns):
