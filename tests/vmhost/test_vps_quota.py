@@ -27,6 +27,7 @@ from kernel.runtime import CreateSpec, Runtime, StartOptions
 from kernel.storage.base import Limits, PoolConfig
 from kernel.storage.volumes import Storage, StorageConfig
 from tests.kernel import leftovers
+from worker import quotas
 from worker.usage import Sampler
 
 pytestmark = pytest.mark.vm
@@ -141,6 +142,13 @@ def test_the_usage_sampler_keeps_a_users_quota_file_inside_current(rt: Runtime) 
     assert as_user(rt, "alice", "dd if=/dev/zero of=/home/alice/data bs=64k count=32 conv=fsync 2>/dev/null; echo $?") \
         == (0, "0\n")
     assert quota_file(rt, "alice", 1000) == published  # nothing rewrote it: stale until a refresh
+
+    # A VPS in an operation (its lock held) is skipped at once, not waited for: the sampler runs
+    # on the worker's timer with the heartbeat. (Waiting would hang here: lock_wait is an hour.)
+    rt.lock_wait = 3600
+    with rt.lock(CTID):
+        assert quotas.refresh(rt, CTID) == 0
+    assert quota_file(rt, "alice", 1000) == published
 
     # The worker's sampler (its disk refresh; a new sampler measures every VPS at once).
     Sampler(config=None, fast=None, traffic=None)._refresh_disk(rt, [CTID])  # type: ignore[arg-type]
