@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import resource
 import shutil
 import statistics
 import sys
@@ -38,6 +39,15 @@ def timed(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
     return (time.perf_counter() - start) * 1000
+
+
+def children_cpu(fn: Callable[[], object]) -> float:
+    """CPU (user + system, ms) of the processes `fn` ran and reaped, their own reaped children
+    included: the CLI's work, less sensitive than wall time to what else runs on the machine."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    fn()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) * 1000
 
 
 def median(values: list[float]) -> str:
@@ -131,6 +141,8 @@ def main() -> None:
     rows: list[tuple[str, str]] = []
     try:
         create, start, stop, exec_ms, cli, bare = [], [], [], [], [], []
+        cli_cpu: list[float] = []
+        bare_cpu: list[float] = []
         for n in range(args.runs):
             ctid = 1000 + n
             made.append(ctid)
@@ -146,6 +158,8 @@ def main() -> None:
                 run([*VZCTL, "exec", str(ctid), "true"], env=env)
             cli.append(timed(lambda c=ctid: run([*VZCTL, "exec", str(c), "true"], env=env)))
             bare.append(timed(lambda: run([PYTHON, "-c", "pass"])))
+            cli_cpu.append(children_cpu(lambda c=ctid: run([*VZCTL, "exec", str(c), "true"], env=env)))
+            bare_cpu.append(children_cpu(lambda: run([PYTHON, "-c", "pass"])))
             stop.append(timed(lambda c=ctid: rt.stop(c, fast=True)))
         for ctid in list(made):
             rt.destroy(ctid)
@@ -158,6 +172,9 @@ def main() -> None:
             ("vzctl exec CTID true (CLI)", median(cli)),
             ("bare interpreter (python -c pass)", median(bare)),
             ("CLI overhead over bare start", f"{statistics.median(cli) - statistics.median(bare):.1f} ms"),
+            ("  in CPU (mean): vzctl exec / bare / overhead",
+             f"{statistics.mean(cli_cpu):.1f} / {statistics.mean(bare_cpu):.1f} / "
+             f"{statistics.mean(cli_cpu) - statistics.mean(bare_cpu):.1f} ms"),
         ]
 
         ids = [2000 + n for n in range(args.idle)]
