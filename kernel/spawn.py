@@ -198,9 +198,11 @@ class Starting:
 
     def exec_init(self) -> None:
         """Let C2 exec init; return once init runs, or raise what went wrong."""
+        # "X" goes first: C2 reads it after its "R", so it execs without waiting for us to wake up.
+        with contextlib.suppress(BrokenPipeError):  # C2 is gone: the reads below say how
+            self._sock.send(b"X")
         if self._recv() != b"R":
             raise KernelError(f"CT {self.spec.ctid}: init setup failed")
-        self._sock.send(b"X")
         data = self._recv()
         if data:
             raise KernelError(f"CT {self.spec.ctid}: unexpected message from init")
