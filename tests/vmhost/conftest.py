@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from kernel import cgroups
+from kernel import syscalls as sc
+from kernel.config import NodeConfig
+from kernel.runtime import Runtime
+from kernel.storage.base import PoolConfig
+from kernel.storage.volumes import Storage, StorageConfig
+from tests.kernel import leftovers
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
@@ -53,3 +64,28 @@ def cgroup() -> Iterator[Path]:
                     break
                 time.sleep(0.01)
             path.rmdir()
+
+
+@contextlib.contextmanager
+def vm_runtime(scratch: Path, ctid: int, *, image_pool: bool = False) -> Iterator[Runtime]:
+    """A runtime of its own in the guest (state, id registry and cgroup prefix), with the busybox
+    template; with `image_pool`, volumes are `image` ones. VPS `ctid` is force-removed after."""
+    sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)  # as the supervisor: inits are ours to reap
+    top = tempfile.mkdtemp(dir=scratch, prefix="runtime-")
+    prefix = f"vmrt-{uuid.uuid4().hex[:8]}"
+    config = NodeConfig(node="vm", state_root=os.path.join(top, "state"), cgroup_prefix=prefix,
+                        idmap_registry=os.path.join(top, "ids", "ranges.json"))
+    storage = None
+    if image_pool:
+        storage = Storage(config, StorageConfig((PoolConfig("img", "image", os.path.join(top, "img")),), "img",
+                                                os.path.join(top, "backup")))
+        storage.setup()
+    runtime = Runtime(config, lxcfs=None, storage=storage)
+    runtime.templates.ensure_busybox()
+    try:
+        yield runtime
+    finally:
+        leftovers.force_remove(runtime, ctid)
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.join(cgroups.detect(prefix).hierarchies()["unified"], prefix))
+        shutil.rmtree(top, ignore_errors=True)

@@ -4,22 +4,17 @@ inner cgroup: create, start, exec, freeze/thaw, reboot inside, kill-all (stop --
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from kernel import cgroups
-from kernel import syscalls as sc
-from kernel.config import NodeConfig
 from kernel.errors import Busy
 from kernel.runtime import CreateSpec, Runtime, StartOptions
 from tests.kernel import leftovers
+from tests.vmhost.conftest import vm_runtime
 
 pytestmark = pytest.mark.vm
 CTID = 4242
@@ -29,20 +24,8 @@ OPTIONS = StartOptions(timeout=BOUND)
 
 @pytest.fixture
 def rt(scratch: Path) -> Iterator[Runtime]:
-    sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)  # as the supervisor: inits are ours to reap
-    top = tempfile.mkdtemp(dir=scratch, prefix="runtime-")
-    prefix = f"vmrt-{uuid.uuid4().hex[:8]}"
-    config = NodeConfig(node="vm", state_root=os.path.join(top, "state"), cgroup_prefix=prefix,
-                        idmap_registry=os.path.join(top, "ids", "ranges.json"))
-    runtime = Runtime(config, lxcfs=None)
-    runtime.templates.ensure_busybox()
-    try:
+    with vm_runtime(scratch, CTID) as runtime:
         yield runtime
-    finally:
-        leftovers.force_remove(runtime, CTID)
-        with contextlib.suppress(OSError):
-            os.rmdir(os.path.join(cgroups.detect(prefix).hierarchies()["unified"], prefix))
-        shutil.rmtree(top, ignore_errors=True)
 
 
 def sh(rt: Runtime, script: str) -> tuple[int, str]:

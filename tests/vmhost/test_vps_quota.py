@@ -10,23 +10,16 @@ sampler keeps each user's quota file inside up to date.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from kernel import cgroups
-from kernel import syscalls as sc
-from kernel.config import NodeConfig
 from kernel.runtime import CreateSpec, Runtime, StartOptions
-from kernel.storage.base import Limits, PoolConfig
-from kernel.storage.volumes import Storage, StorageConfig
+from kernel.storage.base import Limits
 from tests.kernel import leftovers
+from tests.vmhost.conftest import vm_runtime
 from worker import quotas
 from worker.usage import Sampler
 
@@ -40,23 +33,8 @@ GROUPS = "alice:x:1000:\nbob:x:1001:\n"
 
 @pytest.fixture
 def rt(scratch: Path) -> Iterator[Runtime]:
-    sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)  # as the supervisor: inits are ours to reap
-    top = tempfile.mkdtemp(dir=scratch, prefix="vpsquota-")
-    prefix = f"vmq-{uuid.uuid4().hex[:8]}"
-    config = NodeConfig(node="vm", state_root=os.path.join(top, "state"), cgroup_prefix=prefix,
-                        idmap_registry=os.path.join(top, "ids", "ranges.json"))
-    storage = Storage(config, StorageConfig((PoolConfig("img", "image", os.path.join(top, "img")),), "img",
-                                            os.path.join(top, "backup")))
-    storage.setup()
-    runtime = Runtime(config, lxcfs=None, storage=storage)
-    runtime.templates.ensure_busybox()
-    try:
+    with vm_runtime(scratch, CTID, image_pool=True) as runtime:
         yield runtime
-    finally:
-        leftovers.force_remove(runtime, CTID)
-        with contextlib.suppress(OSError):
-            os.rmdir(os.path.join(cgroups.detect(prefix).hierarchies()["unified"], prefix))
-        shutil.rmtree(top, ignore_errors=True)
 
 
 def sh(rt: Runtime, script: str) -> tuple[int, str]:
