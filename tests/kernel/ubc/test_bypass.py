@@ -4,6 +4,7 @@ bounds them is the VPS's memory cgroup, and that is what these tests show."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -59,9 +60,11 @@ def test_fresh_devpts_escapes_numpty_but_is_charged_to_the_vps(limited_vps, runt
 SHM_HOG = 256 * MB
 
 
-def _shm_hog_in_fresh_ipc_ns(runtime, ctid: int) -> int:
-    """A process of the VPS (its cgroups, its user namespace as root) makes a fresh IPC namespace
-    and fills a SysV segment bigger than the VPS's RAM; its wait status."""
+def start_shm_hog(runtime, ctid: int, *, repeat: bool = False) -> int:
+    """A process of the VPS (its cgroups, its user namespace as root) that makes a fresh IPC
+    namespace and fills a SysV segment bigger than the VPS's RAM; its PID. With `repeat`, it
+    stays and fills a new segment (in a child of its own) each time the last filler ended, until
+    SIGTERM, on which it kills and reaps its filler and exits."""
     init = runtime.status(ctid).init_pid
     procs = [os.path.join(p, "cgroup.procs") for p in runtime.cgroups.paths(ctid).inner.values()]
     pidfd = sc.pidfd_open(init)
@@ -72,6 +75,9 @@ def _shm_hog_in_fresh_ipc_ns(runtime, ctid: int) -> int:
             for path in procs:
                 with open(path, "w") as fh:
                     fh.write("0\n")
+            if repeat:  # the OOM killer's victim is then the biggest of its processes: a filler
+                with open("/proc/self/oom_score_adj", "w") as fh:
+                    fh.write("1000\n")
             sc.setns(pidfd, sc.CLONE_NEWUSER | sc.CLONE_NEWIPC)
             os.setresgid(0, 0, 0)
             os.setgroups([])
@@ -79,24 +85,48 @@ def _shm_hog_in_fresh_ipc_ns(runtime, ctid: int) -> int:
             sc.unshare(sc.CLONE_NEWIPC)
             with open("/proc/sys/kernel/shmmax") as fh:
                 assert int(fh.read()) >= SHM_HOG  # the fresh namespace's default: no shmpages cap
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.shmat.restype = ctypes.c_void_p
-            shmid = libc.shmget(0, ctypes.c_size_t(SHM_HOG), 0o1600)  # IPC_PRIVATE, IPC_CREAT
-            addr = libc.shmat(shmid, None, 0)
-            for offset in range(0, SHM_HOG, MB):
-                ctypes.memset(addr + offset, 1, MB)
-            code = 0
+            filler = 0
+
+            def stop(*_: object) -> None:  # the filler is reaped here, not orphaned to the test
+                if filler:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(filler, signal.SIGKILL)
+                    os.waitpid(filler, 0)
+                os._exit(0)
+
+            signal.signal(signal.SIGTERM, stop)
+            while repeat:
+                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # no SIGTERM between fork and note
+                filler = os.fork()
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+                if filler == 0:
+                    _fill_segment(rmid=True)
+                os.waitpid(filler, 0)
+                filler = 0
+            _fill_segment(rmid=False)
         finally:
             os._exit(code)
     os.close(pidfd)
-    _, status = os.waitpid(pid, 0)
-    return status
+    return pid
+
+
+def _fill_segment(*, rmid: bool) -> None:  # pragma: no cover - runs as the VPS's root
+    """Make a SysV segment of SHM_HOG bytes and write every MiB of it; `rmid`: gone with its process."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.shmat.restype = ctypes.c_void_p
+    shmid = libc.shmget(0, ctypes.c_size_t(SHM_HOG), 0o1600)  # IPC_PRIVATE, IPC_CREAT
+    addr = libc.shmat(shmid, None, 0)
+    if rmid:
+        libc.shmctl(shmid, 0, None)  # IPC_RMID: freed once detached, so the next filler starts empty
+    for offset in range(0, SHM_HOG, MB):
+        ctypes.memset(addr + offset, 1, MB)
+    os._exit(0)
 
 
 def test_fresh_ipc_namespace_shm_is_held_to_the_vps_ram(limited_vps, runtime) -> None:
     ctid = limited_vps(Limits(ram=64 * MB, swap=0))
     before = FastReader(runtime.cgroups).read_all([ctid])[ctid]
-    status = _shm_hog_in_fresh_ipc_ns(runtime, ctid)
+    _, status = os.waitpid(start_shm_hog(runtime, ctid), 0)
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL  # the OOM killer, inside
     after = FastReader(runtime.cgroups).read_all([ctid])[ctid]
     assert after.rows["physpages"].failcnt > before.rows["physpages"].failcnt
