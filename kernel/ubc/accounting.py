@@ -1,14 +1,16 @@
 """The slower accounting tier: rows no cgroup file counts, from the VPS's processes and namespaces.
 
 numfile (open descriptors of every VPS process, /proc/PID/fd), numpty (distinct
-ptys with either end open among them, in any devpts instance), numtcpsock / numothersock (socket descriptors, told apart
-by the inode lists of /proc/PID/net/tcp{,6} of each network namespace the VPS
-uses), numflock (/proc/locks entries held by VPS processes) and numiptent (nft
-rules in each of the VPS's network namespaces, one netlink dump each; no nft(8)
-run). No kernel event counter exists
-for these, so their failcnt is always 0 (DESIGN.md: failcnt is never guessed);
-maxheld is the largest value this tier saw. numfile's barrier/limit is the
-RLIMIT_NOFILE every VPS process gets (a per-process cap, as enforced).
+ptys with either end open among them, in any devpts instance; told from the
+descriptors' fdinfo and the mount table, never by a stat of the file),
+numtcpsock / numothersock (distinct sockets, told apart by the inode lists of
+/proc/PID/net/tcp{,6} of each network namespace the VPS uses), numflock
+(/proc/locks entries held by VPS processes) and numiptent (nft rules in each of
+the VPS's network namespaces, one netlink dump each; no nft(8) run). No kernel
+event counter exists for these, so their failcnt is always 0 (DESIGN.md:
+failcnt is never guessed); maxheld is the largest value this tier saw.
+numfile's barrier/limit is the RLIMIT_NOFILE every VPS process gets (a
+per-process cap, as enforced).
 
 The node's usage sampler (worker/usage.py) runs this tier for a slice of the
 VPSs per batch and keeps each VPS's last rows in `rows_path(run_dir)`
@@ -19,9 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import stat
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from kernel import statefile
 from kernel.cgroups import CgroupDriver
@@ -42,29 +43,43 @@ def _fds(pid: int) -> list[tuple[str, str]]:
     return out
 
 
-def _pty(pid: int, fd: str, target: str) -> tuple[int, int] | None:
+def _devpts(pid: int) -> dict[str, str]:
+    """Mount id → superblock device of each devpts mount in `pid`'s mount namespace."""
+    out: dict[str, str] = {}
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/mountinfo", encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            left, _, right = line.partition(" - ")
+            if right.startswith("devpts "):
+                fields = left.split()
+                out[fields[0]] = fields[2]
+    return out
+
+
+def _pty(pid: int, fd: str, target: str, devpts: Callable[[], dict[str, str]]) -> tuple[str, int] | None:
     """(devpts instance, pty index) when descriptor `fd` is either end of a pty, else None.
 
-    A slave is a char device of majors 136-143 in any devpts instance (a freshly mounted one
-    too); a master is the instance's ptmx (5:2), its index in the descriptor's fdinfo."""
+    Only what the kernel says of the descriptor itself is read (its fdinfo: mount id, and a
+    master's tty-index), never the file: a stat would reach whatever filesystem the VPS opened
+    it on, a FUSE server of its own included, and could block the node. A slave is any file of
+    a devpts mount (a devpts the VPS mounted itself too) named by its index; a master is the
+    instance's ptmx."""
     name = target.rpartition("/")[2]
     if not (name.isdigit() or name == "ptmx"):
-        return None  # only pty ends are named so: spares a stat of every other descriptor
-    try:
-        st = os.stat(f"/proc/{pid}/fd/{fd}")
-    except OSError:
+        return None  # only pty ends are named so
+    mount, index = "", None
+    with contextlib.suppress(OSError, ValueError), open(f"/proc/{pid}/fdinfo/{fd}", encoding="ascii") as fh:
+        for line in fh:
+            key, _, value = line.partition(":")
+            if key == "mnt_id":
+                mount = value.strip()
+            elif key == "tty-index":
+                index = int(value)
+    instance = devpts().get(mount)
+    if instance is None:
         return None
-    if not stat.S_ISCHR(st.st_mode):
-        return None
-    major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
-    if 136 <= major <= 143:
-        return st.st_dev, (major - 136) * 256 + minor
-    if (major, minor) == (5, 2):
-        with contextlib.suppress(OSError, ValueError), open(f"/proc/{pid}/fdinfo/{fd}", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("tty-index:"):
-                    return st.st_dev, int(line.split()[1])
-    return None
+    if name == "ptmx":
+        return None if index is None else (instance, index)
+    return instance, int(name)
 
 
 def _tcp_inodes(pid: int) -> set[str]:
@@ -94,7 +109,20 @@ def count(pids: list[int], locks: str, *, nft: bool = True) -> dict[str, int]:
     files = tcp = other = 0
     netns: dict[int, int] = {}
     sockets: set[tuple[int, str]] = set()  # a socket shared by several processes is one socket
-    ptys: set[tuple[int, int]] = set()
+    ptys: set[tuple[str, int]] = set()
+    mounts: dict[int, dict[str, str]] = {}  # mount namespace → its devpts mounts, read when first needed
+
+    def devpts_of(pid: int) -> Callable[[], dict[str, str]]:
+        def read() -> dict[str, str]:
+            try:
+                ns = os.stat(f"/proc/{pid}/ns/mnt").st_ino
+            except OSError:
+                return {}
+            if ns not in mounts:
+                mounts[ns] = _devpts(pid)
+            return mounts[ns]
+        return read
+
     for pid in pids:
         fds = _fds(pid)
         files += len(fds)
@@ -106,7 +134,7 @@ def count(pids: list[int], locks: str, *, nft: bool = True) -> dict[str, int]:
         for fd, target in fds:
             if target.startswith("socket:["):
                 sockets.add((ns, target[8:-1]))
-            elif target.startswith("/") and (pty := _pty(pid, fd, target)) is not None:
+            elif target.startswith("/") and (pty := _pty(pid, fd, target, devpts_of(pid))) is not None:
                 ptys.add(pty)
     # Reading a tcp table walks the namespace's whole socket hash: only where sockets are open.
     with_sockets = {ns for ns, _ in sockets}
