@@ -464,7 +464,7 @@ def _helper(  # pragma: no cover - runs in the helper
 def _inherit_from_init(pidfd: int) -> None:  # pragma: no cover - runs in the helper
     """Take the rlimits and I/O priority of the init behind `pidfd` (what its children have).
     A hard limit above the helper's own cannot be raised (no CAP_SYS_RESOURCE): capped there."""
-    with open(f"/proc/self/fdinfo/{pidfd}", encoding="ascii") as fh:
+    with open(f"/proc/self/fdinfo/{pidfd}", encoding="utf-8") as fh:
         pid = next(int(line.split()[1]) for line in fh if line.startswith("Pid:"))
     for res in _RLIMITS:
         soft, hard = resource.prlimit(pid, res)

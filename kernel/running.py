@@ -32,7 +32,7 @@ INNER = "vps"  # the inner cgroup below a VPS's outer one (kernel.cgroups.base.I
 def proc_stat(pid: int) -> list[str] | None:
     """/proc/PID/stat fields from the state on (field 3 is [0]), or None if gone."""
     try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as fh:  # utf-8: no codec to import
             return fh.read().rpartition(")")[2].split()
     except OSError:
         return None
@@ -77,10 +77,10 @@ def frozen(outer: dict[str, str]) -> bool:
     is mounted (v1 and hybrid hosts), else cgroup v2's `frozen` event."""
     for name, path in outer.items():
         if "freezer" in name.split(","):
-            with open(os.path.join(path, "freezer.state"), encoding="ascii") as fh:
+            with open(os.path.join(path, "freezer.state"), encoding="utf-8") as fh:
                 return fh.read().strip() == "FROZEN"
     if "unified" in outer:
-        with open(os.path.join(outer["unified"], "cgroup.events"), encoding="ascii") as fh:
+        with open(os.path.join(outer["unified"], "cgroup.events"), encoding="utf-8") as fh:
             return "frozen 1" in fh.read().splitlines()
     return False
 

@@ -12,9 +12,9 @@ import pytest
 from worker.cli import codes
 
 pytestmark = pytest.mark.kernel
-# socket, selectors, termios: ~2.5 ms together (kernel/fdpass.py, worker/cli/relay.py)
+# socket, selectors, termios: ~2.5 ms together (kernel/fdpass.py, worker/cli/relay.py); the ascii codec: reads as utf-8
 HEAVY = ("dataclasses", "typing", "kernel.runtime", "kernel.storage", "kernel.cgroups", "kernel.registry",
-         "socket", "selectors", "termios")
+         "socket", "selectors", "termios", "encodings.ascii")
 PROBE = ("import sys; from worker.cli.vzctl import main; code = main(sys.argv[1:]); "
          f"print(code, *sorted(m for m in {HEAVY!r} if m in sys.modules))")
 
