@@ -8,7 +8,6 @@ time of a bare interpreter (issue 4).
 
 from __future__ import annotations
 
-import json
 import os
 import select
 
@@ -51,20 +50,50 @@ def starttime(pid: int) -> int | None:
     return int(fields[19]) if fields else None
 
 
+def _alive(pid: int, starttime: object) -> bool:
+    """`pid` is still the process that started at `starttime` (not a reused PID) and no zombie."""
+    fields = proc_stat(pid)
+    return bool(fields) and int(fields[19]) == starttime and fields[0] != "Z"
+
+
 def running_pid(state_path: str) -> int | None:
     """The init PID recorded at `state_path` (`<run_dir>/<ctid>.json`) if that process still
     runs: same start time (not a reused PID), not a zombie. The file is written without fsync
     (a host reboot ends every init): after a crash it may be empty, which reads as not running."""
+    import json  # here: vzctl exec reads the plain-text init record instead (read_init)
+
     try:
         with open(state_path, encoding="utf-8") as fh:
             state = json.load(fh)
         pid = int(state["init_pid"])
     except (FileNotFoundError, ValueError, KeyError, TypeError):
         return None
-    fields = proc_stat(pid)
-    if not fields or int(fields[19]) != state["starttime"] or fields[0] == "Z":
+    return pid if _alive(pid, state["starttime"]) else None
+
+
+def init_text(pid: int, starttime: int, outer: dict[str, str]) -> str:
+    """A running init's lean record, `<run_dir>/<ctid>.init`: "PID STARTTIME", then one
+    "HIERARCHY OUTER-PATH" line per cgroup hierarchy (as the registry records them). Plain text,
+    beside the JSON state, because `vzctl exec` must not pay json's import (~1 ms of issue 4's
+    budget of 5)."""
+    return "".join([f"{pid} {starttime}\n", *(f"{name} {path}\n" for name, path in outer.items())])
+
+
+def read_init(path: str) -> tuple[int | None, dict[str, str]] | None:
+    """(init PID, outer cgroup paths) from an `init_text` file; the PID is None when that init no
+    longer runs (or a host crash emptied the file: it is not fsync'ed). None without a file: not
+    started, or started by a runtime that wrote none (read the JSON state then)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except FileNotFoundError:
         return None
-    return pid
+    try:
+        pid, starttime = (int(word) for word in lines[0].split())
+    except (IndexError, ValueError):
+        return None, {}
+    outer = dict(line.partition(" ")[::2] for line in lines[1:])
+    return (pid if _alive(pid, starttime) else None), outer
 
 
 def inner_procs(outer: dict[str, str]) -> list[str]:
@@ -88,6 +117,8 @@ def frozen(outer: dict[str, str]) -> bool:
 def lookup(state_root: str, ctid: int) -> tuple[dict[str, object] | None, int | None]:
     """CT `ctid`'s registry record (as JSON) and its running init's PID, read from the files the
     registry (`<state_root>/ct/CTID.json`) and the runtime (`<state_root>/run/CTID.json`) keep."""
+    import json
+
     try:
         with open(os.path.join(state_root, "ct", f"{ctid}.json"), encoding="utf-8") as fh:
             record = json.load(fh)

@@ -218,6 +218,13 @@ class Runtime:
     def _state_path(self, ctid: int) -> str:
         return os.path.join(self.config.run_dir, f"{ctid}.json")
 
+    def _init_path(self, ctid: int) -> str:
+        return os.path.join(self.config.run_dir, f"{ctid}.init")
+
+    def _forget_init(self, ctid: int) -> None:
+        statefile.remove(self._state_path(ctid))
+        statefile.remove(self._init_path(ctid))
+
     def _stage_dir(self, ctid: int) -> str:
         return os.path.join(self.config.run_dir, f"{ctid}.root")
 
@@ -294,7 +301,7 @@ class Runtime:
             if os.path.lexists(volume):  # made before storage pools (or a crashed dir create)
                 shutil.rmtree(volume)
             self.ids.release(ctid)
-            statefile.remove(self._state_path(ctid))
+            self._forget_init(ctid)
             _rmdir(self._stage_dir(ctid))
             self.registry.remove(ctid)
 
@@ -531,12 +538,15 @@ class Runtime:
             self._run_hooks("files", ctx)
             self._run_hooks("limits", ctx)
             starting.exec_init()
+            starttime = running.starttime(starting.pid)
             statefile.write_json(  # not durable: a host reboot ends the init anyway (running.py reads it so)
                 self._state_path(ctid),
-                {"init_pid": starting.pid, "starttime": running.starttime(starting.pid), "started": time.time()},
+                {"init_pid": starting.pid, "starttime": starttime, "started": time.time()},
                 durable=False,
             )
-            revert.add(lambda: statefile.remove(self._state_path(ctid)), "forget init")
+            revert.add(lambda: self._forget_init(ctid), "forget init")
+            statefile.write_text(self._init_path(ctid), running.init_text(starting.pid, starttime or 0, record.cgroups),
+                                 durable=False)  # vzctl exec's plain-text copy (running.read_init)
             self._run_hooks("started", ctx)
             console = starting.take_console()
             starting.close()
@@ -631,7 +641,7 @@ class Runtime:
         self._reap(ctid)  # an init that exited on its own (poweroff inside)
         self.cgroups.kill(ctid)
         self.cgroups.remove(ctid)
-        statefile.remove(self._state_path(ctid))
+        self._forget_init(ctid)
         _rmdir(self._stage_dir(ctid))
         if self.network is not None:
             self.network.release(ctid)

@@ -28,9 +28,13 @@ def write_json(path: str, data: Any, *, durable: bool = True) -> None:
 
     `durable=False` skips the fsync, for state a host reboot makes stale anyway (a running
     init's PID): a crash may then leave the file empty, so its readers must accept that."""
+    write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n", durable=durable)
+
+
+def write_text(path: str, text: str, *, durable: bool = True) -> None:
+    """Replace `path` with `text`, as `write_json` does."""
     directory = os.path.dirname(path) or "."
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:

@@ -50,7 +50,7 @@ def of(runtime: Runtime, ctid: int, id_start: int | None = None, *, zombies: boo
         found.append("registry entry")
     if runtime.ids.lookup(ctid) is not None:
         found.append("id range")
-    for name in (f"{ctid}.json", f"{ctid}.root"):
+    for name in (f"{ctid}.json", f"{ctid}.init", f"{ctid}.root"):
         if os.path.exists(os.path.join(runtime.config.run_dir, name)):
             found.append(f"run/{name}")
     if os.path.exists(volume):

@@ -54,18 +54,31 @@ def parse_ctid(text: str) -> int:
 LEAN = ("exec", "exec2", "enter")
 
 
-def _init_of(state_root: str, ctid: int) -> tuple[dict[str, object], int]:
-    """The registry record and init PID of a running, unpaused VPS; else OpenVZ's exit code."""
+def _running_init(state_root: str, ctid: int) -> tuple[int | None, dict[str, str]]:
+    """The init PID (None: not running) and outer cgroup paths, from the runtime's plain-text init
+    record (no json import); from the registry and the JSON state for a VPS started before those
+    records were written."""
     from kernel import running
 
+    found = running.read_init(os.path.join(state_root, "run", f"{ctid}.init"))
+    if found is not None:
+        return found
     record, pid = running.lookup(state_root, ctid)
-    if record is None:
+    return pid, record["cgroups"] if record else {}  # type: ignore[return-value]
+
+
+def _init_of(state_root: str, ctid: int) -> tuple[dict[str, str], int]:
+    """The outer cgroup paths and init PID of a running, unpaused VPS; else OpenVZ's exit code."""
+    from kernel import running
+
+    if not os.path.exists(os.path.join(state_root, "ct", f"{ctid}.json")):
         raise Fail(codes.NO_PRIVATE, f"Container {ctid} does not exist")
+    pid, outer = _running_init(state_root, ctid)
     if pid is None:
         raise Fail(codes.NOT_RUNNING, "Container is not running")
-    if running.frozen(record["cgroups"]):  # type: ignore[arg-type]
+    if running.frozen(outer):
         raise Fail(codes.NOT_RUNNING, "Container is paused (vzctl resume first)")
-    return record, pid
+    return outer, pid
 
 
 def cmd_exec(state_root: str, args: list[str], *, own_code: bool) -> int:
@@ -102,12 +115,11 @@ def _attach(state_root: str, ctid: int, argv: list[str], *, tty: bool) -> int:
     from kernel import enter, running
     from worker.cli import relay
 
-    record, pid = _init_of(state_root, ctid)
+    outer, pid = _init_of(state_root, ctid)
     pidfd = os.pidfd_open(pid)
     try:
-        if running.running_pid(os.path.join(state_root, "run", f"{ctid}.json")) != pid:
+        if _running_init(state_root, ctid)[0] != pid:
             raise Fail(codes.NOT_RUNNING, "Container is not running")
-        outer: dict[str, str] = record["cgroups"]  # type: ignore[assignment]
         mounts = {name: os.path.dirname(os.path.dirname(path)) for name, path in outer.items()}
         attached = enter.spawn_in(pidfd, running.inner_procs(outer), argv, tty=tty, home_procs=enter.own_procs(mounts))
     finally:

@@ -15,8 +15,9 @@ pytestmark = pytest.mark.kernel
 # socket, selectors, termios: ~2.5 ms together (kernel/fdpass.py, worker/cli/relay.py); the ascii codec: reads as utf-8
 HEAVY = ("dataclasses", "typing", "kernel.runtime", "kernel.storage", "kernel.cgroups", "kernel.registry",
          "socket", "selectors", "termios", "encodings.ascii")
+WATCHED = (*HEAVY, "json")  # json: only where no init record is there to read (kernel/running.py read_init)
 PROBE = ("import sys; from worker.cli.vzctl import main; code = main(sys.argv[1:]); "
-         f"print(code, *sorted(m for m in {HEAVY!r} if m in sys.modules))")
+         f"print(code, *sorted(m for m in {WATCHED!r} if m in sys.modules))")
 
 
 def test_exec_and_enter_paths_import_nothing_heavy(run, ctid: int, env: dict[str, str]) -> None:
@@ -28,9 +29,10 @@ def test_exec_and_enter_paths_import_nothing_heavy(run, ctid: int, env: dict[str
                                 stdin=subprocess.DEVNULL, capture_output=True, text=True, check=True, timeout=60)
         return result.stdout.split()
 
-    assert probe("exec", c, "true") == [str(codes.NOT_RUNNING)]
+    # Not running: no init record, so the JSON state is read (json: only on this path)
+    assert probe("exec", c, "true") == [str(codes.NOT_RUNNING), "json"]
     assert probe("exec", "99999", "true") == [str(codes.NO_PRIVATE)]
-    assert probe("enter", c) == [str(codes.NOT_RUNNING)]  # enter shares exec's path (_attach)
+    assert probe("enter", c) == [str(codes.NOT_RUNNING), "json"]  # enter shares exec's path (_attach)
     assert run("vzctl", "start", c)[0] == 0
     assert probe("exec", c, "true") == ["0"]
     assert probe("exec2", c, "exit 3") == ["3"]
@@ -38,6 +40,11 @@ def test_exec_and_enter_paths_import_nothing_heavy(run, ctid: int, env: dict[str
     assert run("vzctl", "pause", c)[0] == 0
     assert probe("exec", c, "true") == [str(codes.NOT_RUNNING)]  # paused: refused, not hung
     assert run("vzctl", "resume", c)[0] == 0
+    # A VPS started by a runtime that wrote no init record: found through the JSON state.
+    record = os.path.join(env["CTPANEL_STATE_ROOT"], "run", f"{c}.init")
+    os.unlink(record)
+    assert probe("exec", c, "true") == ["0", "json"]
+    assert run("vzctl", "stop", c)[0] == 0 and not os.path.exists(record)
     # The probe itself can fail: the full path (any other command) builds a Runtime.
     assert "kernel.runtime" in probe("status", c)
 
