@@ -142,7 +142,6 @@ class Network:
             self._route_ip(ctid, live, addr, add=True)
         if (old.rate, old.packet_rate, old.netifs) != (spec.rate, spec.packet_rate, spec.netifs):
             self._apply_vps_table(ctid, spec, live["hosts"])
-            self._shape(spec.rate, live["hosts"])
         if (old.smtp, old.conntrack_max) != (spec.smtp, spec.conntrack_max):
             self._apply_vps_chains(ctid, spec, live["hosts"])
         self._write_inside(ctid, spec)
@@ -376,7 +375,6 @@ class Network:
                 self.devices.start(ctid, init_pid)
                 for addr in spec.ips:
                     self._add_routes(ctid, host, vps, routed, addr)
-            self._shape(spec.rate, hosts, host)
 
     def _bridge_up(self, netif: Netif, host_if: str, host: IP, vps: IP) -> None:
         if host.link(netif.bridge) is None:
@@ -411,7 +409,6 @@ class Network:
         with IP(self.net.host_netns) as host, IP(vps_ns) as vps:
             for netif in new:
                 self._bridge_up(netif, hosts[netif.name], host, vps)
-            self._shape(spec.rate, hosts, host)
         return live
 
     def _vps_table(self, ctid: int) -> str:
@@ -426,6 +423,7 @@ class Network:
                 ips=spec.ips,
                 packet_rate=spec.packet_rate,
                 out_bps=spec.rate.out_bps,
+                in_bps=spec.rate.in_bps,
             )
         ]
         for netif in spec.netifs:
@@ -437,6 +435,7 @@ class Network:
                     ips=netif.ips,
                     packet_rate=spec.packet_rate,
                     out_bps=spec.rate.out_bps,
+                    in_bps=spec.rate.in_bps,
                     mark=ctid,
                 )
             )
@@ -503,19 +502,6 @@ class Network:
         if net.version == 4:
             vps.route_add(f"{gw}/32", dev=ROUTED_IFNAME)
         vps.route_add("default", via=gw, dev=ROUTED_IFNAME, onlink=net.version == 4)
-
-    def _shape(self, rate: Rate, hosts: dict[str, str], host: IP | None = None) -> None:
-        """ "in" (to the VPS): HTB on the host veth's egress. "out" is policed in the netdev table,
-        because an IFB redirect on the veth's ingress would skip the anti-spoofing chain."""
-        if host is None:
-            with IP(self.net.host_netns) as own:
-                self._shape(rate, hosts, own)
-            return
-        for name in hosts.values():
-            if rate.in_bps:
-                host.htb_rate(name, rate.in_bps)
-            else:
-                host.qdisc_del(name)
 
     # -- live state ---------------------------------------------------------------------------
     def _live(self, ctid: int) -> dict | None:
@@ -731,8 +717,9 @@ def _sum(counters: dict[str, Counter]) -> Traffic:
     """The `*_in` / `*_out` counters of one VPS table; ingress counts skip the Ethernet header."""
     t = Traffic()
     for name, c in counters.items():
-        if name.endswith("_in"):
+        suffix = name.split("_", 1)[-1]  # counters are <interface>_<suffix>; interface names have no "_"
+        if suffix == "in":
             t = t + Traffic(in_bytes=c.bytes, in_packets=c.packets)
-        elif name.endswith("_out"):
+        elif suffix == "out":
             t = t + Traffic(out_bytes=c.bytes + rules.ETH_HLEN * c.packets, out_packets=c.packets)
     return t

@@ -26,7 +26,8 @@ from kernel.net.config import check_mac, eui64_link_local
 ETH_HLEN = 14
 
 #: Counter suffixes of the per-interface chain, in rule order.
-SPOOF_COUNTERS = ("bad_mac", "bad_type", "bad_arp", "ra", "bad_nd", "bad_ip4", "bad_ip6", "pps", "shaped")
+SPOOF_COUNTERS = ("bad_mac", "bad_type", "bad_arp", "ra", "bad_nd", "bad_ip4", "bad_ip6", "pps", "shaped",
+                  "shaped_in")
 
 
 def table_prefix(node: str) -> str:
@@ -47,6 +48,7 @@ class DevicePolicy:
     ips: tuple[str, ...]
     packet_rate: int = 0
     out_bps: int = 0
+    in_bps: int = 0
     mark: int = 0  # bridged: set on what passed, so the node table finds the VPS (see `vps_chains`)
 
     def ip4(self) -> list[str]:
@@ -91,6 +93,8 @@ def vps_table(table: str, devices: Iterable[DevicePolicy]) -> str:
         lines.append("  }")
         lines.append(f"  chain {n}_in {{")
         lines.append(f'    type filter hook egress device "{d.host}" priority 500; policy accept;')
+        if d.in_bps:  # policed before the counter: what is dropped is not counted (nor billed)
+            lines.append(f'    {_limit(d.in_bps)} counter name "{n}_shaped_in" drop')
         lines.append(f'    counter name "{n}_in"')
         lines.append("  }")
     lines.append("}")

@@ -28,14 +28,14 @@ MSS = 1448
 OVERHEAD = 66 / MSS
 
 
-def _iperf(lab: Lab, addr: str, *, reverse: bool) -> dict:
+def _iperf(lab: Lab, addr: str, *, reverse: bool, extra: tuple[str, ...] = ()) -> dict:
     pid = lab.runtime.status(lab.made[0]).init_pid
     server = subprocess.Popen(
         ["nsenter", f"--net=/proc/{pid}/ns/net", "iperf3", "-s", "-1", "-B", addr, "-p", "5201"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        args = ["iperf3", "-c", addr, "-p", "5201", "-t", "2", "-J", *(["-R"] if reverse else [])]
+        args = ["iperf3", "-c", addr, "-p", "5201", "-t", "2", "-J", *(["-R"] if reverse else []), *extra]
         for _ in range(100):  # until the server listens
             data = json.loads(in_ns(lab.peer, *args, check=False, timeout=30).stdout or "{}")
             if "error" not in data and "end" in data:
@@ -99,6 +99,23 @@ def test_rate_both_ways_and_counters(lab: Lab) -> None:
     lab.network.set_rate(a, Rate(in_bps=RATE // 4, out_bps=RATE // 4))
     for reverse in (False, True):
         _assert_rate(lab, a4, RATE // 4, reverse=reverse)
+
+
+def test_traffic_dropped_by_the_in_rate_is_not_counted(lab: Lab) -> None:
+    """UDP at 10x the VPS's "in" rate: the excess is dropped before the "in" counter, so the VPS is
+    not billed for traffic the node threw away, and the policer's own counter holds the drops.
+    nft's limit starts with a full bucket of one second of the rate plus the burst, so at most
+    rate x (time + 1 s) + burst passes (+ 20 % for iperf3's control connection)."""
+    a4, _ = vps_addrs(0)
+    rate = 1_000_000
+    a = lab.vps(VpsNet(ips=(a4,), rate=Rate(in_bps=rate)))
+    before = lab.network.traffic().vps[a]
+    started = time.monotonic()
+    _iperf(lab, a4, reverse=False, extra=("-u", "-b", str(10 * rate), "-l", "1400"))
+    seconds = time.monotonic() - started
+    counted = lab.network.traffic().vps[a].in_bytes - before.in_bytes
+    assert counted <= (rate / 8 * (seconds + 1) + 16384) * 1.2, (counted, seconds)
+    assert lab.counters(a)["venet0_shaped_in"] >= 1000  # ~1,800 of the ~2,000 datagrams a second
 
 
 def test_counters_survive_a_restart(lab: Lab) -> None:
