@@ -135,7 +135,7 @@ class Stack:
         return proc
 
     def start_panel_worker(self, log_dir: Path, name: str = "panel-worker") -> Process:
-        env = {**os.environ, **self.panel_env}
+        env = {**os.environ, **self.panel_env, "CTPANEL_TEST_CONN_MAX_AGE": "60"}  # as production's
         argv = [str(BIN / "celery"), "-A", "panel.celery", "worker",
                 "-Q", self.panel_env["CTPANEL_PANEL_QUEUE"], "-n", f"{name}-{os.getpid()}@%h",
                 "--concurrency", "2", "--loglevel", "INFO",

@@ -7,7 +7,9 @@ WHITENOISE_USE_FINDERS = True
 STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
+# The test stack's panel workers keep their connections as in production (tests/services.py): a
+# connection per task costs a backend fork and a password exchange on both sides per report.
+DATABASES["default"]["CONN_MAX_AGE"] = int(env("CTPANEL_TEST_CONN_MAX_AGE", "0"))  # noqa: F405
 STATIC_ROOT = None  # served from the finders; collectstatic is for production
 
 # Several test runs can share the test profile's PostgreSQL and Redis (two
