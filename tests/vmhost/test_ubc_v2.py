@@ -78,8 +78,10 @@ def test_ram_and_swap_limits(driver: V2Driver) -> None:
     assert sample.rows["physpages"].limit == 32 * MB
     assert sample.rows["swappages"].limit == 32 * MB
     assert sample.rows["physpages"].failcnt > 0
-    assert sample.rows["swappages"].failcnt > 0
     assert sample.totals["oom_kill"] >= 1
+    # swappages' failcnt (memory.swap.events max) is not asserted: the kernel may OOM-kill the hog
+    # before its swap use reaches swap.max (seen once under emulation: 256 KiB of swap held, the
+    # hog killed); `fits` above shows the swap limit holding.
 
 
 def test_numproc_failcnt(driver: V2Driver) -> None:
