@@ -1,9 +1,11 @@
 """Panel service call → VPS running (exec-ready), through Celery, real workers and the real kernel.
 
-    ./ctl test bench/roundtrip.py -p tests.services -o python_functions=run -s
+    CTPANEL_TEST_NODE_CONCURRENCY=16 ./ctl test bench/roundtrip.py -p tests.services -o python_functions=run -s
 
 uses the test profile's PostgreSQL and Redis and starts its own workers
-(BENCH_SEQUENTIAL and BENCH_CONCURRENT change the counts: 50 and 20).
+(BENCH_SEQUENTIAL and BENCH_CONCURRENT change the counts: 50 and 20). The node
+worker's pool is the test stack's (4 processes) unless CTPANEL_TEST_NODE_CONCURRENCY
+says otherwise: 16 is production's default (worker/config.py).
 
 Prints p50/p95 for sequential and concurrent starts. Target (issue 8): p95 ≤ 1 s.
 Not a test: it is collected only when named, and asserts nothing.

@@ -198,6 +198,9 @@ def stack(test_db_env, tmp_path_factory) -> Iterator[Stack]:
     # The host side of the nodes' VPS networks (veths, routes, nft, forwarding) is a namespace of
     # this session, never the machine's own.
     netns = node_env["CTPANEL_NET_HOST_NETNS"] = f"ctpstack{os.getpid()}"
+    # Test node workers fork 4 pool processes, not production's 16: a test may run three node workers
+    # at once on a 2-core machine. bench/roundtrip.py measures with CTPANEL_TEST_NODE_CONCURRENCY=16.
+    node_env["CTPANEL_NODE_CONCURRENCY"] = os.environ.get("CTPANEL_TEST_NODE_CONCURRENCY", "4")
     # The panel worker trusts the panel's own certificate and each node's that this session starts.
     keys = tmp_path_factory.mktemp("keys")
     (keys / "trusted-by-panel").mkdir()
