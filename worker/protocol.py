@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
-SCHEMA_VERSION = "1.4"
+SCHEMA_VERSION = "1.5"
 SCHEMA_MAJOR = 1
 
 PANEL_QUEUE = "panel"
@@ -418,6 +418,12 @@ USAGE_GAUGES: dict[str, str] = {
     "processes": "processes and threads",
 }
 
+# Event counters (since 1.5): totals like USAGE_COUNTERS, but events, not a rate: the panel keeps
+# what grew between two samples as a FailEvent (e.g. "2 processes killed").
+USAGE_EVENTS: dict[str, str] = {
+    "oom_kills": "processes the kernel's OOM killer ended inside the VPS (total)",
+}
+
 # Beancounter rows counted from the VPS's processes and namespaces (since 1.3), refreshed every
 # CTPANEL_USAGE_ACCOUNTING_SECONDS on the node; failcnt is always 0 (no kernel counter exists).
 ACCOUNTING_ROWS = ("numfile", "numtcpsock", "numothersock", "numpty", "numflock", "numiptent")
@@ -427,7 +433,7 @@ ACCOUNTING_ROWS = ("numfile", "numtcpsock", "numothersock", "numpty", "numflock"
 class UsageBatch(Message):
     """Every running VPS's counters on one node, sent every `interval` seconds.
 
-    Each sample: {"ctid": int, "epoch": str, <USAGE_COUNTERS>, <USAGE_GAUGES>,
+    Each sample: {"ctid": int, "epoch": str, <USAGE_COUNTERS>, <USAGE_GAUGES>, <USAGE_EVENTS> (1.5),
     "beancounters": {row: {"held", "maxheld", "barrier", "limit", "failcnt"}}}.
     A missing key means the node cannot measure it. Since 1.3 `beancounters` also holds the
     accounting rows (`ACCOUNTING_ROWS`), counted less often: the node's last count is sent.
@@ -443,7 +449,7 @@ class UsageBatch(Message):
             if not isinstance(sample, dict) or isinstance(sample.get("ctid"), bool) \
                     or not isinstance(sample.get("ctid"), int) or not isinstance(sample.get("epoch"), str):
                 raise ProtocolError("UsageBatch.samples: each sample needs an integer ctid and a string epoch")
-            for name in (*USAGE_COUNTERS, *USAGE_GAUGES):
+            for name in (*USAGE_COUNTERS, *USAGE_GAUGES, *USAGE_EVENTS):
                 value = sample.get(name, 0)
                 if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                     raise ProtocolError(f"UsageBatch.samples[{sample['ctid']}].{name}: expected a non-negative integer")

@@ -67,6 +67,7 @@ class Sample:
     def to_usage(self) -> dict[str, Any]:
         """The `UsageBatch` sample (worker/protocol.py) minus what other readers add (network, disk)."""
         return {"ctid": self.ctid, "epoch": self.epoch, "cpu_ns": self.totals.get("cpu_ns", 0),
+                "oom_kills": self.totals.get("oom_kill", 0),
                 **self.gauges, "beancounters": {name: row.to_json() for name, row in self.rows.items()}}
 
 

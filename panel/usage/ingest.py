@@ -59,6 +59,10 @@ def _delta(name: str, raw: dict[str, Any], previous: dict[str, int] | None) -> i
     return raw[name] - previous[name]
 
 
+#: The FailEvent row of each event counter (protocol.USAGE_EVENTS): what grew between two samples.
+EVENT_RESOURCES = {"oom_kills": "oom_kill"}
+assert set(EVENT_RESOURCES) == set(protocol.USAGE_EVENTS)
+
 SAMPLE_FIELDS = ("vps", "time", "epoch", "seconds", *protocol.USAGE_COUNTERS, *protocol.USAGE_GAUGES, "cpu_percent",
                  "rx_bps", "tx_bps", "rx_bytes", "tx_bytes")
 
@@ -114,7 +118,12 @@ def ingest(batch: protocol.UsageBatch) -> int:
                 if grown > 0:
                     fails.append((vps_id, time, name, min(grown, 2**31 - 1), row["held"], row["limit"]))
                 rows.append((vps_id, name, time, *(row[f] for f in BEANCOUNTER_FIELDS)))
-            states.append((vps_id, raw["epoch"], time, {n: raw[n] for n in protocol.USAGE_COUNTERS if n in raw},
+            for name, resource in EVENT_RESOURCES.items():
+                grown = _delta(name, raw, previous)
+                if grown:
+                    fails.append((vps_id, time, resource, min(grown, 2**31 - 1), None, None))
+            totals = {n: raw[n] for n in (*protocol.USAGE_COUNTERS, *protocol.USAGE_EVENTS) if n in raw}
+            states.append((vps_id, raw["epoch"], time, totals,
                            {name: row["failcnt"] for name, row in beans.items()}))
         bulk.insert_rows(Sample, SAMPLE_FIELDS, samples, conflict=("vps", "time"))
         bulk.insert_rows(FailEvent, ("vps", "time", "resource", "count", "held", "limit"), fails)

@@ -100,11 +100,14 @@ def rising(events: Any, now: datetime.datetime | None = None, hours: int = 24, m
 LIMIT_WORDS = {
     "numproc": "processes and threads", "physpages": "RAM", "swappages": "swap", "kmemsize": "kernel memory",
     "shmpages": "shared memory", "tcpsndbuf": "TCP send buffers", "numfile": "open files",
+    "oom_kill": "RAM (processes killed)",
 }
 
 
 def fail_words(event: FailEvent) -> str:
     """One limit hit in plain words: "Processes and threads reached the limit (64 of 64): 3 refused."."""
+    if event.resource == "oom_kill":
+        return f"Out of memory: {event.count} process{'es' if event.count != 1 else ''} killed inside the VPS."
     what = LIMIT_WORDS.get(event.resource, event.resource)
     if event.limit:
         def shown(value: int) -> str:

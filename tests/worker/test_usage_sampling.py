@@ -4,11 +4,14 @@ import subprocess
 
 import pytest
 
+from kernel.config import NodeConfig as KernelNodeConfig
+from kernel.runtime import Runtime
 from panel.nodes import ippools
 from panel.nodes import services as nodes
 from panel.plans import budgets
 from panel.plans import services as plans
-from panel.usage.models import Beancounter, Sample, TrafficPeriod
+from panel.usage import reports
+from panel.usage.models import Beancounter, FailEvent, Sample, TrafficPeriod
 from panel.vps import addresses, services
 from tests.panel.tenants import make_tenants
 from tests.services import terminal, wait_for
@@ -61,5 +64,14 @@ def test_a_running_vps_is_sampled_into_the_panel(stack, tmp_path):
                                                                                       last.net_tx_bytes)
 
         wait_for(counted_once, 30, "the period to match the running totals")
+
+        # An OOM kill inside (busybox tail keeps a line without newlines in memory, past the 128 MiB
+        # of RAM) reaches the panel as an event in words.
+        rt = Runtime(KernelNodeConfig(node=name, state_root=state_root,
+                                      cgroup_prefix=stack.node_env["CTPANEL_CGROUP_PREFIX"] + "-u"))
+        hog = rt.exec(vps.ctid, ["sh", "-c", "head -c 400000000 /dev/zero | tail"], timeout=120)
+        assert hog.returncode != 0
+        killed = wait_for(lambda: FailEvent.objects.filter(vps=vps, resource="oom_kill").first(), 30, "the OOM kill")
+        assert reports.fail_words(killed).startswith("Out of memory: ")
     finally:
         terminal(services.destroy(t.admin, vps))

@@ -65,6 +65,22 @@ def test_failcnt_growth_becomes_events_with_time_and_row(w):
     assert [(s["resource"], s["count"]) for s in summary] == [("physpages", 12)]  # "RAM limit hit 12 times"
 
 
+def test_oom_kills_become_events_in_words_and_redeliveries_count_once(w):
+    """"RAM limit hit 12 times between 03:00 and 03:10; 2 processes killed": the node's running total
+    of OOM kills (protocol 1.5 `oom_kills`) becomes events of what grew, as failcnt does."""
+    vps = w.vpss["customer2"]
+    for minute, kills in enumerate((0, 0, 2, 2, 3)):
+        usage_batch(batch("n1", T0 + minute * MIN, {**sample(vps, beancounters=physpages(4 * minute)),
+                                                     "oom_kills": kills}))
+    usage_batch(batch("n1", T0 + 2 * MIN, {**sample(vps, beancounters=physpages(8)), "oom_kills": 2}))  # again
+    events = list(FailEvent.objects.filter(vps=vps, resource="oom_kill").order_by("time"))
+    assert [(e.count, e.time) for e in events] == [(2, T0 + 2 * MIN), (1, T0 + 4 * MIN)]
+    assert [reports.fail_words(e) for e in events] == ["Out of memory: 2 processes killed inside the VPS.",
+                                                       "Out of memory: 1 process killed inside the VPS."]
+    summary = {s["resource"]: s["count"] for s in reports.fail_summary(vps, T0, T0 + 10 * MIN)}
+    assert summary == {"physpages": 16, "oom_kill": 3}
+
+
 def test_rollups_five_minutes_and_hourly_then_expiry(w):
     vps = w.vpss["customer1"]
     for minute in range(0, 61):
