@@ -337,6 +337,8 @@ cmd_up() {
   run_env "$penv" "$PY" "$TOP/manage.py" ensure_admin
   run_env "$penv" "$PY" "$TOP/manage.py" register_node "$NODE_NAME"
   run_env "$nenv" "$PY" -m worker.setup sysctl "$TOP/deploy/sysctl/90-ctpanel-node.conf"
+  # favordynmods: a process joins a cgroup without an RCU wait (6-10 ms per VPS start and exec here).
+  run_env "$nenv" "$PY" -m worker.setup cgroups || log "cgroup2 favordynmods not set: starts and execs stay slower"
   run_env "$nenv" "$PY" -m worker.setup templates
 
   install -d -m 0750 -o "$PANEL_USER" -g "$PANEL_USER" "$HOME_DIR/beat"
