@@ -86,6 +86,23 @@ def test_each_vps_reads_its_own_numbers(files) -> None:
     assert sh(rt, a, "echo x > /proc/meminfo")[0] != 0
 
 
+def test_uptime_stat_and_loadavg_describe_the_vps(files) -> None:
+    """lxcfs's other files: /proc/uptime counts from the VPS's start (the node has run for longer),
+    /proc/stat lists the VPS's CPUs only (cpus=1 for the first VPS), /proc/loadavg is the VPS's
+    own (lxcfs -l): idle VPSs on a busy node show no load."""
+    rt, _ = files
+    a, _b = LIMITS
+    with open("/proc/uptime") as fh:
+        host_uptime = float(fh.read().split()[0])
+    code, out = sh(rt, a, "cat /proc/uptime; grep -c '^cpu[0-9]' /proc/stat; cat /proc/loadavg; "
+                          "grep ' /proc/uptime \\| /proc/stat \\| /proc/loadavg ' /proc/self/mountinfo | wc -l")
+    assert code == 0, out
+    uptime, cpus, loadavg, mounts = out.splitlines()
+    assert float(uptime.split()[0]) < min(600.0, host_uptime - 60), (uptime, host_uptime)
+    assert cpus == "1"
+    assert float(loadavg.split()[0]) < 1.0 and mounts == "3", (loadavg, mounts)
+
+
 def test_a_dead_server_fails_reads_and_its_restart_restores_them(files) -> None:
     rt, served = files
     a, b = LIMITS
