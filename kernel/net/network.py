@@ -17,6 +17,7 @@ import hashlib
 import ipaddress
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from kernel import statefile
@@ -411,6 +412,14 @@ class Network:
                 self._bridge_up(netif, hosts[netif.name], host, vps)
         return live
 
+    def _drop_proxies(self, host: IP, addrs: Iterable[str]) -> None:
+        """Withdraw the uplink's proxy ARP/NDP answers for the single addresses among `addrs`."""
+        if self.net.uplink and host.link(self.net.uplink) is not None:
+            for addr in addrs:
+                net = ipaddress.ip_network(addr)
+                if net.prefixlen == net.max_prefixlen:
+                    host.neigh_del_proxy(str(net.network_address), dev=self.net.uplink)
+
     def _vps_table(self, ctid: int) -> str:
         return f"{self.prefix}_{ctid}"
 
@@ -535,11 +544,7 @@ class Network:
             self.nft.delete_table("netdev", self._vps_table(ctid))
             self._remove_vps_chains(ctid, hosts)
         with IP(self.net.host_netns) as host:
-            if self.net.uplink and host.link(self.net.uplink) is not None:
-                for addr in addrs:
-                    net = ipaddress.ip_network(addr)
-                    if net.prefixlen == net.max_prefixlen:
-                        host.neigh_del_proxy(str(net.network_address), dev=self.net.uplink)
+            self._drop_proxies(host, addrs)
             owned = {ROUTED_IFNAME, *(n.name for n in spec.netifs)}
             for inside_name, name in record.interfaces.items() if record else ():
                 if inside_name in owned or name in hosts:
@@ -598,11 +603,7 @@ class Network:
             addrs = [r for name in names for r in host.routes(name)]
         self.release(ctid)
         with IP(self.net.host_netns) as host:
-            if self.net.uplink and host.link(self.net.uplink) is not None:
-                for addr in addrs:
-                    net = ipaddress.ip_network(addr)
-                    if net.prefixlen == net.max_prefixlen:
-                        host.neigh_del_proxy(str(net.network_address), dev=self.net.uplink)
+            self._drop_proxies(host, addrs)
             for name in names:
                 host.link_del(name)  # its routes and qdiscs go with it
 

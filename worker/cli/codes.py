@@ -68,3 +68,12 @@ def handled(command: Callable[[], int]) -> int:
             raise
         print(exc, file=sys.stderr)
         return code_for(exc)
+
+
+def command_main(run: Callable[[list[str], CliConfig], int], argv: list[str] | None) -> int:  # noqa: F821
+    """A node command's `main`: `run(argv, config from the environment)`, errors as `handled`.
+    (`CliConfig` is an annotation only: typing's TYPE_CHECKING would slow `vzctl exec`'s imports.)"""
+    from worker.cli.config import CliConfig
+
+    args = sys.argv[1:] if argv is None else argv
+    return handled(lambda: run(args, CliConfig.from_env()))

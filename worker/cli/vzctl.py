@@ -433,25 +433,13 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; as the program (`argv` None), `exec`/`exec2`/`enter` end the process
     themselves (`_exit`: interpreter finalization costs milliseconds, and their path leaves
     nothing to finalize but the stdio buffers, flushed first)."""
-    program = argv is None
-    argv = sys.argv[1:] if argv is None else argv
-    try:
-        if argv and argv[0] in LEAN:  # the hot path: no CliConfig (dataclasses), no Runtime
-            code = _lean(argv)
-            if program:
-                _exit(code)
-            return code
-        from worker.cli.config import CliConfig
-
-        return run(argv, CliConfig.from_env())
-    except Fail as exc:
-        print(exc, file=sys.stderr)
-        return exc.code
-    except Exception as exc:
-        if type(exc).__module__ != "kernel.errors":
-            raise
-        print(exc, file=sys.stderr)
-        return codes.code_for(exc)
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] in LEAN:  # the hot path: no CliConfig (dataclasses), no Runtime
+        code = codes.handled(lambda: _lean(args))
+        if argv is None:
+            _exit(code)
+        return code
+    return codes.command_main(run, args)
 
 
 def _exit(code: int) -> None:

@@ -150,8 +150,7 @@ def run(argv: list[str], config: CliConfig) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    return codes.handled(lambda: run(argv, CliConfig.from_env()))
+    return codes.command_main(run, argv)
 
 
 if __name__ == "__main__":
