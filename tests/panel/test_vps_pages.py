@@ -509,6 +509,24 @@ def test_plan_change_offers_the_customers_plans_and_reserves_the_budget(t, node)
     assert Allocation.objects.get(holder=vps.budget_holder).ram == 2 * 2**30
 
 
+def test_the_reseller_changes_a_customers_plan_on_the_vps_page(t, node):
+    """The reseller's own view of a customer's VPS offers the customer's plans; the change is
+    reserved against the customer's budget like the customer's own."""
+    granted(t, t.reseller1, t.customer1, ram=3 * 2**30)
+    small, big = small_plan(t.reseller1), small_plan(t.reseller1, name="big", ram=2 * 2**30)
+    client_for(t.customer1).post("/vps/add/", {"plan": small.pk, "template": "busybox", "hostname": "web1"})
+    vps = VPS.objects.get()
+    reseller = client_for(t.reseller1)
+    assert ">big<" in reseller.get(f"/vps/{vps.ctid}/").content.decode()
+    assert client_for(t.reseller2).post(f"/vps/{vps.ctid}/plan/", {"plan": big.pk}).status_code == 404
+    response = reseller.post(f"/vps/{vps.ctid}/plan/", {"plan": big.pk})
+    vps.refresh_from_db()
+    op = Operation.objects.filter(action=protocol.TASK_VPS_SET).get()
+    assert (vps.plan, vps.limits["ram"], op.user) == (big, 2 * 2**30, t.reseller1)
+    assert response["Location"] == f"/vps/{vps.ctid}/?op={op.pk}"
+    assert Allocation.objects.get(holder=vps.budget_holder).ram == 2 * 2**30
+
+
 def test_suspension_by_the_reseller_locks_the_customer_out(t, vpss):
     vps = vpss["customer1"]
     customer, reseller = client_for(t.customer1), client_for(t.reseller1)
