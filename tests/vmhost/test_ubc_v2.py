@@ -8,6 +8,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -140,3 +141,20 @@ def test_a_tmpfs_fill_is_charged_to_the_vps_ram(driver: V2Driver, tmp_path) -> N
         assert events["max"] > 0 and events["oom_kill"] >= 1, events
     finally:
         subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_iolimit_caps_a_direct_io_writer_on_v2(driver: V2Driver) -> None:
+    """io.max on the device: a direct-IO writer in the VPS's cgroup stays at the limit. An upper
+    bound only, which emulation can only help to hold: the writer runs slower, never faster."""
+    disk = os.environ["CTPANEL_VM_SPARE_DISK"]
+    st = os.stat(disk)
+    device = f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+    applied = apply(driver, CTID, Limits(iolimit=5 * MB), device=device)
+    assert "iolimit" not in applied.skipped
+    with open(os.path.join(driver.controller_dir(CTID, "io"), "io.max"), encoding="ascii") as fh:
+        line = next(line for line in fh if line.startswith(device + " "))
+    assert f"wbps={5 * MB}" in line.split(), line
+    start = time.monotonic()
+    write = _run_inside(driver, ["dd", "if=/dev/zero", f"of={disk}", "bs=1M", "count=16", "oflag=direct"])
+    assert write.returncode == 0, write.stderr
+    assert 16 * MB / (time.monotonic() - start) <= 6_000_000

@@ -253,6 +253,17 @@ DEVPTS_HOG = ("mkdir -p /tmp/pts && mount -t devpts -o newinstance,ptmxmode=0666
                  "physpages", id="dev-shm-fill"),
     pytest.param(Limits(ram=32 * MB, cpulimit=50), DEVPTS_HOG, "physpages", id="fresh-devpts"),
     pytest.param(Limits(ram=64 * MB, cpulimit=50), _start_ipc_hog, "physpages", id="fresh-ipc-namespace"),
+    pytest.param(Limits(ram=48 * MB, cpulimit=50),
+                 "mkdir -p /tmp/t && mount -t tmpfs tmpfs /tmp/t && "
+                 "while :; do dd if=/dev/zero of=/tmp/t/f bs=1M count=64; rm /tmp/t/f; done",
+                 "physpages", id="fresh-tmpfs-fill"),
+    # No kernel failcnt for these two (numfile is an rlimit; io throttling counts nothing): B's probe only.
+    pytest.param(Limits(numfile=500),
+                 "i=3; while eval \"command exec $i</dev/null\" 2>/dev/null; do i=$((i+1)); done; exec sleep 1000",
+                 None, id="open-files-up-to-numfile"),
+    pytest.param(Limits(iolimit=5 * MB),
+                 "while :; do dd if=/dev/zero of=/io-hog bs=1M count=16 oflag=direct 2>/dev/null; done",
+                 None, id="direct-io-writer"),
 ])
 def test_neighbour_stays_responsive(limited_vps, runtime, limits, attack, row) -> None:
     """SECURITY.md's DoS rule: B's probe median within 1.5x of idle while A attacks (one retry).
