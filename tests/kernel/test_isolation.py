@@ -308,6 +308,42 @@ def test_the_enter_helper_is_non_dumpable_and_in_the_vps_user_namespace(runtime,
         session.wait()
 
 
+def test_host_users_cannot_reach_a_vps_root_or_the_run_directory(runtime, make_vps):
+    """SECURITY.md: VPS roots under a root-owned 0700/0711 directory. A host user (nobody, or the
+    uid a VPS's root is on the host) cannot read a VPS's files or the node's state files."""
+    ctid = make_vps()
+    volume = runtime.volume_path(ctid)
+    parent = os.stat(os.path.dirname(volume))
+    assert parent.st_uid == 0 and parent.st_mode & 0o077 in (0, 0o011), oct(parent.st_mode)
+    with open(f"/proc/{runtime.status(ctid).init_pid}/uid_map") as fh:
+        vps_root = int(fh.read().split()[1])
+    for uid in (65534, vps_root):
+        assert _readable_as(uid, os.path.join(volume, "etc", "hostname")) is False, uid
+        assert _readable_as(uid, os.path.join(runtime.config.run_dir, f"{ctid}.json")) is False, uid
+    assert _readable_as(0, os.path.join(volume, "etc", "hostname")) is True  # the control: root can
+
+
+def _readable_as(uid: int, path: str) -> bool:
+    """Whether a host process with uid (and gid) `uid` and no capabilities can open `path`."""
+    child = os.fork()
+    if child == 0:  # pragma: no cover - child
+        code = 2
+        try:
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            try:
+                os.close(os.open(path, os.O_RDONLY))
+                code = 0
+            except PermissionError:
+                code = 1
+        finally:
+            os._exit(code)
+    code = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
+    assert code in (0, 1), code
+    return code == 0
+
+
 def _readable_from_the_vps(init: int, path: str) -> bool:
     """Whether root of the VPS's user namespace (all its capabilities there, none on the host)
     can open `path`, seen through the host's /proc."""
