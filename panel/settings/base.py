@@ -8,6 +8,7 @@ stops start-up with a message that names it.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -205,6 +206,17 @@ AXES_RESET_ON_SUCCESS = True
 PASSWORD_RESET_TIMEOUT = 3600 * 4
 # Webhook targets on loopback or private networks are refused unless allowed (SSRF).
 CTPANEL_WEBHOOK_ALLOW_PRIVATE = env("CTPANEL_WEBHOOK_ALLOW_PRIVATE", "0") == "1"
+
+
+def _addresses(name: str) -> list[str]:
+    try:
+        return [str(ipaddress.ip_address(item)) for item in env_list(name)]
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}: {exc} (a comma-separated list of IP addresses)") from None
+
+
+# The resolvers every VPS gets in its resolv.conf (empty: the node leaves the template's file alone).
+CTPANEL_VPS_NAMESERVERS = _addresses("CTPANEL_VPS_NAMESERVERS")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
@@ -38,7 +39,8 @@ def build_request(vps: VPS, task: str, operation: Operation, *, fast: bool = Fal
         task=task, node=vps.node.name, operation_id=str(operation.id), ctid=vps.ctid, hostname=vps.hostname,
         template=vps.template, template_version=version, template_checksum=checksum,
         limits=protocol.check_limits(vps.limits), onboot=vps.onboot, fast=fast,
-        ipv4=ipv4, ipv6=ipv6, ssh_keys=list(vps.ssh_keys), root_password_hash=root_password_hash,
+        ipv4=ipv4, ipv6=ipv6, nameservers=list(settings.CTPANEL_VPS_NAMESERVERS), ssh_keys=list(vps.ssh_keys),
+        root_password_hash=root_password_hash,
         ugid_quotas=ugid_quotas(vps), **data,
     )
 

@@ -17,3 +17,13 @@ def test_missing_required_setting_names_itself_and_the_fix(monkeypatch):
 def test_lists(monkeypatch):
     monkeypatch.setenv("CTPANEL_HOSTS", "a.example, b.example,,")
     assert env_list("CTPANEL_HOSTS") == ["a.example", "b.example"]
+
+
+def test_vps_nameservers_are_addresses(monkeypatch):
+    from panel.settings.base import _addresses
+
+    monkeypatch.setenv("CTPANEL_VPS_NAMESERVERS", "198.51.100.53, 2001:db8::53")
+    assert _addresses("CTPANEL_VPS_NAMESERVERS") == ["198.51.100.53", "2001:db8::53"]
+    monkeypatch.setenv("CTPANEL_VPS_NAMESERVERS", "198.51.100.53, ns1.example\nsearch evil")
+    with pytest.raises(ImproperlyConfigured, match="CTPANEL_VPS_NAMESERVERS"):
+        _addresses("CTPANEL_VPS_NAMESERVERS")

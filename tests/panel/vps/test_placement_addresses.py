@@ -7,6 +7,7 @@ import struct
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.test import override_settings
 from django.utils import timezone
 
 from panel.core.models import Operation
@@ -99,7 +100,10 @@ def test_create_allocates_the_plans_addresses_and_sends_them(t, plan):
     assert v4 == ["198.51.100.2/32", "198.51.100.3/32"] and v6 == ["2001:db8:1::/64"]
     assert op.payload["ipv4"] == v4 and op.payload["ipv6"] == v6
     request = services.build_request(vps, protocol.TASK_VPS_SET, op)
-    assert (request.ipv4, request.ipv6, request.ssh_keys) == (v4, v6, [ssh_key()])
+    assert (request.ipv4, request.ipv6, request.ssh_keys, request.nameservers) == (v4, v6, [ssh_key()], [])
+    with override_settings(CTPANEL_VPS_NAMESERVERS=["198.51.100.53", "2001:db8::53"]):
+        assert services.build_request(vps, protocol.TASK_VPS_SET, op).nameservers == ["198.51.100.53",
+                                                                                     "2001:db8::53"]
     assert set(IPAddress.objects.filter(assigned_to=vps.budget_holder).values_list("owner", flat=True)) == {
         t.customer1.pk}
 
