@@ -323,15 +323,13 @@ def test_host_users_cannot_reach_a_vps_root_or_the_run_directory(runtime, make_v
     assert _readable_as(0, os.path.join(volume, "etc", "hostname")) is True  # the control: root can
 
 
-def _readable_as(uid: int, path: str) -> bool:
-    """Whether a host process with uid (and gid) `uid` and no capabilities can open `path`."""
+def _opens(path: str, become) -> bool:
+    """Whether a forked child that first calls `become()` can open `path` (PermissionError: no)."""
     child = os.fork()
     if child == 0:  # pragma: no cover - child
         code = 2
         try:
-            os.setgroups([])
-            os.setresgid(uid, uid, uid)
-            os.setresuid(uid, uid, uid)
+            become()
             try:
                 os.close(os.open(path, os.O_RDONLY))
                 code = 0
@@ -342,27 +340,22 @@ def _readable_as(uid: int, path: str) -> bool:
     code = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
     assert code in (0, 1), code
     return code == 0
+
+
+def _readable_as(uid: int, path: str) -> bool:
+    """Whether a host process with uid (and gid) `uid` and no capabilities can open `path`."""
+    def become() -> None:
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+
+    return _opens(path, become)
 
 
 def _readable_from_the_vps(init: int, path: str) -> bool:
     """Whether root of the VPS's user namespace (all its capabilities there, none on the host)
     can open `path`, seen through the host's /proc."""
-    child = os.fork()
-    if child == 0:  # pragma: no cover - child
-        code = 2
-        try:
-            fd = os.open(f"/proc/{init}/ns/user", os.O_RDONLY)
-            sc.setns(fd, sc.CLONE_NEWUSER)
-            try:
-                os.close(os.open(path, os.O_RDONLY))
-                code = 0
-            except PermissionError:
-                code = 1
-        finally:
-            os._exit(code)
-    code = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
-    assert code in (0, 1), code
-    return code == 0
+    return _opens(path, lambda: sc.setns(os.open(f"/proc/{init}/ns/user", os.O_RDONLY), sc.CLONE_NEWUSER))
 
 
 def test_two_vpss_cannot_see_each_other(runtime, make_vps):
