@@ -16,6 +16,15 @@ The trust store (CTPANEL_TRUSTED_CERTS, a directory of PEM certificates) is
 read again when it changed: a node's certificate added later is trusted
 without restarting the panel worker, one removed is no longer trusted a
 second later.
+
+A usage batch (the panel worker's bulk of work: one per node a minute, large)
+is verified once, in the pool child that runs it: its task's strategy
+(`deferred_decode`) leaves the body undecoded in the worker's main process,
+which by default decodes, and so verifies, every message only to look at it,
+and then verifies it again in the child. The main process still refuses a
+message whose content type is not accepted (an unsigned one); the child
+refuses a bad signature or a misrouted body, logged the same way, and the
+message is acknowledged and dropped without running the task.
 """
 
 from __future__ import annotations
@@ -30,14 +39,17 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery
+from celery.app.task import Task
 from celery.exceptions import SecurityError
 from celery.security.certificate import Certificate, CertStore
 from celery.security.key import PrivateKey
 from celery.security.serialization import SecureSerializer
+from celery.worker.strategy import default as default_strategy
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
-from kombu.serialization import registry
+from kombu.exceptions import ContentDisallowed
+from kombu.serialization import prepare_accept_content, registry
 from kombu.utils.encoding import bytes_to_str
 
 from worker import protocol
@@ -132,7 +144,11 @@ class NodeBoundSerializer(SecureSerializer):
         self.own_fingerprint = own.fingerprint
 
     def deserialize(self, data: Any) -> Any:
-        decoded = super().deserialize(data)  # the signature verified against the trust store
+        try:
+            decoded = super().deserialize(data)  # the signature verified against the trust store
+        except SecurityError as exc:
+            log.error("refused a message (%s): %s", protocol.UntrustedMessage.code, exc)
+            raise
         signer = self.store.signer(self._unpack(data)["signer"])
         try:
             check_signer(signer, decoded, own_fingerprint=self.own_fingerprint)
@@ -156,6 +172,32 @@ def check_signer(signer: Signer, decoded: Any, *, own_fingerprint: str) -> None:
     named = args[0].get("node")
     if named != node:
         raise protocol.MisroutedMessage(f"a message naming node {named!r} was signed by node {node}'s certificate")
+
+
+# What the worker's main process sees as a deferred message's decoded body: Celery's task protocol 2
+# [args, kwargs, embed], empty; the pool child decodes the real one.
+_UNDECODED = ([], {}, {})
+
+
+def deferred_decode(task: Task, app: Celery, consumer: Any, **kwargs: Any) -> Any:
+    """Celery's default task strategy, without decoding (and verifying) the body in the main process.
+
+    A task's `Strategy`. The body goes to the pool child as it came; the child's
+    decode verifies it (Celery decodes a protocol 2 body there whatever the
+    main process did). Only Celery's own task protocol 2 is deferred: a message
+    without the `task` header (protocol 1) comes with its body decoded."""
+    handle = default_strategy(task, app, consumer, **kwargs)
+    accept = prepare_accept_content(app.conf.accept_content)
+
+    def task_message_handler(message: Any, body: Any, *args: Any, **kw: Any) -> Any:
+        if body is None:
+            if message.content_type not in accept:
+                raise ContentDisallowed(f"Refusing to deserialize untrusted content of type "
+                                        f"{message.content_type} (a {task.name} message)")
+            message._decoded_cache = _UNDECODED  # kombu's Message.payload then answers without decoding
+        return handle(message, body, *args, **kw)
+
+    return task_message_handler
 
 
 def register(app: Celery) -> NodeBoundSerializer:

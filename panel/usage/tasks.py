@@ -15,7 +15,9 @@ TASK_ROLLUP = "panel.usage_rollup"
 TASK_HOUSEKEEPING = "panel.usage_housekeeping"
 
 
-@shared_task(name=protocol.TASK_USAGE_BATCH, ignore_result=True, acks_late=True)
+# Verified once, in the pool child (panel/core/signing.py).
+@shared_task(name=protocol.TASK_USAGE_BATCH, ignore_result=True, acks_late=True,
+             Strategy="panel.core.signing:deferred_decode")
 def usage_batch(body: Any) -> int:
     try:
         batch = protocol.UsageBatch.from_dict(body)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import datetime
 import time
 
 import pytest
+from celery import Celery
+from kombu.serialization import dumps, registry
 
 from panel.accounts.choices import Role
 from panel.accounts.models import User
 from panel.celery import app as panel_app
+from panel.core.signing import SIGNED_CONTENT_TYPE
 from panel.nodes.models import Node
 from panel.usage.models import FailEvent, Sample, TrafficPeriod
 from panel.vps.models import VPS, next_ctid
@@ -48,3 +52,45 @@ def test_panel_worker_ingests_a_signed_usage_batch(stack):
     assert rows[1].cpu_percent == pytest.approx(50.0) and rows[1].rx_bps == pytest.approx(8000.0)
     assert FailEvent.objects.get(vps=vps).count == 3
     assert TrafficPeriod.objects.get(vps=vps).rx_bytes == 61000
+
+
+@pytest.fixture
+def tampering_serializer():
+    """The panel's signed encoding with the signed body altered afterwards (the interval 60 -> 61)."""
+    decoder = registry._decoders[SIGNED_CONTENT_TYPE]
+
+    def tampered(data):
+        _, _, payload = dumps(data, serializer="auth")
+        head, signed = base64.b64decode(payload).rsplit(b"\x00\x01", 1)
+        altered = signed.replace(b'"interval": 60', b'"interval": 61')
+        assert altered != signed, "nothing to alter in the body"
+        return base64.b64encode(head + b"\x00\x01" + altered)
+
+    registry.register("tampered-usage", tampered, decoder, content_type=SIGNED_CONTENT_TYPE, content_encoding="utf-8")
+    yield "tampered-usage"
+    registry._encoders.pop("tampered-usage", None)
+    registry.name_to_type.pop("tampered-usage", None)
+
+
+def test_an_altered_or_unsigned_usage_batch_is_refused_and_stores_nothing(stack, tampering_serializer):
+    # The batch is verified in the pool child only (the main process defers it, panel/core/signing.py).
+    node = Node.objects.create(name=stack.node_name)
+    customer = User.objects.create_user("usage-forged", role=Role.CUSTOMER)
+    vps = VPS.objects.create(ctid=next_ctid(), node=node, customer=customer, hostname="u2", template="busybox",
+                             state="running")
+    queue = stack.panel_env["CTPANEL_PANEL_QUEUE"]
+    log = stack.processes["panel-worker"]
+    refusals, invalid = log.log().count("(protocol.untrusted)"), log.log().count("untrusted content of type")
+    body = batch(stack.node_name, datetime.datetime.now(datetime.UTC), sample(vps, cpu_s=10, rx=1000))
+
+    panel_app.send_task(protocol.TASK_USAGE_BATCH, args=[body], queue=queue, serializer=tampering_serializer)
+    intruder = Celery("intruder", broker=stack.panel_env["CTPANEL_BROKER_URL"], set_as_current=False)
+    intruder.conf.task_serializer = "json"
+    intruder.send_task(protocol.TASK_USAGE_BATCH, args=[body], queue=queue)
+    wait_for(lambda: log.log().count("(protocol.untrusted)") > refusals
+             and log.log().count("untrusted content of type") > invalid)
+    assert not Sample.objects.filter(vps=vps).exists()
+
+    # The same batch properly signed is stored: the refusals above were the signature, nothing else.
+    panel_app.send_task(protocol.TASK_USAGE_BATCH, args=[body], queue=queue)
+    wait_for(lambda: Sample.objects.filter(vps=vps).count() == 1)
