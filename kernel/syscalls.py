@@ -97,6 +97,7 @@ _NR_X86_64 = {
     "close_range": 436,
     "ioprio_set": 251,
     "ioprio_get": 252,
+    "prlimit64": 302,
 }
 _NR_AARCH64 = {
     "pivot_root": 41,
@@ -110,6 +111,7 @@ _NR_AARCH64 = {
     "close_range": 436,
     "ioprio_set": 30,
     "ioprio_get": 31,
+    "prlimit64": 261,
 }
 _NR_COMMON = {
     "pidfd_send_signal": 424,
@@ -345,6 +347,21 @@ def ioprio_get(pid: int) -> int:
 def ioprio_set(pid: int, value: int) -> None:
     """Set process `pid`'s I/O priority (0: the calling thread) to an encoded `ioprio_get` value."""
     _call("ioprio_set", ctypes.c_int(IOPRIO_WHO_PROCESS), ctypes.c_int(pid), ctypes.c_int(value), what="ioprio_set")
+
+
+#: Resource limits 0 (RLIMIT_CPU) to 15 (RLIMIT_RTTIME); RLIM_INFINITY as prlimit64 reads it.
+RLIM_NLIMITS = 16
+RLIM_INFINITY = 2**64 - 1
+_Rlimit = ctypes.c_uint64 * 2
+
+
+def prlimit(pid: int, resource: int, new: tuple[int, int] | None = None) -> tuple[int, int]:
+    """(soft, hard) limit of `resource` of process `pid` (0: this one), set to `new` when given;
+    the old value is returned. The `resource` module without its import (~0.3 ms for vzctl exec)."""
+    old = _Rlimit()
+    _call("prlimit64", ctypes.c_int(pid), ctypes.c_int(resource), None if new is None else _Rlimit(*new),
+          ctypes.byref(old), what=f"prlimit {pid} {resource}")
+    return old[0], old[1]
 
 
 def prctl(option: int, arg2: int = 0) -> int:

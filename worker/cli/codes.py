@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+
+TYPE_CHECKING = False  # collections.abc and typing: vzctl exec's path does without them (issue 4)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from worker.cli.config import CliConfig
 
 OK = 0
 SETUBC_ERROR = 1  # the kernel refused a beancounter limit
@@ -70,9 +75,8 @@ def handled(command: Callable[[], int]) -> int:
         return code_for(exc)
 
 
-def command_main(run: Callable[[list[str], CliConfig], int], argv: list[str] | None) -> int:  # noqa: F821
-    """A node command's `main`: `run(argv, config from the environment)`, errors as `handled`.
-    (`CliConfig` is an annotation only: typing's TYPE_CHECKING would slow `vzctl exec`'s imports.)"""
+def command_main(run: Callable[[list[str], CliConfig], int], argv: list[str] | None) -> int:
+    """A node command's `main`: `run(argv, config from the environment)`, errors as `handled`."""
     from worker.cli.config import CliConfig
 
     args = sys.argv[1:] if argv is None else argv

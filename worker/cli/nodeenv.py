@@ -8,7 +8,10 @@ about the time of a bare interpreter, issue 4).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 DEFAULT_NODE = "local"
 
