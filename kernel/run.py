@@ -64,13 +64,16 @@ def run(
     return Completed(argv, proc.returncode, out, err)
 
 
-def background(args: Sequence[str], *, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+def background(
+    args: Sequence[str], *, env: Mapping[str, str] | None = None, pass_fds: Sequence[int] = ()
+) -> subprocess.Popen[bytes]:
     """Start a long-running tool (a node daemon such as lxcfs) with the same minimal environment;
-    its output goes to the caller's stderr. The caller owns the process (poll, terminate, wait)."""
+    its output goes to the caller's stderr. The caller owns the process (poll, terminate, wait).
+    `pass_fds`: descriptors it inherits (at the same numbers)."""
     argv = tuple(str(a) for a in args)
     full_env = {"PATH": _PATH, "LANG": "C", "LC_ALL": "C", **(env or {})}
     try:
         return subprocess.Popen(argv, env=full_env, close_fds=True, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL)
+                                stdout=subprocess.DEVNULL, pass_fds=tuple(pass_fds))
     except FileNotFoundError as exc:
         raise NotFound(f"command not found: {argv[0]}", path=argv[0]) from exc

@@ -1,36 +1,54 @@
 """Creating a VPS's init: fork, new namespaces, id mapping, idmapped root, exec.
 
-Three processes take part::
+Four processes take part::
 
     P  (caller: node worker or supervisor, host root)
-    └─ C1  waits for P to make the cgroups (`begin`), joins them, unshares
-           user+mnt+pid+uts+ipc+net+cgroup
+    S  the spawner: a lean interpreter P starts once (first start) and keeps
+    └─ C1  forked by S for P; waits for P to make the cgroups (`begin`), joins
+           them, unshares user+mnt+pid+uts+ipc+net+cgroup
        └─ C2  PID 1 of the new PID namespace: builds the mount tree, waits, execs init
 
-C1 forks C2 at once, reports C2's host PID and exits, so C2 is reparented
-to the nearest subreaper (the supervisor) or the host's init: no ctpanel
-process stays behind per VPS. Meanwhile P writes the uid_map/gid_map of
-their user namespace (the VPS's 65536-id host range), opens it and makes
-the idmapped mount of the volume (only host root may idmap a mount of a
-host filesystem), and passes it to C2 over a socket (C2's fork overlaps
-P's work: it waits for the mount before anything else). P runs its start
-hooks while C2 builds the tree and waits, then tells C2 to exec. C2's
-socket end is close-on-exec: EOF means init is running.
+C1 and C2 are forks of S, a fresh `python -I -S` holding only this module's
+imports (~13 MB), never of P (the worker: 20-60 MB): forking, the
+children's copy-on-write faults and the old image's tear-down at init's
+exec then cost what a small process costs, and P's own pages stay unshared.
+S lives as long as P (it ends when P's end of its socket closes: P's exit);
+it is one process per caller, none per VPS.
+
+S forks C1 per request, hands P a pidfd of it and reaps it when it exits.
+C1 forks C2 at once, sends P C2's host PID and a pidfd of it (race-free: C2
+is C1's unreaped child) and exits, so C2 is reparented to the nearest
+subreaper (the supervisor) or the host's init: no ctpanel process stays
+behind per VPS. Meanwhile P writes the uid_map/gid_map of their user
+namespace (the VPS's 65536-id host range) through /proc/C2 (checked with the
+pidfd to be C2's), opens it and makes the idmapped mount of the volume (only
+host root may idmap a mount of a host filesystem), and passes it to C2 over
+a socket (C2's fork overlaps P's work: it waits for the mount before
+anything else). P runs its start hooks while C2 builds the tree and waits,
+then tells C2 to exec. C2's socket end is close-on-exec: EOF means init is
+running; P then waits for C1's exit, so C2 is the subreaper's child.
 """
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import json
 import os
+import select
 import signal
-from dataclasses import dataclass, field
+import sys
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
-from kernel import fdpass, rootfs, seccomp
+from kernel import fdpass, rootfs, running, seccomp
 from kernel import syscalls as sc
 from kernel.errors import KernelError, Timeout, from_errno
 from kernel.idrange import IdRange
 from kernel.running import INIT_PATH, NAMESPACES
+
+if TYPE_CHECKING:
+    import subprocess
 
 
 @dataclass(frozen=True)
@@ -50,6 +68,18 @@ class InitSpec:
     lxcfs: str | None = None  # a running lxcfs mount: its /proc files replace the real ones
     env: tuple[tuple[str, str], ...] = (("container", "ctpanel"), ("PATH", INIT_PATH), ("HOME", "/"))
     timeout: float = 10.0
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self)).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> InitSpec:
+        raw = json.loads(data)
+        raw["ids"] = IdRange(**raw["ids"])
+        raw["rootfs"] = rootfs.RootfsOptions(**raw["rootfs"])
+        raw["cgroup_procs"] = tuple(raw["cgroup_procs"])
+        raw["env"] = tuple(tuple(pair) for pair in raw["env"])
+        return cls(**raw)
 
 
 def idmapped_mount(source: str, userns_fd: int) -> int:
@@ -101,7 +131,15 @@ def user_namespace(ids: IdRange) -> int:
 
 
 def _write_proc(pid: int, name: str, text: str) -> None:
-    fd = os.open(f"/proc/{pid}/{name}", os.O_WRONLY | os.O_CLOEXEC)
+    proc = os.open(f"/proc/{pid}", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        _write_at(proc, name, text)
+    finally:
+        os.close(proc)
+
+
+def _write_at(dir_fd: int, name: str, text: str) -> None:
+    fd = os.open(name, os.O_WRONLY | os.O_CLOEXEC, dir_fd=dir_fd)
     try:
         os.write(fd, text.encode())
     finally:
@@ -134,54 +172,57 @@ class Starting:
         self.pid = 0  # host PID of C2, the future init
         self.pidfd = -1
         self.console_master = -1  # with console="pty": the master of the VPS's console
-        self._c1 = 0
-        self._program = seccomp.build() if spec.seccomp else b""
+        self._c1 = -1  # pidfd of C1 (the spawner's child)
         self._sock, child = fdpass.seqpacket_pair()
         self._sock.settimeout(spec.timeout)
-        self._c1 = os.fork()
-        if self._c1 == 0:  # pragma: no cover - runs in the child
+        try:
+            _SPAWNER.request(spec, child)
+        except BaseException:
             self._sock.close()
-            _stage1(spec, child, self._program)
-        child.close()
+            raise
+        finally:
+            child.close()
 
     def begin(self) -> None:
         """Let C1 go on once the VPS's cgroups exist (its fork and start-up overlap the caller's
         making them); returns when the future init waits for its mount tree to be built."""
         try:
+            data, self._c1 = self._recv()  # the spawner's "C": C1 runs; before "G", nothing else is sent
+            if not data.startswith(b"C") or self._c1 < 0:
+                raise KernelError(f"CT {self.spec.ctid}: the spawner did not fork")
             self._sock.send(b"G")
             self._handshake()
         except BaseException:
             self.abort()
             raise
 
-    def _recv(self) -> bytes:
+    def _recv(self) -> tuple[bytes, int]:
+        """One message and the descriptor it carried (-1 without one)."""
         try:
             data, fds = fdpass.recv_fds(self._sock, 65536, 1)
         except TimeoutError:
             raise Timeout(f"CT {self.spec.ctid}: init setup timed out") from None
-        for fd in fds:
-            os.set_inheritable(fd, False)
-            if data == b"R" and self.console_master < 0:
-                self.console_master = fd
-            else:
-                os.close(fd)
         if data.startswith(b"E"):
+            for fd in fds:
+                os.close(fd)
             _raise_child_error(self.spec.ctid, data)
-        return data
+        return data, fds[0] if fds else -1
 
     def _handshake(self) -> None:
-        data = self._recv()
-        if not data.startswith(b"U"):
+        data, self.pidfd = self._recv()
+        if not data.startswith(b"U") or self.pidfd < 0:
             raise KernelError(f"CT {self.spec.ctid}: namespace setup failed")
         self.pid = int(data[1:])
-        self.pidfd = sc.pidfd_open(self.pid)  # C2 waits for the mount below: its PID is its own
-        # C1 is exiting now; it is reaped in exec_init, not waited for here. Its maps are written
-        # through C1: our unreaped child, its PID cannot be reused, and even as a zombie it keeps
-        # its credentials, so /proc/C1/uid_map and ns/user still reach the user namespace C2 is in.
-        c1 = self._c1
-        _write_proc(c1, "uid_map", self.spec.ids.map_line())
-        _write_proc(c1, "gid_map", self.spec.ids.map_line())
-        userns = os.open(f"/proc/{c1}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+        # C1 made the pidfd while C2 was its unreaped child: it is C2's. /proc/PID opened before the
+        # pidfd is seen alive is C2's directory too, and stays C2's (a dead task's entries fail).
+        proc = os.open(f"/proc/{self.pid}", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            sc.pidfd_send_signal(self.pidfd, 0)
+            _write_at(proc, "uid_map", self.spec.ids.map_line())
+            _write_at(proc, "gid_map", self.spec.ids.map_line())
+            userns = os.open("ns/user", os.O_RDONLY | os.O_CLOEXEC, dir_fd=proc)
+        finally:
+            os.close(proc)
         try:
             mount_fd = idmapped_mount(self.spec.volume, userns)
         finally:
@@ -201,28 +242,43 @@ class Starting:
         # "X" goes first: C2 reads it after its "R", so it execs without waiting for us to wake up.
         with contextlib.suppress(BrokenPipeError):  # C2 is gone: the reads below say how
             self._sock.send(b"X")
-        if self._recv() != b"R":
+        data, master = self._recv()
+        if master >= 0:
+            self.console_master = master
+        if data != b"R":
             raise KernelError(f"CT {self.spec.ctid}: init setup failed")
-        data = self._recv()
+        data, fd = self._recv()
+        if fd >= 0:
+            os.close(fd)
         if data:
             raise KernelError(f"CT {self.spec.ctid}: unexpected message from init")
         self._sock.close()
-        os.waitpid(self._c1, 0)
-        self._c1 = 0
+        self._end_c1()
         if not _alive(self.pid):  # killed before it could report (EOF without a message)
             raise KernelError(f"CT {self.spec.ctid}: init died before or right after exec")
+
+    def _end_c1(self, kill: bool = False) -> None:
+        """Until C1 has exited (it does right after its "U"): then C2 is the subreaper's child."""
+        if self._c1 < 0:
+            return
+        try:
+            if kill:
+                with contextlib.suppress(KernelError):
+                    sc.pidfd_send_signal(self._c1, signal.SIGKILL)
+            if not running.pidfd_exited(self._c1, self.spec.timeout):
+                raise Timeout(f"CT {self.spec.ctid}: the pre-init child did not exit")
+        finally:
+            os.close(self._c1)
+            self._c1 = -1
 
     def abort(self) -> None:
         """Kill whatever was created; the caller's reverter removes cgroups."""
         if self.console_master >= 0:
             os.close(self.console_master)
             self.console_master = -1
-        if self._c1:
-            with contextlib.suppress(OSError):
-                os.kill(self._c1, signal.SIGKILL)
-            with contextlib.suppress(OSError):
-                os.waitpid(self._c1, 0)
-            self._c1 = 0
+        self._sock.close()  # a C1 still waiting for "G" exits (P's end closed) and its spawner reaps it
+        with contextlib.suppress(Timeout):
+            self._end_c1(kill=True)
         if self.pidfd >= 0:
             with contextlib.suppress(KernelError):
                 sc.pidfd_send_signal(self.pidfd, signal.SIGKILL)
@@ -239,6 +295,112 @@ class Starting:
         """Hand the console master to the caller (who must close it); None without one."""
         fd, self.console_master = self.console_master, -1
         return fd if fd >= 0 else None
+
+
+class _Spawner:
+    """P's side of its spawner S: started on the first request, again if it died or P forked."""
+
+    def __init__(self) -> None:
+        self._lock = _thread.allocate_lock()
+        self._owner = 0  # the PID that started `_proc`: a forked child starts its own
+        self._ctl: fdpass.Socket | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def request(self, spec: InitSpec, child: fdpass.Socket) -> None:
+        """Ask S to fork a C1 for `spec` whose end of the start's socket is `child`."""
+        message = b"S" + spec.to_json()
+        for attempt in (0, 1):
+            ctl = self._socket(restart=attempt == 1)
+            try:
+                fdpass.send_fds(ctl, message, [child.fileno()])
+                return
+            except (BrokenPipeError, ConnectionResetError):
+                if attempt:
+                    raise KernelError(f"CT {spec.ctid}: the spawner is gone") from None
+
+    def _socket(self, *, restart: bool) -> fdpass.Socket:
+        with self._lock:
+            mine = self._owner == os.getpid()
+            if mine and not restart and self._ctl is not None and self._proc and self._proc.poll() is None:
+                return self._ctl
+            from kernel import run  # P only: S stays without subprocess
+
+            if mine and self._ctl is not None:
+                self._ctl.close()
+                if self._proc is not None:
+                    with contextlib.suppress(OSError):
+                        self._proc.kill()
+                    self._proc.wait()
+            ours, theirs = fdpass.seqpacket_pair()
+            try:
+                root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+                code = "import sys; sys.path[:0] = sys.argv[1:2]; import kernel.spawn as s; s.serve(int(sys.argv[2]))"
+                fd = theirs.fileno()
+                self._proc = run.background([sys.executable, "-I", "-S", "-c", code, root, str(fd)], pass_fds=(fd,))
+            finally:
+                theirs.close()
+            self._ctl, self._owner = ours, os.getpid()
+            return ours
+
+    def pid(self) -> int | None:
+        proc = self._proc
+        return proc.pid if proc is not None and self._owner == os.getpid() and proc.poll() is None else None
+
+    def forget(self) -> None:
+        """In a forked child: drop the parent's spawner (its socket would keep S alive)."""
+        if self._ctl is not None and self._owner != os.getpid():
+            self._ctl.close()
+        self._ctl = self._proc = None
+        self._owner = 0
+        self._lock = _thread.allocate_lock()
+
+
+_SPAWNER = _Spawner()
+os.register_at_fork(after_in_child=_SPAWNER.forget)
+
+
+def spawner_pid() -> int | None:
+    """This process's spawner S while it runs (diagnostics, tests); None before the first start."""
+    return _SPAWNER.pid()
+
+
+def serve(fd: int) -> None:  # pragma: no cover - the spawner process
+    """S's loop: fork a C1 per request on the socket `fd`, reap each when it exits; return at EOF."""
+    ctl = fdpass.Socket(fileno=fd)
+    programs = {True: seccomp.build(), False: b""}
+    poller = select.poll()
+    poller.register(ctl.fileno(), select.POLLIN)
+    children: dict[int, int] = {}  # pidfd -> pid of a running C1
+    while True:
+        for fd_ready, _ in poller.poll():
+            if fd_ready != ctl.fileno():
+                poller.unregister(fd_ready)
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(children.pop(fd_ready), 0)
+                os.close(fd_ready)
+                continue
+            data, fds = fdpass.recv_fds(ctl, 65536, 1)
+            if not data:
+                return
+            if not data.startswith(b"S") or len(fds) != 1:
+                for extra in fds:
+                    os.close(extra)
+                continue
+            child = fdpass.Socket(fileno=fds[0])
+            try:
+                spec = InitSpec.from_json(data[1:])
+                pid = os.fork()
+                if pid == 0:
+                    ctl.close()
+                    _stage1(spec, child, programs[spec.seccomp])
+                pidfd = sc.pidfd_open(pid)  # our unreaped child: the pidfd is its
+                children[pidfd] = pid
+                poller.register(pidfd, select.POLLIN)
+                fdpass.send_fds(child, b"C%d" % pid, [pidfd])
+            except Exception as exc:  # reported to P; S serves on
+                _report(child, exc)
+            finally:
+                child.close()
 
 
 def _alive(pid: int) -> bool:
@@ -271,7 +433,7 @@ def _stage1(spec: InitSpec, sock: fdpass.Socket, program: bytes) -> None:  # pra
         pid = os.fork()
         if pid == 0:
             _stage2(spec, sock, program)
-        sock.send(b"U%d" % pid)
+        fdpass.send_fds(sock, b"U%d" % pid, [sc.pidfd_open(pid)])  # our unreaped child: its pidfd
         os._exit(0)
     except BaseException as exc:
         _report(sock, exc)

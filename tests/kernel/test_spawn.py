@@ -1,0 +1,90 @@
+"""The spawner (kernel/spawn.py): the lean process a VPS's pre-init children are forked from."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from kernel import spawn
+from kernel.runtime import Runtime
+from tests.kernel import leftovers
+
+pytestmark = pytest.mark.kernel
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _status(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/status") as fh:
+        return {k: v.strip() for k, v in (line.split(":", 1) for line in fh if ":" in line)}
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+
+
+def test_the_init_is_the_subreapers_child_and_the_spawner_a_lean_host_process(runtime, make_vps):
+    ctid = make_vps()
+    init = runtime.status(ctid).init_pid
+    helper = spawn.spawner_pid()
+    assert helper is not None and helper != init
+    assert int(_status(init)["PPid"]) == os.getpid()  # C1 exited: the init was reparented to us
+    assert int(_status(helper)["PPid"]) == os.getpid()
+    assert len(_status(helper)["NSpid"].split()) == 1  # a host process, in no VPS's namespaces
+    with open(f"/proc/{helper}/cmdline", "rb") as fh:
+        assert b"kernel.spawn" in fh.read()
+    assert helper not in runtime.cgroups.pids(ctid)
+
+
+def test_a_dead_spawner_is_started_again(runtime, make_vps):
+    make_vps()
+    first = spawn.spawner_pid()
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    leftovers.wait_exit(first)
+    ctid = make_vps()
+    assert runtime.status(ctid).running
+    assert spawn.spawner_pid() not in (None, first)
+
+
+CALLER = """
+import json, os, sys
+from kernel import spawn
+from kernel.config import NodeConfig
+from kernel.runtime import Runtime
+
+status = Runtime(NodeConfig(**json.loads(sys.argv[1])), lxcfs=None).start(int(sys.argv[2]))
+print(spawn.spawner_pid(), status.init_pid, flush=True)
+sys.stdin.read()
+"""
+
+
+def test_the_spawner_ends_with_its_caller_and_the_vps_runs_on(runtime: Runtime, make_vps):
+    ctid = make_vps(start=False)
+    caller = subprocess.Popen(
+        [sys.executable, "-c", CALLER, json.dumps(dataclasses.asdict(runtime.config)), str(ctid)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT,
+    )  # fmt: skip
+    assert caller.stdout is not None and caller.stdin is not None
+    helper, init = (int(word) for word in caller.stdout.readline().split())
+    try:
+        assert int(_status(helper)["PPid"]) == caller.pid
+        caller.stdin.close()
+        assert caller.wait(timeout=60) == 0
+        leftovers.wait_exit(helper)
+    finally:
+        with contextlib.suppress(OSError):
+            caller.kill()
+        caller.wait()
+    _reap(helper)  # reparented to us (the subreaper) if it outlived the caller for a moment
+    status = runtime.status(ctid)
+    assert status.running and status.init_pid == init
+    assert not runtime.stop(ctid, fast=True).running
