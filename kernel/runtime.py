@@ -55,6 +55,7 @@ STAGES = ("volume", "network", "files", "limits", "started")
 DEFAULT_LXCFS = "/var/lib/lxcfs"
 MOUNT_POINTS = ("/proc", "/sys", "/dev")
 UNSAFE_ENV = "CTPANEL_UNSAFE_TESTING"
+STAGED = ".staged"  # suffix of an init's state files until init runs
 
 
 @dataclass(frozen=True)
@@ -222,8 +223,20 @@ class Runtime:
         return os.path.join(self.config.run_dir, f"{ctid}.init")
 
     def _forget_init(self, ctid: int) -> None:
-        statefile.remove(self._state_path(ctid))
-        statefile.remove(self._init_path(ctid))
+        for path in (self._state_path(ctid), self._init_path(ctid)):
+            statefile.remove(path)
+            statefile.remove(path + STAGED)
+
+    def _stage_state(self, ctid: int, pid: int, record: Record) -> None:
+        """The init's state files under their STAGED names, written while the future init builds
+        its tree; renamed once init runs (before, the pre-init's mount namespace still holds the
+        host's tree: nothing may find it as the VPS's init). Not durable: a host reboot ends the
+        init anyway (running.py reads them so). The start time is the fork's: exec keeps it."""
+        starttime = running.starttime(pid)
+        statefile.write_json(self._state_path(ctid) + STAGED,
+                             {"init_pid": pid, "starttime": starttime, "started": time.time()}, durable=False)
+        statefile.write_text(self._init_path(ctid) + STAGED, running.init_text(pid, starttime or 0, record.cgroups),
+                             durable=False)  # vzctl exec's plain-text copy (running.read_init)
 
     def _stage_dir(self, ctid: int) -> str:
         return os.path.join(self.config.run_dir, f"{ctid}.root")
@@ -482,6 +495,8 @@ class Runtime:
         made here rather than read back (a status read costs a registry parse: ~0.3 ms of a start)."""
         ctid = record.ctid
         with Reverter() as revert:
+            starting = spawn.Starting(ctid, options.timeout)  # C1's fork overlaps what follows: it waits for begin()
+            revert.add(starting.abort, "kill init")
             ctx = StartContext(
                 record=record,
                 config=self.config,
@@ -518,8 +533,6 @@ class Runtime:
                 lxcfs=self.lxcfs if self.lxcfs and _is_lxcfs(self.lxcfs) else None,
                 timeout=options.timeout,
             )
-            starting = spawn.Starting(spec)  # C1 starts up while the cgroups are made: it waits for begin()
-            revert.add(starting.abort, "kill init")
             self.cgroups.kill(ctid)  # leftovers of a crash; no-op normally
             ctx.cgroup_paths = self.cgroups.ensure(ctid)
             revert.add(lambda: self._remove_cgroups(ctid), "remove cgroups")
@@ -529,24 +542,19 @@ class Runtime:
             with contextlib.suppress(FileExistsError):
                 os.mkdir(stage, 0o700)
             revert.add(lambda: _rmdir(stage), "remove staging directory")
-            starting.begin()
+            starting.begin(spec)
             faults.point("start.spawn")
             ctx.init_pid = starting.pid
             ctx.ns_dir = starting.ns_dir
+            revert.add(lambda: self._forget_init(ctid), "forget init")
+            self._stage_state(ctid, starting.pid, record)  # while C2 builds its tree
             self._run_hooks("network", ctx)
             self._write_files(ctx)
             self._run_hooks("files", ctx)
             self._run_hooks("limits", ctx)
             starting.exec_init()
-            starttime = running.starttime(starting.pid)
-            statefile.write_json(  # not durable: a host reboot ends the init anyway (running.py reads it so)
-                self._state_path(ctid),
-                {"init_pid": starting.pid, "starttime": starttime, "started": time.time()},
-                durable=False,
-            )
-            revert.add(lambda: self._forget_init(ctid), "forget init")
-            statefile.write_text(self._init_path(ctid), running.init_text(starting.pid, starttime or 0, record.cgroups),
-                                 durable=False)  # vzctl exec's plain-text copy (running.read_init)
+            for path in (self._state_path(ctid), self._init_path(ctid)):
+                os.rename(path + STAGED, path)
             self._run_hooks("started", ctx)
             console = starting.take_console()
             starting.close()

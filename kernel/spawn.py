@@ -167,31 +167,33 @@ def _raise_child_error(ctid: int, data: bytes) -> None:
 class Starting:
     """The parent's handle on a VPS between fork and exec (see the module doc)."""
 
-    def __init__(self, spec: InitSpec) -> None:
-        self.spec = spec
+    def __init__(self, ctid: int, timeout: float = 10.0) -> None:
+        """Ask the spawner for a C1 at once: its fork overlaps the caller's volume and cgroup work."""
+        self.ctid = ctid
+        self.timeout = timeout
         self.pid = 0  # host PID of C2, the future init
         self.pidfd = -1
         self.console_master = -1  # with console="pty": the master of the VPS's console
         self._c1 = -1  # pidfd of C1 (the spawner's child)
         self._sock, child = fdpass.seqpacket_pair()
-        self._sock.settimeout(spec.timeout)
+        self._sock.settimeout(timeout)
         try:
-            _SPAWNER.request(spec, child)
+            _SPAWNER.request(ctid, child)
         except BaseException:
             self._sock.close()
             raise
         finally:
             child.close()
 
-    def begin(self) -> None:
-        """Let C1 go on once the VPS's cgroups exist (its fork and start-up overlap the caller's
-        making them); returns when the future init waits for its mount tree to be built."""
+    def begin(self, spec: InitSpec) -> None:
+        """Let C1 go on with `spec` once the VPS's cgroups exist; returns when the future init
+        waits for its mount tree to be built."""
         try:
             data, self._c1 = self._recv()  # the spawner's "C": C1 runs; before "G", nothing else is sent
             if not data.startswith(b"C") or self._c1 < 0:
-                raise KernelError(f"CT {self.spec.ctid}: the spawner did not fork")
-            self._sock.send(b"G")
-            self._handshake()
+                raise KernelError(f"CT {self.ctid}: the spawner did not fork")
+            self._sock.send(b"G" + spec.to_json())
+            self._handshake(spec)
         except BaseException:
             self.abort()
             raise
@@ -201,30 +203,30 @@ class Starting:
         try:
             data, fds = fdpass.recv_fds(self._sock, 65536, 1)
         except TimeoutError:
-            raise Timeout(f"CT {self.spec.ctid}: init setup timed out") from None
+            raise Timeout(f"CT {self.ctid}: init setup timed out") from None
         if data.startswith(b"E"):
             for fd in fds:
                 os.close(fd)
-            _raise_child_error(self.spec.ctid, data)
+            _raise_child_error(self.ctid, data)
         return data, fds[0] if fds else -1
 
-    def _handshake(self) -> None:
+    def _handshake(self, spec: InitSpec) -> None:
         data, self.pidfd = self._recv()
         if not data.startswith(b"U") or self.pidfd < 0:
-            raise KernelError(f"CT {self.spec.ctid}: namespace setup failed")
+            raise KernelError(f"CT {self.ctid}: namespace setup failed")
         self.pid = int(data[1:])
         # C1 made the pidfd while C2 was its unreaped child: it is C2's. /proc/PID opened before the
         # pidfd is seen alive is C2's directory too, and stays C2's (a dead task's entries fail).
         proc = os.open(f"/proc/{self.pid}", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             sc.pidfd_send_signal(self.pidfd, 0)
-            _write_at(proc, "uid_map", self.spec.ids.map_line())
-            _write_at(proc, "gid_map", self.spec.ids.map_line())
+            _write_at(proc, "uid_map", spec.ids.map_line())
+            _write_at(proc, "gid_map", spec.ids.map_line())
             userns = os.open("ns/user", os.O_RDONLY | os.O_CLOEXEC, dir_fd=proc)
         finally:
             os.close(proc)
         try:
-            mount_fd = idmapped_mount(self.spec.volume, userns)
+            mount_fd = idmapped_mount(spec.volume, userns)
         finally:
             os.close(userns)
         try:
@@ -246,16 +248,16 @@ class Starting:
         if master >= 0:
             self.console_master = master
         if data != b"R":
-            raise KernelError(f"CT {self.spec.ctid}: init setup failed")
+            raise KernelError(f"CT {self.ctid}: init setup failed")
         data, fd = self._recv()
         if fd >= 0:
             os.close(fd)
         if data:
-            raise KernelError(f"CT {self.spec.ctid}: unexpected message from init")
+            raise KernelError(f"CT {self.ctid}: unexpected message from init")
         self._sock.close()
         self._end_c1()
         if not _alive(self.pid):  # killed before it could report (EOF without a message)
-            raise KernelError(f"CT {self.spec.ctid}: init died before or right after exec")
+            raise KernelError(f"CT {self.ctid}: init died before or right after exec")
 
     def _end_c1(self, kill: bool = False) -> None:
         """Until C1 has exited (it does right after its "U"): then C2 is the subreaper's child."""
@@ -265,8 +267,8 @@ class Starting:
             if kill:
                 with contextlib.suppress(KernelError):
                     sc.pidfd_send_signal(self._c1, signal.SIGKILL)
-            if not running.pidfd_exited(self._c1, self.spec.timeout):
-                raise Timeout(f"CT {self.spec.ctid}: the pre-init child did not exit")
+            if not running.pidfd_exited(self._c1, self.timeout):
+                raise Timeout(f"CT {self.ctid}: the pre-init child did not exit")
         finally:
             os.close(self._c1)
             self._c1 = -1
@@ -306,9 +308,9 @@ class _Spawner:
         self._ctl: fdpass.Socket | None = None
         self._proc: subprocess.Popen[bytes] | None = None
 
-    def request(self, spec: InitSpec, child: fdpass.Socket) -> None:
-        """Ask S to fork a C1 for `spec` whose end of the start's socket is `child`."""
-        message = b"S" + spec.to_json()
+    def request(self, ctid: int, child: fdpass.Socket) -> None:
+        """Ask S to fork a C1 whose end of the start's socket is `child`."""
+        message = b"S"
         for attempt in (0, 1):
             ctl = self._socket(restart=attempt == 1)
             try:
@@ -316,7 +318,7 @@ class _Spawner:
                 return
             except (BrokenPipeError, ConnectionResetError):
                 if attempt:
-                    raise KernelError(f"CT {spec.ctid}: the spawner is gone") from None
+                    raise KernelError(f"CT {ctid}: the spawner is gone") from None
 
     def _socket(self, *, restart: bool) -> fdpass.Socket:
         with self._lock:
@@ -382,17 +384,16 @@ def serve(fd: int) -> None:  # pragma: no cover - the spawner process
             data, fds = fdpass.recv_fds(ctl, 65536, 1)
             if not data:
                 return
-            if not data.startswith(b"S") or len(fds) != 1:
+            if data != b"S" or len(fds) != 1:
                 for extra in fds:
                     os.close(extra)
                 continue
             child = fdpass.Socket(fileno=fds[0])
             try:
-                spec = InitSpec.from_json(data[1:])
                 pid = os.fork()
                 if pid == 0:
                     ctl.close()
-                    _stage1(spec, child, programs[spec.seccomp])
+                    _stage1(child, programs)
                 pidfd = sc.pidfd_open(pid)  # our unreaped child: the pidfd is its
                 children[pidfd] = pid
                 poller.register(pidfd, select.POLLIN)
@@ -423,10 +424,13 @@ def reap(pid: int) -> int | None:
 # -- the children ----------------------------------------------------------------------------
 
 
-def _stage1(spec: InitSpec, sock: fdpass.Socket, program: bytes) -> None:  # pragma: no cover
+def _stage1(sock: fdpass.Socket, programs: dict[bool, bytes]) -> None:  # pragma: no cover
     try:
-        if sock.recv(16) != b"G":  # b"": P gave up before the cgroups were made
+        data = sock.recv(65536)
+        if not data.startswith(b"G"):  # b"": P gave up before the cgroups were made
             os._exit(1)
+        spec = InitSpec.from_json(data[1:])
+        program = programs[spec.seccomp]
         for path in spec.cgroup_procs:
             _write_proc_path(path, "0\n")
         sc.unshare(NAMESPACES)
