@@ -30,7 +30,6 @@ import ctypes
 import errno
 import functools
 import struct
-from collections import namedtuple
 
 from kernel import syscalls as sc
 from kernel.errors import NotSupported
@@ -50,13 +49,16 @@ _OFF_ARCH = 4
 _OFF_ARG1_LOW = 24  # args[1], low 32 bits (little endian)
 
 
-class Arch(namedtuple("Arch", "audit numbers x32")):
-    """`audit` (AUDIT_ARCH_*), syscall `numbers` by name, `x32` (the ABI shares the arch value)."""
+class Arch:
+    """`audit` (AUDIT_ARCH_*), syscall `numbers` by name, `x32` (the ABI shares the arch value).
+    A plain class: making a named tuple costs ~0.1 ms of vzctl exec's start."""
 
-    __slots__ = ()
-    audit: int
-    numbers: dict[str, int]
-    x32: bool
+    __slots__ = ("audit", "numbers", "x32")
+
+    def __init__(self, *, audit: int, numbers: dict[str, int], x32: bool) -> None:
+        self.audit = audit
+        self.numbers = numbers
+        self.x32 = x32
 
 
 _X86_64 = Arch(
