@@ -13,10 +13,12 @@ subclasses chosen from the errno.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import ipaddress
 import os
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,12 +65,14 @@ def netns_path(netns: str | None) -> str | None:
     return netns if "/" in netns else f"/run/netns/{netns}"
 
 
-def socket_in(netns: str | None, proto: int, kind: int = socket.SOCK_RAW) -> socket.socket:
-    """A netlink socket of `proto` made inside `netns` (None: here): this thread enters the
-    namespace only for the socket() call and comes back."""
+@contextlib.contextmanager
+def entered(netns: str | None) -> Iterator[None]:
+    """This thread in `netns` (None: where it is) for the block, and back: what is made there
+    (a socket, an open /proc/sys/net file) stays bound to that namespace."""
     path = netns_path(netns)
     if path is None:
-        return socket.socket(socket.AF_NETLINK, kind | socket.SOCK_CLOEXEC, proto)
+        yield
+        return
     try:
         target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -77,12 +81,52 @@ def socket_in(netns: str | None, proto: int, kind: int = socket.SOCK_RAW) -> soc
     try:
         sc.setns(target, sc.CLONE_NEWNET)
         try:
-            return socket.socket(socket.AF_NETLINK, kind | socket.SOCK_CLOEXEC, proto)
+            yield
         finally:
             sc.setns(home, sc.CLONE_NEWNET)
     finally:
         os.close(target)
         os.close(home)
+
+
+def socket_in(netns: str | None, proto: int, kind: int = socket.SOCK_RAW) -> socket.socket:
+    """A netlink socket of `proto` made inside `netns` (None: here)."""
+    with entered(netns):
+        return socket.socket(socket.AF_NETLINK, kind | socket.SOCK_CLOEXEC, proto)
+
+
+def set_sysctl(netns: str | None, key: str, value: str) -> None:
+    """`sysctl -w key=value` in `netns` without a process: /proc/sys/net is the namespace of the
+    thread that opens the file, so the open happens inside it (`key` in sysctl's dotted form,
+    an interface name in it without dots)."""
+    path = "/proc/sys/" + key.replace(".", "/")
+    try:
+        with entered(netns):
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        try:
+            os.write(fd, value.encode())
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise from_errno(exc.errno or errno.EIO, f"cannot set sysctl {key}", path) from exc
+
+
+def _link(msg: Any) -> Link:
+    info = msg.get_attr("IFLA_LINKINFO")
+    stats = msg.get_attr("IFLA_STATS64") or {}
+    return Link(
+        index=msg["index"],
+        name=msg.get_attr("IFLA_IFNAME"),
+        kind=(info.get_attr("IFLA_INFO_KIND") if info else "") or "",
+        mac=msg.get_attr("IFLA_ADDRESS") or "",
+        up=bool(msg["flags"] & 1),
+        master=msg.get_attr("IFLA_MASTER"),
+        rx_bytes=stats.get("rx_bytes", 0),
+        rx_packets=stats.get("rx_packets", 0),
+        tx_bytes=stats.get("tx_bytes", 0),
+        tx_packets=stats.get("tx_packets", 0),
+        alias=msg.get_attr("IFLA_IFALIAS") or "",
+    )
 
 
 def _wrap(exc: NetlinkError, what: str) -> KernelError:
@@ -126,29 +170,14 @@ class IP:
     # -- link -------------------------------------------------------------------------
     def links(self) -> list[Link]:
         """Every link with its counters: one netlink dump."""
-        out = []
-        for msg in self._call("link show", self._ipr.get_links):
-            info = msg.get_attr("IFLA_LINKINFO")
-            stats = msg.get_attr("IFLA_STATS64") or {}
-            out.append(
-                Link(
-                    index=msg["index"],
-                    name=msg.get_attr("IFLA_IFNAME"),
-                    kind=(info.get_attr("IFLA_INFO_KIND") if info else "") or "",
-                    mac=msg.get_attr("IFLA_ADDRESS") or "",
-                    up=bool(msg["flags"] & 1),
-                    master=msg.get_attr("IFLA_MASTER"),
-                    rx_bytes=stats.get("rx_bytes", 0),
-                    rx_packets=stats.get("rx_packets", 0),
-                    tx_bytes=stats.get("tx_bytes", 0),
-                    tx_packets=stats.get("tx_packets", 0),
-                    alias=msg.get_attr("IFLA_IFALIAS") or "",
-                )
-            )
-        return out
+        return [_link(msg) for msg in self._call("link show", self._ipr.get_links)]
 
     def link(self, name: str) -> Link | None:
-        return next((link for link in self.links() if link.name == name), None)
+        """One link by name, asked for alone (a dump of every link costs ~1 ms per 20 links)."""
+        for msg in self._call(f"link show {name}", self._ipr.link, "get", ifname=check_ifname(name),
+                              ok=(errno.ENODEV,)) or ():
+            return _link(msg)
+        return None
 
     def index(self, name: str) -> int:
         found = self._ipr.link_lookup(ifname=check_ifname(name))

@@ -36,10 +36,9 @@ from kernel.net.config import (
     with_macs,
 )
 from kernel.net.devices import Devices, Grant, parse_allow
-from kernel.net.ip import IP
-from kernel.net.nft import Counter, Nft, in_netns, lock_path
+from kernel.net.ip import IP, set_sysctl
+from kernel.net.nft import Counter, Nft, lock_path
 from kernel.registry import Record, Registry
-from kernel.run import run
 
 NODE_FILE = "node.json"  # the NetConfig of the node's last setup_node
 ALIAS_PREFIX = "ctpanel:"  # a host veth's alias: ctpanel:<node>:<CTID>:<inside name> (see `owner_alias`)
@@ -110,7 +109,7 @@ class Network:
         self.nft.delete_table("inet", self.prefix)
 
     def _sysctl(self, key: str, value: str) -> None:
-        run(in_netns(self.net.host_netns, ["sysctl", "-qw", f"{key}={value}"]))
+        set_sysctl(self.net.host_netns, key, value)
 
     # -- desired state -----------------------------------------------------------------------
     def _spec_path(self, ctid: int) -> str:

@@ -23,6 +23,11 @@ def test_two_vpss_reach_each_other_and_the_test_host(lab: Lab) -> None:
         assert in_ns(lab.peer, "busybox", "ping", "-c", "1", "-W", "2", target, check=False).returncode == 0, target
     _, out = lab.vsh(a, "ip -o addr show dev venet0; ip route; ip -6 route")
     assert a4 in out and a6 in out and "default via 169.254.0.1" in out and "default via fe80::1" in out
+    # The host veths ignore router advertisements (set in the node's namespace, whose default is to accept them).
+    veths = [name for ctid in (a, b) for name in lab.network.registry.get(ctid).interfaces.values()]
+    ra = {name: in_ns(lab.host, "sysctl", "-n", f"net.ipv6.conf.{name}.accept_ra").stdout.strip() for name in veths}
+    assert ra == dict.fromkeys(veths, "0")
+    assert in_ns(lab.host, "sysctl", "-n", "net.ipv6.conf.default.accept_ra").stdout.strip() == "1"
 
 
 def test_routed_ipv6_64_whole_prefix_and_nothing_else(lab: Lab) -> None:
