@@ -1,12 +1,13 @@
 """One delivery of a node operation: decode, journal, work, report — with a real journal."""
 
 import os
+import threading
 
 import pytest
 
 from kernel.errors import NoSpace
 from worker import protocol
-from worker.execution import execute
+from worker.execution import PROGRESS_DELAY, execute
 from worker.journal import Journal, owner_id
 
 NODE = "n1"
@@ -22,10 +23,10 @@ def sent():
     return []
 
 
-def deliver(journal, sent, work, op="op-1", **change):
+def deliver(journal, sent, work, op="op-1", progress_delay=PROGRESS_DELAY, send=None, **change):
     body = {**protocol.PingRequest(node=NODE, operation_id=op).to_dict(), **change}
     return execute(task_name=protocol.TASK_PING, task_id=op, node=NODE, request_cls=protocol.PingRequest,
-                   body=body, work=work, journal=journal, send=sent.append)
+                   body=body, work=work, journal=journal, send=send or sent.append, progress_delay=progress_delay)
 
 
 def test_success_is_reported_once_and_a_redelivery_does_not_run_again(journal, sent):
@@ -71,8 +72,38 @@ def test_progress_is_reported_and_renews_the_lease(journal, sent):
         assert journal.get("op-1").lease_expires >= before
         return {}
 
-    deliver(journal, sent, work)
+    deliver(journal, sent, work, progress_delay=0)
     assert [(r.status, r.stage, r.percent) for r in sent] == [("running", "copying", 100), ("succeeded", "", 100)]
+
+
+def test_an_operation_that_ends_before_the_progress_delay_reports_only_its_end(journal, sent):
+    def work(ctx):
+        ctx.progress("copying", 10)
+        ctx.progress("starting", 60)
+        return {}
+
+    deliver(journal, sent, work, progress_delay=3600)
+    assert [r.status for r in sent] == ["succeeded"]
+
+
+def test_progress_held_back_goes_out_when_the_delay_is_up_latest_first_and_before_the_end(journal, sent):
+    reported = threading.Event()
+
+    def send(report):
+        sent.append(report)
+        if report.status == "running":
+            reported.set()
+
+    def work(ctx):
+        ctx.progress("copying", 10)
+        ctx.progress("starting", 60)
+        assert reported.wait(30), "the held-back progress was never sent"
+        ctx.progress("starting", 70)  # the delay is up: at once
+        return {}
+
+    deliver(journal, sent, work, progress_delay=0.05, send=send)
+    assert [(r.status, r.stage, r.percent) for r in sent] == [
+        ("running", "starting", 60), ("running", "starting", 70), ("succeeded", "", 100)]
 
 
 def test_an_operation_whose_runs_keep_dying_is_given_up(journal, sent):
