@@ -24,6 +24,10 @@ With `tty=True`, H2 opens a new pty from the VPS's own devpts (/dev/ptmx
 inside, the peer through TIOCGPTPEER, no path lookup), makes it its
 controlling terminal, and hands the master to the caller: the caller's own
 terminal never enters the VPS (TIOCSTI could type into it).
+
+The helpers report to the caller in lines on a pipe ("pid N", "error TEXT");
+only the pty master travels over a socket (SCM_RIGHTS), so `vzctl exec`
+without a terminal never imports `_socket` (issue 4).
 """
 
 from __future__ import annotations
@@ -36,14 +40,16 @@ import stat
 import time
 from collections import namedtuple
 
-from kernel import fdpass, seccomp
+from kernel import seccomp
 from kernel import syscalls as sc
 from kernel.errors import InvalidArgument, KernelError, NotFound, Timeout
-from kernel.running import INIT_PATH, NAMESPACES, pidfd_exited, proc_stat
+from kernel.running import INIT_PATH, NAMESPACES, pidfd_exited, proc_stat, wait_readable
 
 TYPE_CHECKING = False  # typing and collections.abc: imports vzctl exec does not need
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
+
+    from kernel import fdpass
 
 DEFAULT_ENV = {"PATH": INIT_PATH, "HOME": "/root", "TERM": "dumb", "container": "ctpanel"}
 TTY_ENV = {**DEFAULT_ENV, "TERM": "xterm-256color"}
@@ -76,10 +82,12 @@ def _status_code(status: int) -> int:
 class Attached:
     """A command running inside a VPS. With a pty: `master`; else `stdin`/`stdout`/`stderr` pipes."""
 
-    def __init__(self, pid: int, info: fdpass.Socket) -> None:
+    def __init__(self, pid: int, report: int) -> None:
         self.pid = pid  # the host-side helper H
         self.inner_pid = 0  # H2, the command, as a host PID
-        self._info = info
+        self._report = report  # the read end of the helpers' report pipe (lines); -1 once closed
+        self._pending = b""
+        self._ended = False
         self._messages: list[bytes] = []
         self.master: int | None = None
         self.stdin: int | None = None
@@ -87,54 +95,37 @@ class Attached:
         self.stderr: int | None = None
         self.returncode: int | None = None
 
-    def _drain(self, *, until_pty: bool = False) -> None:
-        """Read the helper's messages: all that are there, or (blocking) until the pty comes."""
-        if not until_pty:
-            self._info.setblocking(False)
-        while True:
-            try:
-                msg, fds = fdpass.recv_fds(self._info, 4096, 1)
-            except BlockingIOError:
-                return
-            for fd in fds:
-                os.set_inheritable(fd, False)
-            if not msg:
-                return
-            if msg == b"pty" and fds:
-                self.master = fds[0]
-                return
-            for fd in fds:
-                os.close(fd)
-            if msg.startswith(b"pid "):
-                self.inner_pid = int(msg[4:])
-            else:
-                self._messages.append(msg)
-                if until_pty:
-                    return
+    def _read(self, timeout: float | None) -> None:
+        """Take the report lines there are, waiting up to `timeout` seconds (None: for ever) for
+        the first; `TimeoutError` when none came. The pipe's end (every helper gone) ends it."""
+        if not wait_readable(self._report, timeout):
+            raise TimeoutError("no report from the exec helper")
+        data = os.read(self._report, 65536)
+        self._ended = not data
+        *lines, self._pending = (self._pending + data).split(b"\n")
+        for line in lines:
+            if line.startswith(b"pid "):
+                self.inner_pid = int(line[4:])
+            elif line:
+                self._messages.append(line)
 
     def command_pid(self, timeout: float | None = None) -> int:
         """The command's host PID, once the helper has started it (0 if it could not);
         `TimeoutError` after `timeout` seconds."""
-        self._info.settimeout(timeout)
-        while not self.inner_pid:
-            msg, fds = fdpass.recv_fds(self._info, 4096, 1)
-            for fd in fds:
-                os.close(fd)
-            if not msg:
-                break
-            if msg.startswith(b"pid "):
-                self.inner_pid = int(msg[4:])
-            else:
-                self._messages.append(msg)
+        while not self.inner_pid and not self._ended:
+            self._read(timeout)
         return self.inner_pid
 
     def wait(self) -> int:
         """Wait for the command; its exit code. Raises if it could not be exec'd at all."""
         if self.returncode is None:
-            _, status = os.waitpid(self.pid, 0)
-            self.returncode = _status_code(status)
-            self._drain()
-            self._info.close()
+            try:
+                _, status = os.waitpid(self.pid, 0)
+                self.returncode = _status_code(status)
+                while not self._ended and wait_readable(self._report, 0):  # the helper is gone: all is there
+                    self._read(0)
+            finally:
+                self._close_report()
             if os.WIFSIGNALED(status):
                 self._reap_orphan()
         for msg in self._messages:
@@ -143,6 +134,15 @@ class Attached:
                 raise NotFound(f"exec: {text}")
             raise KernelError(f"exec: {text}")
         return self.returncode
+
+    def _close_report(self) -> None:
+        if self._report >= 0:
+            os.close(self._report)
+            self._report = -1
+            self._ended = True
+
+    def __del__(self) -> None:  # never waited for: the report pipe is closed as a socket object would be
+        self._close_report()
 
     def _reap_orphan(self) -> None:
         """H was killed: its command, if it came to us (we are a subreaper), is killed and reaped.
@@ -295,38 +295,72 @@ def spawn_in(
         raise InvalidArgument("exec needs a command")
     program = seccomp.build() if use_seccomp else b""
     full_env = dict(env if env is not None else (TTY_ENV if tty else DEFAULT_ENV))
-    info, info_child = fdpass.seqpacket_pair()
+    report, report_w = os.pipe()
     parent_ends: list[int] = []  # stdin (write end), stdout, stderr (read ends)
     child_ends: list[int] = []
-    if not tty:
+    send_pty = pty_sock = None
+    if tty:
+        from kernel import fdpass  # the pty master is passed as a descriptor: a socket (~0.2 ms of imports)
+
+        pty_sock, pty_child = fdpass.seqpacket_pair()
+        send_pty = _PtySender(fdpass.send_fds, pty_child)
+    else:
         in_r, in_w = os.pipe()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         parent_ends, child_ends = [in_w, out_r, err_r], [in_r, out_w, err_w]
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the helper
-        info.close()
+        os.close(report)
+        if pty_sock is not None:
+            pty_sock.close()
         for fd in parent_ends:
             os.close(fd)
-        _helper(pidfd, cgroup_procs, home_procs, argv, full_env, cwd, tuple(child_ends), info_child, program)
-    info_child.close()
+        _helper(pidfd, cgroup_procs, home_procs, argv, full_env, cwd, tuple(child_ends), report_w, send_pty, program)
+    os.close(report_w)
     for fd in child_ends:
         os.close(fd)
-    attached = Attached(pid, info)
-    if tty:
-        info.settimeout(timeout)
-        try:
-            attached._drain(until_pty=True)
-        except TimeoutError:
-            attached.kill()
-            attached.wait()
-            raise Timeout("exec: no pty from the VPS") from None
-        if attached.master is None:
-            attached.wait()
-            raise KernelError("exec: the VPS gave no pty")
-    else:
+    attached = Attached(pid, report)
+    if pty_sock is None:
         attached.stdin, attached.stdout, attached.stderr = parent_ends
+        return attached
+    assert send_pty is not None
+    send_pty.sock.close()
+    attached.master = _receive_pty(pty_sock, timeout, attached)
     return attached
+
+
+class _PtySender:
+    """How the command's helper hands the pty master over (its socket end is closed by the caller
+    after the fork and by the helper once the command's process is forked, so a helper that dies
+    before sending ends the caller's wait at once)."""
+
+    def __init__(self, send_fds: Callable[[fdpass.Socket, bytes, list[int]], None], sock: fdpass.Socket) -> None:
+        self.send_fds = send_fds
+        self.sock = sock
+
+    def __call__(self, master: int) -> None:  # pragma: no cover - runs inside the VPS
+        self.send_fds(self.sock, b"pty", [master])
+
+
+def _receive_pty(sock: fdpass.Socket, timeout: float, attached: Attached) -> int:
+    from kernel import fdpass
+
+    sock.settimeout(timeout)
+    try:
+        msg, fds = fdpass.recv_fds(sock, 16, 1)
+    except TimeoutError:
+        attached.kill()
+        attached.wait()
+        raise Timeout("exec: no pty from the VPS") from None
+    finally:
+        sock.close()
+    if msg == b"pty" and fds:
+        return fds[0]
+    for fd in fds:
+        os.close(fd)
+    attached.wait()  # raises what the helper reported
+    raise KernelError("exec: the VPS gave no pty")
 
 
 def set_uts_name(pidfd: int, hostname: str) -> None:
@@ -425,7 +459,8 @@ def _helper(  # pragma: no cover - runs in the helper
     env: dict[str, str],
     cwd: str,
     stdio: tuple[int, ...],
-    info: fdpass.Socket,
+    report: int,
+    send_pty: _PtySender | None,
     program: bytes,
 ) -> None:
     code = 126
@@ -441,25 +476,31 @@ def _helper(  # pragma: no cover - runs in the helper
         for fd in join:  # the descriptors keep the host credentials they were opened with
             os.write(fd, b"0\n")
         try:
-            if stdio:
+            if send_pty is None:
                 child = _spawn_command(argv, env, cwd, stdio, program)
             else:
                 child = os.fork()
                 if child == 0:
-                    _command_on_pty(argv, env, cwd, info, program)
+                    _command_on_pty(argv, env, cwd, report, send_pty, program)
+                send_pty.sock.close()
         finally:
             for fd in leave:
                 with contextlib.suppress(OSError):
                     os.write(fd, b"0\n")
         for fd in (*stdio, *join, *leave):
             os.close(fd)
-        info.send(b"pid %d" % child)
+        _report(report, f"pid {child}")
         _, status = os.waitpid(child, 0)
         code = _status_code(status)
     except BaseException as exc:
-        with contextlib.suppress(OSError):
-            info.send(f"error {exc}".encode())
+        _report(report, f"error {exc}")
     os._exit(code)
+
+
+def _report(fd: int, line: str) -> None:  # pragma: no cover - runs in the helpers
+    """One line to the caller (under PIPE_BUF, so written at once); a caller gone is no error."""
+    with contextlib.suppress(OSError):
+        os.write(fd, line.replace("\n", " ").encode(errors="replace")[:4000] + b"\n")
 
 
 def _inherit_from_init(pidfd: int) -> None:  # pragma: no cover - runs in the helper
@@ -531,7 +572,8 @@ def _command_on_pty(  # pragma: no cover - runs inside the VPS
     argv: Sequence[str],
     env: dict[str, str],
     cwd: str,
-    info: fdpass.Socket,
+    report: int,
+    send_pty: _PtySender,
     program: bytes,
 ) -> None:
     try:
@@ -544,7 +586,7 @@ def _command_on_pty(  # pragma: no cover - runs inside the VPS
         for target in (0, 1, 2):
             os.dup2(slave, target)
         os.close(slave)
-        fdpass.send_fds(info, b"pty", [master])
+        send_pty(master)
         os.close(master)
         for sig in (signal.SIGPIPE, signal.SIGXFSZ):
             signal.signal(sig, signal.SIG_DFL)
@@ -555,6 +597,5 @@ def _command_on_pty(  # pragma: no cover - runs inside the VPS
             seccomp.install(program)
         os.execvpe(argv[0], list(argv), env)  # noqa: S606 - the VPS's own binary, by design
     except BaseException as exc:
-        with contextlib.suppress(OSError):
-            info.send(f"error {exc}".encode())
+        _report(report, f"error {exc}")
     os._exit(127)

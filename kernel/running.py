@@ -39,9 +39,14 @@ def proc_stat(pid: int) -> list[str] | None:
 
 def pidfd_exited(pidfd: int, timeout: float) -> bool:
     """True once the process behind `pidfd` has exited (zombie or reaped), False after `timeout`."""
+    return wait_readable(pidfd, timeout)
+
+
+def wait_readable(fd: int, timeout: float | None) -> bool:
+    """True once `fd` is readable (or at its end), False after `timeout` seconds (None: for ever)."""
     poller = select.poll()
-    poller.register(pidfd, select.POLLIN)
-    return bool(poller.poll(max(0, int(timeout * 1000))))
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(None if timeout is None else max(0, int(timeout * 1000))))
 
 
 def starttime(pid: int) -> int | None:
