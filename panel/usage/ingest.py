@@ -37,14 +37,19 @@ def batch_time(batch: protocol.UsageBatch) -> datetime.datetime:
     return min(sent, now + MAX_CLOCK_SKEW)
 
 
-def _beancounters(raw: Any) -> dict[str, dict[str, int]]:
-    """The well-formed rows only: a short name and non-negative integers."""
+def _beancounters(raw: Any) -> dict[str, tuple[int, int, int, int, int]]:
+    """The well-formed rows only, as (held, maxheld, barrier, limit, failcnt): a short name and
+    non-negative integers (a missing field is 0)."""
     rows = {}
-    for name, values in (raw or {}).items() if isinstance(raw, dict) else ():
+    for name, values in raw.items() if isinstance(raw, dict) else ():
         if not isinstance(name, str) or not 0 < len(name) <= 32 or not isinstance(values, dict):
             continue
-        row = {f: values.get(f, 0) for f in BEANCOUNTER_FIELDS}
-        if all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**63 for v in row.values()):
+        row = held, maxheld, barrier, limit, failcnt = (values.get("held", 0), values.get("maxheld", 0),
+                                                        values.get("barrier", 0), values.get("limit", 0),
+                                                        values.get("failcnt", 0))
+        # Exact types (JSON's): a bool is no count.
+        if type(held) is type(maxheld) is type(barrier) is type(limit) is type(failcnt) is int \
+                and min(row) >= 0 and max(row) < 2**63:
             rows[name] = row
     return rows
 
@@ -63,8 +68,11 @@ def _delta(name: str, raw: dict[str, Any], previous: dict[str, int] | None) -> i
 EVENT_RESOURCES = {"oom_kills": "oom_kill"}
 assert set(EVENT_RESOURCES) == set(protocol.USAGE_EVENTS)
 
-SAMPLE_FIELDS = ("vps", "time", "epoch", "seconds", *protocol.USAGE_COUNTERS, *protocol.USAGE_GAUGES, "cpu_percent",
-                 "rx_bps", "tx_bps", "rx_bytes", "tx_bytes")
+MEASURES = (*protocol.USAGE_COUNTERS, *protocol.USAGE_GAUGES)  # a sample's own values, stored as they came
+TOTALS = (*protocol.USAGE_COUNTERS, *protocol.USAGE_EVENTS)  # what the next sample's deltas are taken from
+RATE_COUNTERS = ("cpu_ns", "net_rx_bytes", "net_tx_bytes")  # the counters whose deltas make rates
+SAMPLE_FIELDS = ("vps", "time", "epoch", "seconds", *MEASURES, "cpu_percent", "rx_bps", "tx_bps", "rx_bytes",
+                 "tx_bytes")
 
 
 def _rate(delta: int | None, seconds: float | None, scale: float) -> float | None:
@@ -77,54 +85,48 @@ def ingest(batch: protocol.UsageBatch) -> int:
     Rows are written as tuples in one statement per table (panel/core/bulk.py): at 10,000 VPSs a
     minute, model instances would cost the panel worker more than the database's work."""
     time = batch_time(batch)
-    ctids = [s["ctid"] for s in batch.samples]
-    # ctid -> (primary key, the plan's traffic reset day and quota)
+    # ctid -> (primary key, the plan's traffic reset day and quota), of all the node's VPSs: a
+    # filter on the batch's ctids (hundreds) would cost more to build than the rows it saves.
     vpss = {ctid: (pk, day or 1, quota or 0) for ctid, pk, day, quota in VPS.objects
-            .filter(ctid__in=ctids, node__name=batch.node).exclude(state=VpsState.DESTROYED)
+            .filter(node__name=batch.node).exclude(state=VpsState.DESTROYED)
             .values_list("ctid", "pk", "plan__traffic_reset_day", "plan__traffic")}
-    if len(vpss) < len(set(ctids)):
-        log.warning("usage batch from %s names VPSs it does not hold: %s", batch.node,
-                    sorted(set(ctids) - set(vpss)))
+    strangers = {s["ctid"] for s in batch.samples} - vpss.keys()
+    if strangers:
+        log.warning("usage batch from %s names VPSs it does not hold: %s", batch.node, sorted(strangers))
     samples, fails, states, rows, used = [], [], [], [], {}
     with transaction.atomic():
         known = {vps_id: (epoch, at, totals, failcnt) for vps_id, epoch, at, totals, failcnt
-                 in CounterState.objects.select_for_update().filter(vps__in=[v[0] for v in vpss.values()])
+                 in CounterState.objects.select_for_update(of=("self",)).filter(vps__node__name=batch.node)
                  .values_list("vps", "epoch", "time", "totals", "failcnt")}
         for raw in batch.samples:
             vps = vpss.get(raw["ctid"])
             if vps is None:
                 continue
-            vps_id = vps[0]
+            vps_id, epoch = vps[0], raw["epoch"]
             state = known.get(vps_id)
-            same_epoch = state is not None and state[0] == raw["epoch"]
+            same_epoch = state is not None and state[0] == epoch
             if same_epoch and state[1] >= time:
                 continue  # seen already (a redelivery) or older than what we have
             previous = state[2] if same_epoch else None
             seconds = (time - state[1]).total_seconds() if same_epoch else None
-            delta = {name: _delta(name, raw, previous) for name in protocol.USAGE_COUNTERS}
-            rx, tx = delta["net_rx_bytes"] or 0, delta["net_tx_bytes"] or 0
-            samples.append((
-                vps_id, time, raw["epoch"], seconds,
-                *(raw.get(name) for name in (*protocol.USAGE_COUNTERS, *protocol.USAGE_GAUGES)),
-                _rate(delta["cpu_ns"], seconds, 100 / 1e9), _rate(delta["net_rx_bytes"], seconds, 8),
-                _rate(delta["net_tx_bytes"], seconds, 8), rx, tx,
-            ))
+            cpu, rx, tx = (_delta(name, raw, previous) for name in RATE_COUNTERS)
+            samples.append((vps_id, time, epoch, seconds, *map(raw.get, MEASURES), _rate(cpu, seconds, 100 / 1e9),
+                            _rate(rx, seconds, 8), _rate(tx, seconds, 8), rx or 0, tx or 0))
             if rx or tx:
-                used[vps_id] = (rx, tx, vps[1], vps[2])
+                used[vps_id] = (rx or 0, tx or 0, vps[1], vps[2])
             beans = _beancounters(raw.get("beancounters"))
             failcnt_before = state[3] if same_epoch else {}
             for name, row in beans.items():
-                grown = row["failcnt"] - failcnt_before.get(name, 0)
+                grown = row[4] - failcnt_before.get(name, 0)
                 if grown > 0:
-                    fails.append((vps_id, time, name, min(grown, 2**31 - 1), row["held"], row["limit"]))
-                rows.append((vps_id, name, time, *(row[f] for f in BEANCOUNTER_FIELDS)))
+                    fails.append((vps_id, time, name, min(grown, 2**31 - 1), row[0], row[3]))
+                rows.append((vps_id, name, time, *row))
             for name, resource in EVENT_RESOURCES.items():
                 grown = _delta(name, raw, previous)
                 if grown:
                     fails.append((vps_id, time, resource, min(grown, 2**31 - 1), None, None))
-            totals = {n: raw[n] for n in (*protocol.USAGE_COUNTERS, *protocol.USAGE_EVENTS) if n in raw}
-            states.append((vps_id, raw["epoch"], time, totals,
-                           {name: row["failcnt"] for name, row in beans.items()}))
+            states.append((vps_id, epoch, time, {n: raw[n] for n in TOTALS if n in raw},
+                           {name: row[4] for name, row in beans.items()}))
         bulk.insert_rows(Sample, SAMPLE_FIELDS, samples, conflict=("vps", "time"))
         bulk.insert_rows(FailEvent, ("vps", "time", "resource", "count", "held", "limit"), fails)
         bulk.insert_rows(CounterState, ("vps", "epoch", "time", "totals", "failcnt"), states, conflict=("vps",),

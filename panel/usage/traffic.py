@@ -51,11 +51,14 @@ def add(used: dict[int, tuple[int, int, int, int]], time: datetime.datetime) -> 
     for vps_id, (rx, tx, day, quota) in used.items():
         start, end = period_bounds(day, time.date())
         rows.append((vps_id, start, end, rx, tx, quota, False, False, ""))
-    ids = bulk.insert_rows(
+    counted = bulk.insert_rows(
         TrafficPeriod, ("vps", "start", "end", "rx_bytes", "tx_bytes", "quota", "notified_80", "notified_100",
                         "over_action"),
-        rows, conflict=("vps", "start"), add=("rx_bytes", "tx_bytes"), returning="id")
-    for period in TrafficPeriod.objects.filter(id__in=ids, quota__gt=0).select_related("vps__plan", "vps__customer"):
+        rows, conflict=("vps", "start"), add=("rx_bytes", "tx_bytes"),
+        returning=("id", "rx_bytes", "tx_bytes", "quota"))
+    # Only a period at WARN_AT of its quota or more has anything to check (check_quota).
+    near = [pk for pk, rx, tx, quota in counted if quota > 0 and rx + tx >= WARN_AT * quota]
+    for period in TrafficPeriod.objects.filter(id__in=near).select_related("vps__plan", "vps__customer"):
         check_quota(period)
 
 
