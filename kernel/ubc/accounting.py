@@ -195,22 +195,29 @@ def save_rows(path: str, rows: Mapping[int, Mapping[str, Row]]) -> None:
 
 
 class SavedRows:
-    """The rows `save_rows` wrote, re-read when the file changes (one stat per call otherwise)."""
+    """The rows `save_rows` wrote, re-read when the file changes: looked at (a stat) at most once
+    per `recheck` seconds, not once per VPS text. A VPS without saved rows gets one shared empty dict."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, recheck: float = 0.5) -> None:
         self.path = path
+        self.recheck = recheck
         self._stamp: tuple[int, int] | None = None
+        self._checked = -recheck
         self._rows: dict[int, dict[str, Row]] = {}
+        self._none: dict[str, Row] = {}
 
     def __call__(self, ctid: int) -> dict[str, Row]:
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            self._stamp, self._rows = None, {}
-            return {}
-        if (st.st_ino, st.st_mtime_ns) != self._stamp:
-            self._stamp, self._rows = (st.st_ino, st.st_mtime_ns), self._load()
-        return self._rows.get(ctid, {})
+        now = time.monotonic()
+        if now - self._checked >= self.recheck:
+            self._checked = now
+            try:
+                st = os.stat(self.path)
+            except OSError:
+                self._stamp, self._rows = None, {}
+            else:
+                if (st.st_ino, st.st_mtime_ns) != self._stamp:
+                    self._stamp, self._rows = (st.st_ino, st.st_mtime_ns), self._load()
+        return self._rows.get(ctid, self._none)
 
     def _load(self) -> dict[int, dict[str, Row]]:
         try:

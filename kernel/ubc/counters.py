@@ -26,7 +26,7 @@ import time
 import uuid
 import weakref
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from kernel import statefile
 from kernel.cgroups import INNER, CgroupDriver
@@ -40,8 +40,9 @@ SAVE_EVERY = 60.0
 MAX_OPEN_FILES = 8192  # cgroup files a reader keeps open (about 19 per VPS); beyond, open/read/close
 
 
-@dataclass(frozen=True)
-class Row:
+class Row(NamedTuple):
+    """One beancounter row (a named tuple: the in-VPS table's server makes six per VPS per second)."""
+
     held: int
     maxheld: int
     barrier: int
@@ -71,31 +72,27 @@ class Sample:
                 **self.gauges, "beancounters": {name: row.to_json() for name, row in self.rows.items()}}
 
 
-def _num(text: str) -> int:
-    value = int(text.split()[0]) if text.strip() else 0
+def _num(text: bytes) -> int:
+    try:
+        value = int(text)  # one number and a newline: the usual file
+    except ValueError:
+        value = int(text.split()[0]) if text.strip() else 0
     return UNLIMITED if value >= 1 << 62 else value
 
 
-def _limit(text: str) -> int:
-    raw = text.split()[0] if text.strip() else "max"
-    return UNLIMITED if raw == "max" else _num(raw)
+def _limit(text: bytes) -> int:
+    return UNLIMITED if text.startswith(b"max") or not text.strip() else _num(text)
 
 
-def _keyed(text: str) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for line in text.splitlines():
-        key, _, value = line.partition(" ")
-        if value.strip().lstrip("-").isdigit():
-            out[key] = int(value)
-    return out
-
-
-def _stat(text: str, key: str) -> int:
-    """One key of a memory.stat text (without parsing the other ~40 lines)."""
-    at = text.find(f"\n{key} ") + 1 if not text.startswith(f"{key} ") else 0
-    if at == 0 and not text.startswith(f"{key} "):
-        return 0
-    end = text.find("\n", at)
+def _stat(text: bytes, key: bytes) -> int:
+    """One `key value` line of a keyed file (memory.stat, *.events, cpu.stat); 0 when absent."""
+    if text.startswith(key + b" "):
+        at = 0
+    else:
+        at = text.find(b"\n" + key + b" ") + 1
+        if at == 0:
+            return 0
+    end = text.find(b"\n", at)
     return int(text[at + len(key) + 1:end if end >= 0 else None])
 
 
@@ -117,9 +114,15 @@ class Ledger:
     def for_node(cls, state_root: str) -> Ledger:
         return cls(os.path.join(statefile.ensure_dir(os.path.join(state_root, "ubc")), "ledger.json"))
 
+    def _entry(self, ctid: int, ident: int | None) -> dict[str, Any]:
+        entry = self.vps.get(key := str(ctid))
+        if entry is None:
+            entry = self.vps[key] = {"ident": ident, "base": {}, "last": {}, "peak": {}}
+        return entry
+
     def observe(self, ctid: int, ident: int | None, values: dict[str, int]) -> dict[str, int]:
         """Kernel counters of one read → monotonic totals."""
-        entry = self.vps.setdefault(str(ctid), {"ident": ident, "base": {}, "last": {}, "peak": {}})
+        entry = self._entry(ctid, ident)
         base, last = entry["base"], entry["last"]
         recreated = ident is not None and entry["ident"] not in (None, ident)
         if recreated or any(values.get(k, 0) < v for k, v in last.items()):
@@ -131,11 +134,13 @@ class Ledger:
         if entry["ident"] is None and ident is not None:
             entry["ident"] = ident
         last.update(values)
+        if not base:
+            return dict(values)
         return {key: base.get(key, 0) + value for key, value in values.items()}
 
     def peak(self, ctid: int, row: str, held: int) -> int:
         """The largest `held` seen since the cgroup was made (for kernels without a peak file)."""
-        peaks = self.vps.setdefault(str(ctid), {"ident": None, "base": {}, "last": {}, "peak": {}})["peak"]
+        peaks = self._entry(ctid, None)["peak"]
         if held > peaks.get(row, -1):
             peaks[row] = held
         return int(peaks[row])
@@ -154,11 +159,48 @@ class Ledger:
             self._dirty, self._saved = False, time.monotonic()
 
 
-def _close_all(fds: dict[str, int]) -> None:
-    for fd in fds.values():
-        with contextlib.suppress(OSError):
-            os.close(fd)
-    fds.clear()
+Raw = tuple[int | None, tuple[bytes | None, ...]]  # a VPS's cgroup identity and its files' texts (None: absent)
+
+# The files of a VPS's table in the order the parsers take them: (controller, inner cgroup, name).
+_V1 = (
+    ("memory", False, "memory.usage_in_bytes"), ("memory", False, "memory.limit_in_bytes"),
+    ("memory", False, "memory.max_usage_in_bytes"), ("memory", False, "memory.failcnt"),
+    ("memory", False, "memory.memsw.usage_in_bytes"), ("memory", False, "memory.memsw.limit_in_bytes"),
+    ("memory", False, "memory.memsw.failcnt"), ("memory", False, "memory.kmem.usage_in_bytes"),
+    ("memory", False, "memory.kmem.max_usage_in_bytes"), ("memory", False, "memory.kmem.tcp.usage_in_bytes"),
+    ("memory", False, "memory.stat"), ("pids", False, "pids.current"), ("pids", False, "pids.max"),
+    ("pids", False, "pids.peak"), ("pids", False, "pids.events"), ("pids", True, "pids.events"),
+)
+_V1_TOTALS = (("memory", False, "memory.oom_control"), ("memory", True, "memory.oom_control"),
+              ("cpuacct", False, "cpuacct.usage"))
+_V2 = (
+    ("memory", False, "memory.current"), ("memory", False, "memory.max"), ("memory", False, "memory.events"),
+    ("memory", False, "memory.peak"), ("memory", False, "memory.swap.current"), ("memory", False, "memory.swap.max"),
+    ("memory", False, "memory.swap.peak"), ("memory", False, "memory.swap.events"), ("memory", False, "memory.stat"),
+    ("pids", False, "pids.current"), ("pids", False, "pids.max"), ("pids", False, "pids.peak"),
+    ("pids", False, "pids.events"), ("pids", False, "pids.events.local"), ("pids", True, "pids.events"),
+)
+_V2_TOTALS = (("cpu", False, "cpu.stat"),)
+
+
+def _need(text: bytes | None) -> bytes:
+    if text is None:
+        raise NotFound("a cgroup file of the VPS's table is missing")
+    return text
+
+
+def _opt(text: bytes | None) -> int | None:
+    """A kernel peak file, or None where this kernel has none."""
+    return None if text is None else _num(text)
+
+
+def _close_all(held: dict[int, tuple[int | None, list[int | None]]]) -> None:
+    for _, fds in held.values():
+        for fd in fds:
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+    held.clear()
 
 
 def _ident(path: str) -> int | None:
@@ -169,7 +211,12 @@ def _ident(path: str) -> int | None:
 
 
 class FastReader:
-    """Reads every VPS's table from its outer cgroups; one instance per sampling loop."""
+    """Reads every VPS's table from its outer cgroups; one instance per sampling loop.
+
+    On the real cgroupfs a VPS's files stay open and are re-read with pread at offset 0 (the
+    kernel makes the text anew): a third of the syscalls of open, read, close. A cgroup
+    re-created since (a VPS restart) or removed answers ENODEV: its files are opened again, and
+    its identity (the memory cgroup's inode, for the ledger) is taken at each opening only."""
 
     def __init__(self, driver: CgroupDriver, ledger: Ledger | None = None, *, totals: bool = True) -> None:
         """`totals=False`: the table's rows only, no cpu_ns or oom_kill (3 files fewer per VPS on v1,
@@ -177,11 +224,14 @@ class FastReader:
         self.driver = driver
         self.ledger = ledger or Ledger(None)
         self.totals = totals
-        self.read_one = self._read_v1 if driver.version == 1 else self._read_v2
+        v1 = driver.version == 1
+        self._files = (_V1 + _V1_TOTALS if totals else _V1) if v1 else (_V2 + _V2_TOTALS if totals else _V2)
+        self._parse = self._parse_v1 if v1 else self._parse_v2
         self._tops: dict[str, str] = {}  # controller → prefix cgroup (string joins: this is the hot path)
         self._keep_fds = isinstance(driver.fs, RealFS)
-        self._fds: dict[str, int] = {}
-        weakref.finalize(self, _close_all, self._fds)  # a reader dropped without close()
+        self._held: dict[int, tuple[int | None, list[int | None]]] = {}  # ctid → (identity, open files)
+        self._open_files = 0
+        weakref.finalize(self, _close_all, self._held)  # a reader dropped without close()
 
     def _dir(self, ctid: int, controller: str, inner: bool = False) -> str:
         top = self._tops.get(controller)
@@ -196,63 +246,74 @@ class FastReader:
         for ctid in listed:
             with contextlib.suppress(KernelError):
                 out[ctid] = self.read_one(ctid)
-        if ctids is None and self._fds:
-            self._forget_fds(set(listed))
+        if ctids is None:
+            for ctid in set(self._held) - set(listed):
+                self.forget(ctid)
         self.ledger.save()
         return out
 
-    def close(self) -> None:
-        """Close the descriptors kept open (see `_file`)."""
-        self._forget_fds(set())
+    def read_one(self, ctid: int) -> Sample:
+        """One VPS's sample; `NotFound` (a `KernelError`) when its cgroups are gone."""
+        return self.sample(ctid, self.raw(ctid))
 
-    def _forget_fds(self, keep: set[int]) -> None:
-        for path in [p for p in self._fds if int(p[len(self._prefix_of(p)):].split("/", 2)[1]) not in keep]:
-            os.close(self._fds.pop(path))
-
-    def _prefix_of(self, path: str) -> str:
-        return next(top for top in self._tops.values() if path.startswith(top + "/"))
-
-    def _file(self, directory: str, name: str) -> str:
-        """One cgroup file. On the real cgroupfs its descriptor stays open and is re-read with
-        pread at offset 0 (the kernel makes the text anew): a third of the syscalls of open, read,
-        close. A cgroup re-created since (a VPS restart) answers ENODEV: reopened once."""
-        path = f"{directory}/{name}"
-        if not self._keep_fds:
-            return self.driver.fs.read(path)
-        fd = self._fds.get(path)
-        if fd is not None:
+    def raw(self, ctid: int) -> Raw:
+        """The texts of the VPS's table files: equal raws make equal samples (no need to parse
+        again while the ledger saw nothing else of this VPS)."""
+        held = self._held.get(ctid)
+        if held is not None:
             try:
-                return os.pread(fd, 65536, 0).decode("ascii")
-            except OSError:
-                os.close(self._fds.pop(path))
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as exc:
-            raise from_oserror(exc, "cannot read cgroup file") from exc
-        try:
-            text = os.pread(fd, 65536, 0).decode("ascii")
-        except OSError as exc:
-            os.close(fd)
-            raise from_oserror(exc, "cannot read cgroup file") from exc
-        if len(self._fds) < MAX_OPEN_FILES:
-            self._fds[path] = fd
-        else:
-            os.close(fd)
-        return text
+                return held[0], tuple([None if fd is None else os.pread(fd, 65536, 0) for fd in held[1]])
+            except OSError:  # ENODEV: re-created or removed
+                self.forget(ctid)
+        paths = [f"{self._dir(ctid, controller, inner)}/{name}" for controller, inner, name in self._files]
+        if not self._keep_fds or self._open_files + len(paths) > MAX_OPEN_FILES:
+            texts = tuple(self._read_path(path) for path in paths)
+            return _ident(self._dir(ctid, "memory")), texts
+        return self._hold(ctid, paths)
 
-    def _has(self, directory: str, name: str) -> bool:
+    def _read_path(self, path: str) -> bytes | None:
         try:
-            self._file(directory, name)
-        except NotFound:
-            return False
-        return True
-
-    def _peak(self, directory: str, name: str) -> int | None:
-        """A kernel peak file, or None where this kernel has none."""
-        try:
-            return _num(self._file(directory, name))
+            return self.driver.fs.read(path).encode("ascii")
         except NotFound:
             return None
+
+    def _hold(self, ctid: int, paths: list[str]) -> Raw:
+        fds: list[int | None] = []
+        try:
+            for path in paths:
+                try:
+                    fds.append(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+                except FileNotFoundError:
+                    fds.append(None)
+            texts = tuple([None if fd is None else os.pread(fd, 65536, 0) for fd in fds])
+        except OSError as exc:
+            _close_all({ctid: (None, fds)})
+            raise from_oserror(exc, "cannot read cgroup file") from exc
+        ident = _ident(self._dir(ctid, "memory"))
+        # Nothing kept for a VPS without cgroups, nor while its inner cgroup is not made yet (a start).
+        inner_missing = any(fd is None and inner for fd, (_, inner, _) in zip(fds, self._files, strict=True))
+        if fds[0] is None or inner_missing:
+            _close_all({ctid: (None, fds)})
+        else:
+            self._held[ctid] = (ident, fds)
+            self._open_files += sum(fd is not None for fd in fds)
+        return ident, texts
+
+    def forget(self, ctid: int) -> None:
+        """Close the files kept open for `ctid` (opened again at its next read)."""
+        held = self._held.pop(ctid, None)
+        if held is not None:
+            self._open_files -= sum(fd is not None for fd in held[1])
+            _close_all({ctid: held})
+
+    def close(self) -> None:
+        """Close the descriptors kept open."""
+        for ctid in list(self._held):
+            self.forget(ctid)
+
+    def sample(self, ctid: int, raw: Raw) -> Sample:
+        """The sample of a `raw()` result (the ledger observes it)."""
+        return self._parse(ctid, raw[0], raw[1])
 
     def _finish(self, ctid: int, ident: int | None, raw: dict[str, tuple[int, int | None, int, int]],
                 events: dict[str, int], extra: dict[str, int]) -> Sample:
@@ -268,69 +329,57 @@ class FastReader:
         sample.totals = {"cpu_ns": totals.get("cpu_ns", 0), "oom_kill": totals.get("oom_kill", 0)}
         return sample
 
-    def _read_v1(self, ctid: int) -> Sample:
-        mem, pids, acct = (self._dir(ctid, c) for c in ("memory", "pids", "cpuacct"))
-        f = self._file
-        usage, memlimit = _num(f(mem, "memory.usage_in_bytes")), _limit(f(mem, "memory.limit_in_bytes"))
-        raw = {"physpages": (usage, _num(f(mem, "memory.max_usage_in_bytes")), memlimit, memlimit)}
-        events = {"physpages.failcnt": _num(f(mem, "memory.failcnt"))}
+    def _parse_v1(self, ctid: int, ident: int | None, g: tuple[bytes | None, ...]) -> Sample:
+        usage, memlimit = _num(_need(g[0])), _limit(_need(g[1]))
+        raw = {"physpages": (usage, _num(_need(g[2])), memlimit, memlimit)}
+        events = {"physpages.failcnt": _num(_need(g[3]))}
         swap = 0
-        with contextlib.suppress(KernelError):  # absent without swap accounting
-            memsw = _num(f(mem, "memory.memsw.usage_in_bytes"))
-            swlimit = _limit(f(mem, "memory.memsw.limit_in_bytes"))
-            swap = max(0, memsw - usage)
+        if g[4] is not None and g[5] is not None and g[6] is not None:  # absent without swap accounting
+            swap, swlimit = max(0, _num(g[4]) - usage), _limit(g[5])
             swlimit = swlimit if swlimit == UNLIMITED or memlimit == UNLIMITED else max(0, swlimit - memlimit)
             raw["swappages"] = (swap, None, swlimit, swlimit)
-            events["swappages.failcnt"] = _num(f(mem, "memory.memsw.failcnt"))
-        with contextlib.suppress(KernelError):  # kmem has no limit on current kernels: failcnt stays 0
-            raw["kmemsize"] = (_num(f(mem, "memory.kmem.usage_in_bytes")),
-                               _num(f(mem, "memory.kmem.max_usage_in_bytes")), UNLIMITED, UNLIMITED)
-            raw["tcpsndbuf"] = (_num(f(mem, "memory.kmem.tcp.usage_in_bytes")), None, UNLIMITED, UNLIMITED)
+            events["swappages.failcnt"] = _num(g[6])
+        if g[7] is not None and g[8] is not None:  # kmem has no limit on current kernels: failcnt stays 0
+            raw["kmemsize"] = (_num(g[7]), _num(g[8]), UNLIMITED, UNLIMITED)
+            if g[9] is not None:
+                raw["tcpsndbuf"] = (_num(g[9]), None, UNLIMITED, UNLIMITED)
         # v1 memory.stat: plain keys are this cgroup's own pages, total_* include its children.
-        raw["shmpages"] = (_stat(f(mem, "memory.stat"), "total_shmem"), None, UNLIMITED, UNLIMITED)
-        # v1 counts an OOM kill in the victim's own memcg only (the inner one), not its parents.
-        oom = 0
-        if self.totals:
-            oom = _keyed(f(mem, "memory.oom_control")).get("oom_kill", 0)
-            with contextlib.suppress(KernelError):
-                inner = self._dir(ctid, "memory", inner=True)
-                oom += _keyed(f(inner, "memory.oom_control")).get("oom_kill", 0)
-        nproc, pmax = _num(f(pids, "pids.current")), _limit(f(pids, "pids.max"))
-        raw["numproc"] = (nproc, self._peak(pids, "pids.peak"), pmax, pmax)
+        raw["shmpages"] = (_stat(_need(g[10]), b"total_shmem"), None, UNLIMITED, UNLIMITED)
+        nproc, pmax = _num(_need(g[11])), _limit(_need(g[12]))
+        raw["numproc"] = (nproc, _opt(g[13]), pmax, pmax)
         # v1 counts a refused fork in the cgroup of the forking task (the inner one), v2 hierarchically.
-        events["numproc.failcnt"] = _keyed(f(pids, "pids.events")).get("max", 0)
-        with contextlib.suppress(KernelError):
-            inner = self._dir(ctid, "pids", inner=True)
-            events["numproc.failcnt"] += _keyed(f(inner, "pids.events")).get("max", 0)
-        extra = {"oom_kill": oom, "cpu_ns": _num(f(acct, "cpuacct.usage")) if self.totals else 0}
-        sample = self._finish(ctid, _ident(mem), raw, events, extra)
+        events["numproc.failcnt"] = _stat(_need(g[14]), b"max") + (0 if g[15] is None else _stat(g[15], b"max"))
+        oom = cpu = 0
+        if self.totals:
+            # v1 counts an OOM kill in the victim's own memcg only (the inner one), not its parents.
+            oom = _stat(_need(g[16]), b"oom_kill") + (0 if g[17] is None else _stat(g[17], b"oom_kill"))
+            cpu = _num(_need(g[18]))
+        sample = self._finish(ctid, ident, raw, events, {"oom_kill": oom, "cpu_ns": cpu})
         sample.gauges = {"ram_bytes": usage, "swap_bytes": swap, "processes": nproc}
         return sample
 
-    def _read_v2(self, ctid: int) -> Sample:
-        cg = self._dir(ctid, "memory")
-        f = self._file
-        usage, memlimit = _num(f(cg, "memory.current")), _limit(f(cg, "memory.max"))
-        memev = _keyed(f(cg, "memory.events"))
-        raw = {"physpages": (usage, self._peak(cg, "memory.peak"), memlimit, memlimit)}
-        events = {"physpages.failcnt": memev.get("max", 0)}
+    def _parse_v2(self, ctid: int, ident: int | None, g: tuple[bytes | None, ...]) -> Sample:
+        usage, memlimit = _num(_need(g[0])), _limit(_need(g[1]))
+        memev = _need(g[2])
+        raw = {"physpages": (usage, _opt(g[3]), memlimit, memlimit)}
+        events = {"physpages.failcnt": _stat(memev, b"max")}
         swap = 0
-        with contextlib.suppress(KernelError):  # absent when the kernel has no swap controller
-            swap, swlimit = _num(f(cg, "memory.swap.current")), _limit(f(cg, "memory.swap.max"))
-            raw["swappages"] = (swap, self._peak(cg, "memory.swap.peak"), swlimit, swlimit)
-            events["swappages.failcnt"] = _keyed(f(cg, "memory.swap.events")).get("max", 0)
-        stat = f(cg, "memory.stat")
-        raw["kmemsize"] = (_stat(stat, "kernel"), None, UNLIMITED, UNLIMITED)
-        raw["tcpsndbuf"] = (_stat(stat, "sock"), None, UNLIMITED, UNLIMITED)
-        raw["shmpages"] = (_stat(stat, "shmem"), None, UNLIMITED, UNLIMITED)
-        nproc, pmax = _num(f(cg, "pids.current")), _limit(f(cg, "pids.max"))
-        raw["numproc"] = (nproc, self._peak(cg, "pids.peak"), pmax, pmax)
-        events["numproc.failcnt"] = _keyed(f(cg, "pids.events")).get("max", 0)
-        if not self._has(cg, "pids.events.local"):
-            # Before Linux 6.13 a refused fork was counted in the forking task's cgroup only.
-            with contextlib.suppress(KernelError):
-                events["numproc.failcnt"] += _keyed(f(self._dir(ctid, "pids", inner=True), "pids.events")).get("max", 0)
-        cpu = _keyed(f(cg, "cpu.stat")).get("usage_usec", 0) * 1000 if self.totals else 0
-        sample = self._finish(ctid, _ident(cg), raw, events, {"oom_kill": memev.get("oom_kill", 0), "cpu_ns": cpu})
+        if g[4] is not None and g[5] is not None:  # absent when the kernel has no swap controller
+            swap, swlimit = _num(g[4]), _limit(g[5])
+            raw["swappages"] = (swap, _opt(g[6]), swlimit, swlimit)
+            if g[7] is not None:
+                events["swappages.failcnt"] = _stat(g[7], b"max")
+        stat = _need(g[8])
+        raw["kmemsize"] = (_stat(stat, b"kernel"), None, UNLIMITED, UNLIMITED)
+        raw["tcpsndbuf"] = (_stat(stat, b"sock"), None, UNLIMITED, UNLIMITED)
+        raw["shmpages"] = (_stat(stat, b"shmem"), None, UNLIMITED, UNLIMITED)
+        nproc, pmax = _num(_need(g[9])), _limit(_need(g[10]))
+        raw["numproc"] = (nproc, _opt(g[11]), pmax, pmax)
+        events["numproc.failcnt"] = _stat(_need(g[12]), b"max")
+        if g[13] is None and g[14] is not None:
+            # Before Linux 6.13 (no pids.events.local) a refused fork was counted in the forking task's cgroup only.
+            events["numproc.failcnt"] += _stat(g[14], b"max")
+        cpu = _stat(_need(g[15]), b"usage_usec") * 1000 if self.totals else 0
+        sample = self._finish(ctid, ident, raw, events, {"oom_kill": _stat(memev, b"oom_kill"), "cpu_ns": cpu})
         sample.gauges = {"ram_bytes": usage, "swap_bytes": swap, "processes": nproc}
         return sample

@@ -45,7 +45,7 @@ from kernel import syscalls as sc
 from kernel.cgroups import CgroupDriver
 from kernel.errors import KernelError
 from kernel.ubc.accounting import ROWS, SavedRows
-from kernel.ubc.counters import UNLIMITED, FastReader, Row
+from kernel.ubc.counters import UNLIMITED, FastReader, Raw, Row
 from kernel.ubc.views import user_beancounters
 
 IN_VPS_PATH = "/run/ctpanel/user_beancounters"
@@ -88,7 +88,7 @@ class BeancounterFS:
         self.window = window
         self.pushes = pushes
         self._fd = -1
-        self._texts: dict[int, tuple[bytes, int]] = {}  # ctid → (text, made at, ns): read since the last drop
+        self._texts: dict[int, tuple[bytes, int, str]] = {}  # ctid → (text, made at ns, text): read lately
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self._no_open = False
@@ -126,11 +126,12 @@ class BeancounterFS:
         with contextlib.suppress(OSError):
             os.close(self._fd)
 
-    def _text(self, ctid: int) -> tuple[bytes, int]:
+    def _text(self, ctid: int) -> tuple[bytes, int, str]:
         with self._lock:
             made = self._texts.get(ctid)
             if made is None:
-                made = self._texts[ctid] = (self.text_for(ctid).encode(), time.time_ns())
+                text = self.text_for(ctid)
+                made = self._texts[ctid] = (text.encode(), time.time_ns(), text)
             return made
 
     def _expire(self) -> None:
@@ -141,21 +142,24 @@ class BeancounterFS:
         page cache (FUSE_NOTIFY_STORE: the reads in between cost no round trip); then it drops
         the kernel's copy instead (FUSE_NOTIFY_INVAL_INODE), so a VPS still read says so by
         asking again, and one no longer read costs nothing from then on."""
-        pushing: dict[int, tuple[int, int]] = {}  # ctid → (windows left to push, text size)
+        pushing: dict[int, tuple[int, str]] = {}  # ctid → (windows left to push, the text the kernel holds)
         while not self._stopped.wait(self.window):
             with self._lock:
                 read, self._texts = self._texts, {}
-            for ctid, (text, _) in read.items():
-                pushing[ctid] = (self.pushes, len(text))
-            for ctid, (left, size) in list(pushing.items()):
+            for ctid, (_, _, text) in read.items():
+                pushing[ctid] = (self.pushes, text)
+            for ctid, (left, held) in list(pushing.items()):
                 node = FILE_BASE + ctid
                 if left > 0:
                     with self._lock:
-                        text = self.text_for(ctid).encode()
-                    if len(text) == size:  # a text of another size needs the kernel to ask for the size
-                        pushing[ctid] = (left - 1, size)
-                        notice = struct.pack("<QQII", node, 0, len(text), 0) + text
-                        if not self._notify(_NOTIFY_STORE, notice):
+                        text = self.text_for(ctid)
+                    if text is held or text == held:  # the kernel's copy is still right: nothing to send
+                        pushing[ctid] = (left - 1, held)
+                        continue
+                    raw = text.encode()
+                    if len(raw) == len(held):  # a text of another size needs the kernel to ask for the size
+                        pushing[ctid] = (left - 1, text)
+                        if not self._notify(_NOTIFY_STORE, struct.pack("<QQII", node, 0, len(raw), 0) + raw):
                             return
                         continue
                 del pushing[ctid]
@@ -197,7 +201,7 @@ class BeancounterFS:
                 return
 
     def _file_attr(self, node: int) -> bytes:
-        text, made = self._text(node - FILE_BASE)
+        text, made, _ = self._text(node - FILE_BASE)
         return _attr(node, len(text), made)
 
     def _handle(self, opcode: int, node: int, arg: bytes) -> bytes:
@@ -239,35 +243,43 @@ class BeancounterFS:
         raise OSError(errno.ENOSYS, "not implemented")  # FLUSH too: the kernel then stops sending it
 
 
-def node_text(tables: Callable[[int], dict[str, Row] | None]) -> Callable[[int], str]:
-    """`text_for` over a per-CTID table source (e.g. a cached `FastReader` result)."""
-
-    def text_for(ctid: int) -> str:
-        rows = tables(ctid)
-        return user_beancounters({ctid: rows} if rows else {})
-
-    return text_for
-
-
 def cgroup_text(driver: CgroupDriver, accounting_rows: str | None = None) -> Callable[[int], str]:
     """`text_for` reading the VPS's cgroup files, plus the accounting rows the node's sampler keeps
     at `accounting_rows` (its last count). Counters are the kernel's since the VPS's start (an
-    in-memory ledger), as OpenVZ's table restarts with the container."""
+    in-memory ledger), as OpenVZ's table restarts with the container. A VPS whose files read the
+    same as last time (and whose saved rows are the same) gets the same text object again, not
+    parsed nor formatted: the server then knows the kernel's copy is still right."""
     reader = FastReader(driver, totals=False)
     saved = SavedRows(accounting_rows) if accounting_rows else None
     uncounted = dict.fromkeys(ROWS, Row(0, 0, UNLIMITED, UNLIMITED, 0))
+    last: dict[int, tuple[Raw, dict[str, Row] | None, str]] = {}  # ctid → (files' texts, saved rows, text)
+    empty = user_beancounters({})
 
-    def rows(ctid: int) -> dict[str, Row] | None:
+    def text_for(ctid: int) -> str:
         try:
-            table = reader.read_one(ctid).rows
+            raw = reader.raw(ctid)
         except KernelError:
-            return None
-        if saved is not None:
+            raw = None
+        extra = saved(ctid) if saved is not None else None
+        made = last.get(ctid)
+        if made is not None and made[0] == raw and (made[1] is extra or made[1] == extra):
+            return made[2]
+        try:
+            table = reader.sample(ctid, raw).rows if raw is not None else None
+        except KernelError:
+            table = None
+        if table is None:
+            last.pop(ctid, None)
+            reader.forget(ctid)
+            return empty
+        if extra is not None:
             table.update(uncounted)
-            table.update(saved(ctid))
-        return table
+            table.update(extra)
+        text = user_beancounters({ctid: table})
+        last[ctid] = (raw, extra, text)
+        return text
 
-    return node_text(rows)
+    return text_for
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,7 +4,8 @@ rows OpenVZ counts in pages are printed in 4 KiB pages here and only here."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Collection, Mapping, Sequence
 
 from kernel.ubc.counters import UNLIMITED, Row
 from kernel.ubc.values import PAGE
@@ -20,9 +21,9 @@ COLUMNS = ("held", "maxheld", "barrier", "limit", "failcnt")
 Table = Mapping[str, Row]
 
 
-def _ordered(table: Table) -> list[str]:
-    known = [name for name in ORDER if name in table]
-    return known + sorted(set(table) - set(ORDER))
+def _ordered(names: Collection[str]) -> list[str]:
+    known = [name for name in ORDER if name in names]
+    return known + sorted(set(names) - set(ORDER))
 
 
 def openvz_values(name: str, row: Row) -> tuple[int, int, int, int, int]:
@@ -36,16 +37,34 @@ def openvz_values(name: str, row: Row) -> tuple[int, int, int, int, int]:
     return conv(row.held), conv(row.maxheld), conv(row.barrier), conv(row.limit), row.failcnt
 
 
+_HEADER = "Version: 2.5\n" + f"{'uid':>10}  {'resource':<12}" + "".join(f" {c:>20}" for c in COLUMNS) + "\n"
+
+
+@functools.lru_cache(maxsize=4096)
+def _layout(uid: int, keys: tuple[str, ...]) -> tuple[str, tuple[tuple[str, bool], ...]]:
+    """One uid's rows (`keys`: its table's, in any order) as a single %-format, and the rows in
+    OpenVZ's order with whether each is printed in pages: the in-VPS file server makes this text
+    per VPS per second."""
+    names = _ordered(keys)
+    lines = [(f"{uid:>9}:" if i == 0 else " " * 10) + f"  {name.replace('%', '%%'):<12}" + " %20d" * 5 + "\n"
+             for i, name in enumerate(names)]
+    return "".join(lines), tuple((name, name in PAGED) for name in names)
+
+
 def user_beancounters(tables: Mapping[int, Table]) -> str:
     """OpenVZ's /proc/user_beancounters (format version 2.5) for the given uids (CTIDs)."""
-    lines = ["Version: 2.5", f"{'uid':>10}  {'resource':<12}" + "".join(f" {c:>20}" for c in COLUMNS)]
+    out = [_HEADER]
     for uid in sorted(tables):
-        for i, name in enumerate(_ordered(tables[uid])):
-            prefix = f"{uid:>9}:" if i == 0 else " " * 10
-            held, maxheld, barrier, limit, failcnt = openvz_values(name, tables[uid][name])
-            # One format per row: the in-VPS file server makes this text per VPS per second.
-            lines.append(f"{prefix}  {name:<12} {held:>20} {maxheld:>20} {barrier:>20} {limit:>20} {failcnt:>20}")
-    return "\n".join(lines) + "\n"
+        table = tables[uid]
+        layout, rows = _layout(uid, tuple(table))
+        values: list[int] = []
+        for name, in_pages in rows:
+            row = table[name]
+            for value in (row.held, row.maxheld, row.barrier, row.limit):
+                values.append(UNLIMITED if value >= UNLIMITED else -(-value // PAGE) if in_pages else value)
+            values.append(row.failcnt)
+        out.append(layout % tuple(values))
+    return "".join(out)
 
 
 def _human(value: int, name: str) -> str:
