@@ -82,7 +82,9 @@ def _elements(field: models.Field, values: Sequence[Any]) -> str:
         return _quoted([json.dumps(v) for v in values])
     if isinstance(field, models.CharField | models.TextField):
         return _quoted(list(values))
-    if isinstance(field, models.DateField):  # and DateTimeField
+    if isinstance(field, models.DateField):  # and DateTimeField; often one time for every row
+        if values.count(values[0]) == len(values):
+            return ",".join([values[0].isoformat()] * len(values))
         return ",".join([v.isoformat() for v in values])
     if isinstance(field, models.BooleanField):
         return ",".join(["t" if v else "f" for v in values])

@@ -47,10 +47,8 @@ def add(used: dict[int, tuple[int, int, int, int]], time: datetime.datetime) -> 
     VPS's primary key to (received bytes, sent bytes, its plan's reset day, its plan's quota)."""
     if not used:
         return
-    rows = []
-    for vps_id, (rx, tx, day, quota) in used.items():
-        start, end = period_bounds(day, time.date())
-        rows.append((vps_id, start, end, rx, tx, quota, False, False, ""))
+    bounds = {day: period_bounds(day, time.date()) for day in {v[2] for v in used.values()}}
+    rows = [(vps_id, *bounds[day], rx, tx, quota, False, False, "") for vps_id, (rx, tx, day, quota) in used.items()]
     counted = bulk.insert_rows(
         TrafficPeriod, ("vps", "start", "end", "rx_bytes", "tx_bytes", "quota", "notified_80", "notified_100",
                         "over_action"),
