@@ -3,30 +3,34 @@
 Four processes take part::
 
     P  (caller: node worker or supervisor, host root)
-    S  the spawner: a lean interpreter P starts once (first start) and keeps
-    └─ C1  forked by S for P; waits for P to make the cgroups (`begin`), joins
-           them, unshares user+mnt+pid+uts+ipc+net+cgroup
-       └─ C2  PID 1 of the new PID namespace: builds the mount tree, waits, execs init
+    └─ S  the spawner: a lean `python -I -S` P starts at its first VPS start
+       └─ C1  made ahead of time: unshares user+net+ipc+uts+pid, forks C2, waits
+          └─ C2  PID 1 of the new PID namespace, waiting for a start on S's queue
 
-C1 and C2 are forks of S, a fresh `python -I -S` holding only this module's
-imports (~13 MB), never of P (the worker: 20-60 MB): forking, the
-children's copy-on-write faults and the old image's tear-down at init's
-exec then cost what a small process costs, and P's own pages stay unshared.
-S lives as long as P (it ends when P's end of its socket closes: P's exit);
-it is one process per caller, none per VPS.
+C1 and C2 are forks of S (~13 MB, this module's imports), never of P (the
+worker: 20-60 MB), and they are made before any start asks: a start finds
+its namespaces (a new network namespace alone costs ~0.5 ms) and PID 1
+ready, the fork, copy-on-write faults and the old image's tear-down at
+init's exec cost what a small process costs, and P's pages stay unshared.
+S lives as long as P (it ends when P's end of the queue closes: P's exit);
+it keeps one waiting pre-init, so one C1 and one C2 per caller, none per VPS.
 
-S forks C1 per request, hands P a pidfd of it and reaps it when it exits.
-C1 forks C2 at once, sends P C2's host PID and a pidfd of it (race-free: C2
-is C1's unreaped child) and exits, so C2 is reparented to the nearest
-subreaper (the supervisor) or the host's init: no ctpanel process stays
-behind per VPS. Meanwhile P writes the uid_map/gid_map of their user
-namespace (the VPS's 65536-id host range) through /proc/C2 (checked with the
-pidfd to be C2's), opens it and makes the idmapped mount of the volume (only
-host root may idmap a mount of a host filesystem), and passes it to C2 over
-a socket (C2's fork overlaps P's work: it waits for the mount before
-anything else). P runs its start hooks while C2 builds the tree and waits,
-then tells C2 to exec. C2's socket end is close-on-exec: EOF means init is
-running; P then waits for C1's exit, so C2 is the subreaper's child.
+A start (`Starting`) queues its socket at once (before the volume and the
+cgroups are ready). The waiting C2 takes it, lets C1 exit (so C2 is
+reparented to the nearest subreaper, the supervisor, or the host's init:
+no ctpanel process stays behind per VPS; S reaps C1 and makes the next
+pre-init) and sends P pidfds of itself and of C1. P writes the uid_map and
+gid_map of the user namespace (the VPS's 65536-id host range) through
+/proc/C2, checked with the pidfd to be C2's; it sends C2 the spec with
+descriptors of the VPS's inner cgroup.procs files, opened by P, so C2
+moves itself with P's rights; C2 then unshares mnt+cgroup (the cgroup
+namespace's root is the VPS's cgroup; the mount namespace a copy of the
+host's as of now). P makes the idmapped mount of the volume (only host
+root may idmap a mount of a host filesystem) and passes it to C2, which
+builds the mount tree while P runs its start hooks, then waits; P tells it
+to exec. C2's socket end is close-on-exec: EOF means init is running; P
+then makes sure C1 has exited, so C2 is the subreaper's child. A C1 that
+cannot make its namespaces reports the error to the next start queued.
 """
 
 from __future__ import annotations
@@ -168,13 +172,13 @@ class Starting:
     """The parent's handle on a VPS between fork and exec (see the module doc)."""
 
     def __init__(self, ctid: int, timeout: float = 10.0) -> None:
-        """Ask the spawner for a C1 at once: its fork overlaps the caller's volume and cgroup work."""
+        """Queue the start for the spawner's waiting pre-init at once (see the module doc)."""
         self.ctid = ctid
         self.timeout = timeout
         self.pid = 0  # host PID of C2, the future init
         self.pidfd = -1
         self.console_master = -1  # with console="pty": the master of the VPS's console
-        self._c1 = -1  # pidfd of C1 (the spawner's child)
+        self._c1 = -1  # pidfd of C1 (the spawner's child, C2's parent until C2 takes a start)
         self._sock, child = fdpass.seqpacket_pair()
         self._sock.settimeout(timeout)
         try:
@@ -186,37 +190,36 @@ class Starting:
             child.close()
 
     def begin(self, spec: InitSpec) -> None:
-        """Let C1 go on with `spec` once the VPS's cgroups exist; returns when the future init
-        waits for its mount tree to be built."""
+        """Hand the waiting pre-init `spec` once the VPS's cgroups exist; returns once it has its
+        ids and has joined them (it builds its mount tree meanwhile)."""
         try:
-            data, self._c1 = self._recv()  # the spawner's "C": C1 runs; before "G", nothing else is sent
-            if not data.startswith(b"C") or self._c1 < 0:
-                raise KernelError(f"CT {self.ctid}: the spawner did not fork")
-            self._sock.send(b"G" + spec.to_json())
+            data, fds = self._recv(2)  # C2's claim: its pidfd and its parent C1's
+            if data != b"C" or len(fds) != 2:
+                for fd in fds:
+                    os.close(fd)
+                raise KernelError(f"CT {self.ctid}: no pre-init took the start")
+            self.pidfd, self._c1 = fds
+            self.pid = _pidfd_pid(self.pidfd)
             self._handshake(spec)
         except BaseException:
             self.abort()
             raise
 
-    def _recv(self) -> tuple[bytes, int]:
-        """One message and the descriptor it carried (-1 without one)."""
+    def _recv(self, maxfds: int = 1) -> tuple[bytes, list[int]]:
+        """One message and the descriptors it carried."""
         try:
-            data, fds = fdpass.recv_fds(self._sock, 65536, 1)
+            data, fds = fdpass.recv_fds(self._sock, 65536, maxfds)
         except TimeoutError:
             raise Timeout(f"CT {self.ctid}: init setup timed out") from None
         if data.startswith(b"E"):
             for fd in fds:
                 os.close(fd)
             _raise_child_error(self.ctid, data)
-        return data, fds[0] if fds else -1
+        return data, fds
 
     def _handshake(self, spec: InitSpec) -> None:
-        data, self.pidfd = self._recv()
-        if not data.startswith(b"U") or self.pidfd < 0:
-            raise KernelError(f"CT {self.ctid}: namespace setup failed")
-        self.pid = int(data[1:])
-        # C1 made the pidfd while C2 was its unreaped child: it is C2's. /proc/PID opened before the
-        # pidfd is seen alive is C2's directory too, and stays C2's (a dead task's entries fail).
+        # C2 made its pidfd itself. /proc/PID opened before the pidfd is seen alive is C2's
+        # directory, and stays C2's (a dead task's entries fail).
         proc = os.open(f"/proc/{self.pid}", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             sc.pidfd_send_signal(self.pidfd, 0)
@@ -226,6 +229,13 @@ class Starting:
         finally:
             os.close(proc)
         try:
+            # Opened here, written by C2 ("0": itself): the kernel checks the opener's rights.
+            procs = [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in spec.cgroup_procs]
+            try:
+                fdpass.send_fds(self._sock, b"G" + spec.to_json(), procs)
+            finally:
+                for fd in procs:
+                    os.close(fd)
             mount_fd = idmapped_mount(spec.volume, userns)
         finally:
             os.close(userns)
@@ -233,6 +243,11 @@ class Starting:
             fdpass.send_fds(self._sock, b"M", [mount_fd])
         finally:
             os.close(mount_fd)
+        data, fds = self._recv()  # from here on, killing the cgroups kills the future init
+        for fd in fds:
+            os.close(fd)
+        if data != b"J":
+            raise KernelError(f"CT {self.ctid}: the pre-init did not join its cgroups")
 
     @property
     def ns_dir(self) -> str:
@@ -244,13 +259,13 @@ class Starting:
         # "X" goes first: C2 reads it after its "R", so it execs without waiting for us to wake up.
         with contextlib.suppress(BrokenPipeError):  # C2 is gone: the reads below say how
             self._sock.send(b"X")
-        data, master = self._recv()
-        if master >= 0:
-            self.console_master = master
+        data, fds = self._recv()
+        if fds:
+            self.console_master = fds[0]
         if data != b"R":
             raise KernelError(f"CT {self.ctid}: init setup failed")
-        data, fd = self._recv()
-        if fd >= 0:
+        data, fds = self._recv()
+        for fd in fds:
             os.close(fd)
         if data:
             raise KernelError(f"CT {self.ctid}: unexpected message from init")
@@ -260,7 +275,7 @@ class Starting:
             raise KernelError(f"CT {self.ctid}: init died before or right after exec")
 
     def _end_c1(self, kill: bool = False) -> None:
-        """Until C1 has exited (it does right after its "U"): then C2 is the subreaper's child."""
+        """Until C1 has exited (it does once C2 took a start): then C2 is the subreaper's child."""
         if self._c1 < 0:
             return
         try:
@@ -278,7 +293,7 @@ class Starting:
         if self.console_master >= 0:
             os.close(self.console_master)
             self.console_master = -1
-        self._sock.close()  # a C1 still waiting for "G" exits (P's end closed) and its spawner reaps it
+        self._sock.close()  # a pre-init that took this start and waits for "G" sees the end and exits
         with contextlib.suppress(Timeout):
             self._end_c1(kill=True)
         if self.pidfd >= 0:
@@ -309,7 +324,7 @@ class _Spawner:
         self._proc: subprocess.Popen[bytes] | None = None
 
     def request(self, ctid: int, child: fdpass.Socket) -> None:
-        """Ask S to fork a C1 whose end of the start's socket is `child`."""
+        """Queue a start for the next waiting pre-init; `child` is its end of the start's socket."""
         message = b"S"
         for attempt in (0, 1):
             ctl = self._socket(restart=attempt == 1)
@@ -367,41 +382,38 @@ def spawner_pid() -> int | None:
 
 
 def serve(fd: int) -> None:  # pragma: no cover - the spawner process
-    """S's loop: fork a C1 per request on the socket `fd`, reap each when it exits; return at EOF."""
-    ctl = fdpass.Socket(fileno=fd)
+    """S's loop: keep one pre-init (C1 and its C2) waiting on the queue socket `fd`; when its C1
+    exits (its C2 took a start), reap it and make the next. Return once P's end is closed."""
+    queue = fdpass.Socket(fileno=fd)
     programs = {True: seccomp.build(), False: b""}
     poller = select.poll()
-    poller.register(ctl.fileno(), select.POLLIN)
-    children: dict[int, int] = {}  # pidfd -> pid of a running C1
+    poller.register(fd, 0)  # POLLHUP only: S never reads the queue, the waiting C2 does
     while True:
-        for fd_ready, _ in poller.poll():
-            if fd_ready != ctl.fileno():
-                poller.unregister(fd_ready)
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(children.pop(fd_ready), 0)
-                os.close(fd_ready)
-                continue
-            data, fds = fdpass.recv_fds(ctl, 65536, 1)
-            if not data:
+        pid = os.fork()
+        if pid == 0:
+            _stage1(queue, programs)
+        pidfd = sc.pidfd_open(pid)  # our unreaped child: the pidfd is its
+        poller.register(pidfd, select.POLLIN)
+        while True:
+            ready = {ready for ready, _ in poller.poll()}
+            if fd in ready:  # the queue's POLLHUP: P has gone
                 return
-            if data != b"S" or len(fds) != 1:
-                for extra in fds:
-                    os.close(extra)
-                continue
-            child = fdpass.Socket(fileno=fds[0])
-            try:
-                pid = os.fork()
-                if pid == 0:
-                    ctl.close()
-                    _stage1(child, programs)
-                pidfd = sc.pidfd_open(pid)  # our unreaped child: the pidfd is its
-                children[pidfd] = pid
-                poller.register(pidfd, select.POLLIN)
-                fdpass.send_fds(child, b"C%d" % pid, [pidfd])
-            except Exception as exc:  # reported to P; S serves on
-                _report(child, exc)
-            finally:
-                child.close()
+            if pidfd in ready:
+                break
+        poller.unregister(pidfd)
+        os.close(pidfd)
+        os.waitpid(pid, 0)
+
+
+def _pidfd_pid(pidfd: int) -> int:
+    """The PID (in our namespace) of the process behind `pidfd`."""
+    with open(f"/proc/self/fdinfo/{pidfd}", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("Pid:"):
+                pid = int(line.split()[1])
+                if pid > 0:
+                    return pid
+    raise KernelError("the pre-init has exited")
 
 
 def _alive(pid: int) -> bool:
@@ -424,37 +436,57 @@ def reap(pid: int) -> int | None:
 # -- the children ----------------------------------------------------------------------------
 
 
-def _stage1(sock: fdpass.Socket, programs: dict[bool, bytes]) -> None:  # pragma: no cover
+def _stage1(queue: fdpass.Socket, programs: dict[bool, bytes]) -> None:  # pragma: no cover
+    """C1: new user, net, IPC, UTS and PID namespaces; fork C2 into them, wait until it took a
+    start (then exit: C2 is reparented) or ended (reap it, exit). A failure goes to the next
+    start queued."""
     try:
-        data = sock.recv(65536)
-        if not data.startswith(b"G"):  # b"": P gave up before the cgroups were made
-            os._exit(1)
-        spec = InitSpec.from_json(data[1:])
-        program = programs[spec.seccomp]
-        for path in spec.cgroup_procs:
-            _write_proc_path(path, "0\n")
-        sc.unshare(NAMESPACES)
+        claimed_r, claimed_w = os.pipe()
+        me = sc.pidfd_open(os.getpid())
+        sc.unshare(NAMESPACES & ~(sc.CLONE_NEWNS | sc.CLONE_NEWCGROUP))  # those two once C2 has a VPS
         pid = os.fork()
         if pid == 0:
-            _stage2(spec, sock, program)
-        fdpass.send_fds(sock, b"U%d" % pid, [sc.pidfd_open(pid)])  # our unreaped child: its pidfd
+            os.close(claimed_r)
+            _stage2(queue, programs, claimed_w, me)
+        queue.close()
+        os.close(claimed_w)
+        if os.read(claimed_r, 1) != b"C":  # C2 ended without a start (P gone, or a start given up):
+            os.waitpid(pid, 0)  # reaped here, not left to the subreaper as a zombie
         os._exit(0)
     except BaseException as exc:
-        _report(sock, exc)
+        with contextlib.suppress(BaseException):
+            _, fds = fdpass.recv_fds(queue, 16, 1)
+            if fds:
+                _report(fdpass.Socket(fileno=fds[0]), exc)
     os._exit(1)
 
 
-def _write_proc_path(path: str, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+def _stage2(queue: fdpass.Socket, programs: dict[bool, bytes], claimed: int, c1: int) -> None:  # pragma: no cover
+    """C2, PID 1 of the new PID namespace: wait for a start, then join the VPS's cgroups, make
+    its mount and cgroup namespaces, build the mount tree, wait, exec init."""
+    sock = None
     try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
-
-
-def _stage2(spec: InitSpec, sock: fdpass.Socket, program: bytes) -> None:  # pragma: no cover
-    try:
-        msg, fds = fdpass.recv_fds(sock, 16, 1)  # b"": P gave up (it killed C1 and closed its end)
+        data, fds = fdpass.recv_fds(queue, 16, 1)
+        if data != b"S" or len(fds) != 1:  # b"": P has gone
+            os._exit(1)
+        queue.close()
+        sock = fdpass.Socket(fileno=fds[0])
+        me = sc.pidfd_open(1)  # ourselves (PID 1 here)
+        fdpass.send_fds(sock, b"C", [me, c1])  # fails if P gave the start up: C1 reaps us
+        os.close(me)
+        os.close(c1)
+        os.write(claimed, b"C")  # C1 exits: we are reparented to the subreaper; S makes the next pre-init
+        os.close(claimed)
+        data, procs = fdpass.recv_fds(sock, 65536, 16)
+        if not data.startswith(b"G"):  # b"": P gave up
+            os._exit(1)
+        spec = InitSpec.from_json(data[1:])
+        for fd in procs:
+            os.write(fd, b"0")
+            os.close(fd)
+        sc.unshare(sc.CLONE_NEWNS | sc.CLONE_NEWCGROUP)  # the cgroup namespace's root: the VPS's cgroups
+        sock.send(b"J")
+        msg, fds = fdpass.recv_fds(sock, 16, 1)
         if msg != b"M" or len(fds) != 1:
             os._exit(1)
         mount_fd = fds[0]
@@ -503,9 +535,10 @@ def _stage2(spec: InitSpec, sock: fdpass.Socket, program: bytes) -> None:  # pra
             signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
         sc.close_range(3, 0xFFFFFFFF, sc.CLOSE_RANGE_CLOEXEC)
-        if program:
-            seccomp.install(program)
+        if programs[spec.seccomp]:
+            seccomp.install(programs[spec.seccomp])
         os.execve(spec.init, [spec.init], dict(spec.env))  # noqa: S606 - the VPS's init
     except BaseException as exc:
-        _report(sock, exc)
+        if sock is not None:
+            _report(sock, exc)
     os._exit(127)

@@ -88,3 +88,17 @@ def test_the_spawner_ends_with_its_caller_and_the_vps_runs_on(runtime: Runtime, 
     status = runtime.status(ctid)
     assert status.running and status.init_pid == init
     assert not runtime.stop(ctid, fast=True).running
+
+
+def test_the_init_is_in_every_inner_cgroup_which_roots_its_cgroup_namespace(runtime, make_vps):
+    """The pre-init joins the cgroups (through descriptors the caller opened) before it makes its
+    cgroup namespace: from the host it is in each inner cgroup, inside each one reads as "/"."""
+    ctid = make_vps()
+    init = runtime.status(ctid).init_pid
+    for path in runtime.cgroups.paths(ctid).inner.values():
+        with open(os.path.join(path, "cgroup.procs")) as fh:
+            assert str(init) in fh.read().split(), path
+    result = runtime.exec(ctid, ["cat", "/proc/1/cgroup"], timeout=30)
+    lines = result.stdout.decode().split()
+    assert result.returncode == 0 and lines
+    assert [line for line in lines if not line.endswith(":/")] == []
