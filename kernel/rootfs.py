@@ -102,13 +102,21 @@ def _clone_path(dirfd: int, path: str, *, directory: bool = True) -> int | None:
 
 def _readonly_bind(dirfd: int, path: str, *, directory: bool) -> None:
     """Bind `path` over itself read-only (and nosuid, nodev, noexec)."""
-    clone = _clone_path(dirfd, path, directory=directory)
-    if clone is None:
+    try:
+        target = lookup(dirfd, path, directory=directory)
+    except NotFound:
         return
-    sc.mount_setattr(
-        clone, "", sc.AT_EMPTY_PATH | sc.AT_RECURSIVE, attr_set=sc.MOUNT_ATTR_RDONLY | _NOSUID_NODEV_NOEXEC
-    )
-    _attach_at(clone, dirfd, path, directory=directory)
+    try:
+        clone = _clone(target)
+        try:
+            sc.mount_setattr(
+                clone, "", sc.AT_EMPTY_PATH | sc.AT_RECURSIVE, attr_set=sc.MOUNT_ATTR_RDONLY | _NOSUID_NODEV_NOEXEC
+            )
+            sc.attach(clone, target)
+        finally:
+            os.close(clone)
+    finally:
+        os.close(target)
 
 
 def _empty_tmpfs() -> int:
@@ -117,17 +125,32 @@ def _empty_tmpfs() -> int:
     )
 
 
-def _mask_dir(dirfd: int, path: str) -> None:
+def _mask_dirs(dirfd: int, paths: tuple[str, ...]) -> None:
+    """An empty read-only tmpfs over each of `paths` that exists: one superblock, made for the
+    first and cloned for the others (a new one costs seven syscalls)."""
+    first = -1
     try:
-        target = lookup(dirfd, path)
-    except NotFound:
-        return
-    mount_fd = _empty_tmpfs()
-    try:
-        sc.attach(mount_fd, target)
+        for path in paths:
+            try:
+                target = lookup(dirfd, path)
+            except NotFound:
+                continue
+            try:
+                mount_fd = _empty_tmpfs() if first < 0 else _clone(first, recursive=False)
+                try:
+                    sc.attach(mount_fd, target)
+                except BaseException:
+                    os.close(mount_fd)
+                    raise
+                if first < 0:
+                    first = mount_fd  # attached now: it may be cloned
+                else:
+                    os.close(mount_fd)
+            finally:
+                os.close(target)
     finally:
-        os.close(mount_fd)
-        os.close(target)
+        if first >= 0:
+            os.close(first)
 
 
 def _mask_file(dirfd: int, path: str, null_fd: int) -> None:
@@ -164,8 +187,7 @@ def mount_proc(
                 _attach_at(clone, proc, path)
         for name in PROC_MASKED_FILES:
             _mask_file(proc, name, null_fd)
-        for name in PROC_MASKED_DIRS:
-            _mask_dir(proc, name)
+        _mask_dirs(proc, PROC_MASKED_DIRS)
     finally:
         os.close(proc)
 
@@ -183,8 +205,7 @@ def mount_sys(root_fd: int, options: RootfsOptions) -> None:
         for path, clone in writable.items():
             if clone is not None:
                 _attach_at(clone, sys_fd, path)
-        for path in SYS_MASKED_DIRS:
-            _mask_dir(sys_fd, path)
+        _mask_dirs(sys_fd, SYS_MASKED_DIRS)
     finally:
         os.close(sys_fd)
 
