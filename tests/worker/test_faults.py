@@ -13,11 +13,19 @@ one operation, and fires once:
 A point that kills every run (no once-marker) makes the journal give the
 operation up (`node.gave_up`): the node removes what the runs made
 (worker/vps.abandon) and the panel frees the budget share and addresses.
+
+Killed from outside (kill -9 while a point holds the create there): the pool
+process running it, or the worker's whole process group (then the worker is
+started again: its start-up recovery and Redis's restore of the unacked
+message take over). The redelivery finishes: the VPS runs, is registered
+once, the journal holds no lease, reconcile finds no drift and no orphans,
+and destroy leaves nothing.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -34,12 +42,13 @@ from panel.nodes import services as nodes
 from panel.nodes.models import IPAddress
 from panel.plans import budgets
 from panel.plans import services as plans
-from panel.vps import services
+from panel.vps import reconcile, services
 from panel.vps.models import VPS
 from tests.kernel import leftovers
 from tests.panel.tenants import make_tenants
-from tests.services import finished, terminal
+from tests.services import children, finished, terminal, wait_for
 from worker.config import NodeConfig
+from worker.journal import Journal
 from worker.vps import beancounters_path, creating_path, storage_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -52,24 +61,31 @@ CREATE_POINTS = ["create.ids", "create.volume", "create.files", "create.registry
 START_POINTS = ["start.volume", "start.cgroups", "start.spawn", "start.network", "start.files", "start.limits",
                 "start.started"]
 POINTS = CREATE_POINTS + START_POINTS
+# Where the kill -9 tests hold a create: its volume made but not registered (the worker's start-up
+# recovery removes it), and mid-start (cgroups, a spawned init, the host veth).
+HOLD_POINTS = ["create.volume", "start.network"]
+MODES = {"raise": "", "crash": ":crash", "hold": ":hold"}
 
 
 class FaultNode:
     """A node of this test's own: worker (and supervisor) with fault points armed from `faults`."""
 
-    def __init__(self, stack, tmp_path: Path, mode: str, *, supervisor: bool, always: str = "") -> None:
-        """`always`: only this point is armed, and it fires at every hit (no once-markers)."""
-        self.name = f"{stack.node_name}-f{mode[0]}{'a' if always else ''}"
+    def __init__(self, stack, tmp_path: Path, mode: str, *, supervisor: bool, always: str = "", tag: str = ""
+                 ) -> None:
+        """`always`: only this point is armed, and it fires at every hit (no once-markers);
+        `tag` tells apart the nodes of one mode in one session."""
+        self.name = f"{stack.node_name}-f{mode[0]}{'a' if always else ''}{tag}"
         self.markers = tmp_path / "fired"
         self.markers.mkdir()
-        suffix = ":crash" if mode == "crash" else ""
+        suffix = MODES[mode]
         self.env = {**stack.node_env, "CTPANEL_NODE_NAME": self.name, "CTPANEL_STATE_ROOT": str(tmp_path / "state"),
-                    "CTPANEL_CGROUP_PREFIX": f"{stack.node_env['CTPANEL_CGROUP_PREFIX']}-f{mode[0]}",
+                    "CTPANEL_CGROUP_PREFIX": f"{stack.node_env['CTPANEL_CGROUP_PREFIX']}-f{mode[0]}{tag}",
                     "CTPANEL_FAULTS": ",".join(p + suffix for p in ([always] if always else POINTS))}
         if not always:
             self.env["CTPANEL_FAULTS_DIR"] = str(self.markers)
         self.netns = self.env["CTPANEL_NET_HOST_NETNS"]
         self.stack = stack
+        self.log_dir = tmp_path
         self.started = []
         if supervisor:
             self.started.append(stack.start_supervisor(tmp_path, name=f"sup-{self.name}", **self.env))
@@ -87,6 +103,30 @@ class FaultNode:
 
     def fired(self, point: str) -> bool:
         return (self.markers / point).exists()
+
+    def holder(self, point: str, op) -> int:
+        """The process that `op` is held in at `point` (mode "hold"), once it got there."""
+        def pid() -> int | None:
+            text = (self.markers / point).read_text() if self.fired(point) else ""
+            if text.strip():  # the marker is made, then the pid written
+                return int(text)
+            op.refresh_from_db()
+            assert not op.is_terminal, f"{op.action} ended before {point}: {op.status} {op.error_message}"
+            return None
+
+        return wait_for(pid, 60, f"the create to reach {point}")
+
+    @property
+    def worker(self):
+        return self.started[-1]
+
+    def restart_worker(self, **env: str) -> None:
+        """A new node worker (after the old one was killed), with `env` on top of the node's."""
+        self.started.append(self.stack.start_node_worker(self.log_dir, name=f"worker-{self.name}-{len(self.started)}",
+                                                         **{**self.env, **env}))
+
+    def journal(self) -> Journal:
+        return Journal(Path(self.env["CTPANEL_STATE_ROOT"], "journal.sqlite"))
 
     def links(self) -> set[str]:
         with IP(self.netns) as host:
@@ -116,6 +156,27 @@ class FaultNode:
         for proc in reversed(self.started):
             proc.stop()
 
+    def assert_finished_by_redelivery(self, t, vps, op, hostname: str, links_before: set[str],
+                                      what: str) -> None:
+        """`op` (a create-and-start whose first run died) succeeded on its second delivery: the VPS runs,
+        once, with no process of the first run left; then destroy leaves nothing."""
+        assert op.status == "succeeded", (what, op.error_message)
+        assert op.log[-1].startswith("delivery 2 of at most"), (what, op.log)
+        vps.refresh_from_db()
+        status = self.rt.status(vps.ctid)
+        assert (vps.state, status.running, vps.init_pid) == ("running", True, status.init_pid), what
+        assert self.rt.registry.ctids().count(vps.ctid) == 1, what
+        result = self.rt.exec(vps.ctid, ["cat", "/etc/hostname"], timeout=10)
+        assert result.stdout.decode().strip() == hostname, what
+        processes = leftovers.processes(self.rt.ids.lookup(vps.ctid).start, zombies=False)
+        assert all(descends_from(pid, status.init_pid) for pid in processes), (what, processes)
+        assert not os.path.exists(creating_path(self.rt, vps.ctid)), what
+
+        ids = self.rt.ids.lookup(vps.ctid)
+        finished(services.destroy(t.customer1, VPS.objects.get(pk=vps.pk)))
+        assert self.settled_traces(vps.ctid, ids.start, links_before) == [], what
+        assert allocated(t.customer1) == 0
+
 
 @pytest.fixture
 def setting(stack):
@@ -129,8 +190,8 @@ def setting(stack):
     return t, plan
 
 
-def fault_node(stack, tmp_path, mode: str, *, supervisor: bool, always: str = ""):
-    node = FaultNode(stack, tmp_path, mode, supervisor=supervisor, always=always)
+def fault_node(stack, tmp_path, mode: str, *, supervisor: bool, always: str = "", tag: str = ""):
+    node = FaultNode(stack, tmp_path, mode, supervisor=supervisor, always=always, tag=tag)
     panel_node, _ = nodes.register_node(node.name)
     ippools.create_pool(name=f"pool-{node.name}", family=4, network="198.51.100.0/27", gateway="198.51.100.1",
                         node=panel_node)
@@ -151,6 +212,22 @@ def crashing(stack, tmp_path):
     node, panel_node = fault_node(stack, tmp_path, "crash", supervisor=False)
     yield node, panel_node
     node.stop()
+
+
+@pytest.fixture
+def holding(stack, tmp_path):
+    """Makes a node (named with the tag given) whose points each hold the first create that reaches
+    them, for a kill from outside."""
+    made = []
+
+    def make(tag: str):
+        node, panel_node = fault_node(stack, tmp_path, "hold", supervisor=False, tag=tag)
+        made.append(node)
+        return node, panel_node
+
+    yield make
+    for node in made:
+        node.stop()
 
 
 @pytest.fixture
@@ -211,21 +288,7 @@ def test_a_create_whose_process_dies_at_any_step_is_finished_by_the_redelivery(c
                                       hostname="crashy", plan=plan)
         op = terminal(op, timeout=120)
         assert node.fired(point), f"{point} was never reached"
-        assert op.status == "succeeded", (point, op.error_message)
-        assert op.log[-1].startswith("delivery 2 of at most"), (point, op.log)
-        vps.refresh_from_db()
-        status = node.rt.status(vps.ctid)
-        assert (vps.state, status.running, vps.init_pid) == ("running", True, status.init_pid), point
-        result = node.rt.exec(vps.ctid, ["cat", "/etc/hostname"], timeout=10)
-        assert result.stdout.decode().strip() == "crashy", point
-        processes = leftovers.processes(node.rt.ids.lookup(vps.ctid).start, zombies=False)
-        assert all(descends_from(pid, status.init_pid) for pid in processes), (point, processes)
-        assert not os.path.exists(creating_path(node.rt, vps.ctid)), point
-
-        ids = node.rt.ids.lookup(vps.ctid)
-        finished(services.destroy(t.customer1, VPS.objects.get(pk=vps.pk)))
-        assert node.settled_traces(vps.ctid, ids.start, links_before) == [], point
-        assert allocated(t.customer1) == 0
+        node.assert_finished_by_redelivery(t, vps, op, "crashy", links_before, point)
 
 
 def test_a_create_whose_every_run_dies_is_given_up_removed_on_the_node_and_its_share_freed(always_crashing, setting):
@@ -243,3 +306,50 @@ def test_a_create_whose_every_run_dies_is_given_up_removed_on_the_node_and_its_s
     assert allocated(t.customer1) == 0
     assert not IPAddress.objects.filter(assigned_to=f"vps:{vps.ctid}").exists()
     assert node.settled_traces(vps.ctid, None, links_before) == []
+
+
+def assert_killed_create_finished(node: FaultNode, panel_node, setting, point: str, kill) -> None:
+    """A create held at `point`, `kill(pid of the process held)`: the redelivery finishes it (the VPS runs,
+    registered once, nothing of the first run left), the journal holds no lease, reconcile finds the node
+    as the panel has it (no drift, no orphans), and destroy leaves nothing."""
+    t, plan = setting
+    links_before = node.links()
+    node.arm_only(point)
+    vps, op = services.create_vps(t.customer1, customer=t.customer1, node=panel_node, template="busybox",
+                                  hostname="killed", plan=plan)
+    kill(node.holder(point, op))
+
+    op = terminal(op, timeout=120)
+    assert op.status == "succeeded", op.error_message
+    journal = node.journal()
+    entry = journal.get(str(op.pk))
+    assert (entry.state, entry.deliveries, entry.lease_owner) == ("done", 2, ""), entry
+    assert journal.unfinished() == []
+    drift = finished(reconcile.request_inventory(t.admin, panel_node)).result["drift"]
+    assert {k: v for k, v in drift.pop("orphans").items() if v} == {}, drift
+    assert {k: v for k, v in drift.items() if v} == {}, drift
+    node.assert_finished_by_redelivery(t, vps, op, "killed", links_before, point)
+
+
+@pytest.mark.parametrize("point", HOLD_POINTS)
+def test_a_create_whose_pool_process_is_killed_is_finished_by_the_redelivery(holding, setting, point):
+    node, panel_node = holding(f"p{HOLD_POINTS.index(point)}")
+
+    def kill(pid: int) -> None:
+        assert pid in children(node.worker.popen.pid)  # a pool process, not the worker's main process
+        os.kill(pid, signal.SIGKILL)
+
+    assert_killed_create_finished(node, panel_node, setting, point, kill)
+
+
+@pytest.mark.parametrize("point", HOLD_POINTS)
+def test_a_create_whose_worker_is_killed_is_finished_after_the_worker_restarts(holding, setting, point):
+    node, panel_node = holding(f"w{HOLD_POINTS.index(point)}")
+
+    def kill(pid: int) -> None:
+        os.killpg(node.worker.popen.pid, signal.SIGKILL)  # the main process and its pool, as a power cut would
+        node.worker.popen.wait(timeout=10)
+        # Redis hands the unacked message out again once its visibility timeout (3 s here) expired.
+        node.restart_worker(CTPANEL_VISIBILITY_TIMEOUT="3", CTPANEL_RESTORE_SECONDS="1")
+
+    assert_killed_create_finished(node, panel_node, setting, point, kill)
