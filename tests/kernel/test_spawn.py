@@ -61,20 +61,23 @@ from kernel import spawn
 from kernel.config import NodeConfig
 from kernel.runtime import Runtime
 
+spawn.prestart()
+before = spawn.spawner_pid()
 status = Runtime(NodeConfig(**json.loads(sys.argv[1])), lxcfs=None).start(int(sys.argv[2]))
-print(spawn.spawner_pid(), status.init_pid, flush=True)
+print(before, spawn.spawner_pid(), status.init_pid, flush=True)
 sys.stdin.read()
 """
 
 
-def test_the_spawner_ends_with_its_caller_and_the_vps_runs_on(runtime: Runtime, make_vps):
+def test_a_prestarted_spawner_serves_the_start_and_ends_with_its_caller(runtime: Runtime, make_vps):
     ctid = make_vps(start=False)
     caller = subprocess.Popen(
         [sys.executable, "-c", CALLER, json.dumps(dataclasses.asdict(runtime.config)), str(ctid)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT,
     )  # fmt: skip
     assert caller.stdout is not None and caller.stdin is not None
-    helper, init = (int(word) for word in caller.stdout.readline().split())
+    prestarted, helper, init = (int(word) for word in caller.stdout.readline().split())
+    assert prestarted == helper  # the start used the spawner prestart() started
     try:
         assert int(_status(helper)["PPid"]) == caller.pid
         caller.stdin.close()
