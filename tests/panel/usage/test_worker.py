@@ -8,6 +8,7 @@ import time
 
 import pytest
 from celery import Celery
+from django.db import connection
 from kombu.serialization import dumps, registry
 
 from panel.accounts.choices import Role
@@ -94,3 +95,30 @@ def test_an_altered_or_unsigned_usage_batch_is_refused_and_stores_nothing(stack,
     # The same batch properly signed is stored: the refusals above were the signature, nothing else.
     panel_app.send_task(protocol.TASK_USAGE_BATCH, args=[body], queue=queue)
     wait_for(lambda: Sample.objects.filter(vps=vps).count() == 1)
+
+
+def worker_connections() -> set[int]:
+    """Backends of other processes (the panel worker's pool) on this session's test database."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                       "AND pid <> pg_backend_pid()")
+        return {pid for (pid,) in cursor.fetchall()}
+
+
+def test_the_panel_worker_keeps_its_database_connection_between_tasks(stack):
+    # Celery's Django fixup would close it after every task: a new PostgreSQL backend per usage batch.
+    node = Node.objects.create(name=stack.node_name)
+    customer = User.objects.create_user("usage-conn", role=Role.CUSTOMER)
+    vps = VPS.objects.create(ctid=next_ctid(), node=node, customer=customer, hostname="u3", template="busybox",
+                             state="running")
+    log = stack.processes["panel-worker"]
+    now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    seen = []
+    for minute in range(2):
+        body = batch(stack.node_name, now - datetime.timedelta(minutes=2 - minute), sample(vps, cpu_s=minute))
+        task = panel_app.send_task(protocol.TASK_USAGE_BATCH, args=[body], queue=stack.panel_env["CTPANEL_PANEL_QUEUE"])
+        wait_for(lambda t=task.id: f"Task {protocol.TASK_USAGE_BATCH}[{t}] succeeded" in log.log())
+        seen.append(worker_connections())
+    assert seen[0], "no connection left after the task"
+    assert seen[0] <= seen[1]
+    assert Sample.objects.filter(vps=vps).count() == 2
