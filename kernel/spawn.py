@@ -21,16 +21,17 @@ reparented to the nearest subreaper, the supervisor, or the host's init:
 no ctpanel process stays behind per VPS; S reaps C1 and makes the next
 pre-init) and sends P pidfds of itself and of C1. P writes the uid_map and
 gid_map of the user namespace (the VPS's 65536-id host range) through
-/proc/C2, checked with the pidfd to be C2's; it sends C2 the spec with
-descriptors of the VPS's inner cgroup.procs files, opened by P, so C2
-moves itself with P's rights; C2 then unshares mnt+cgroup (the cgroup
-namespace's root is the VPS's cgroup; the mount namespace a copy of the
-host's as of now). P makes the idmapped mount of the volume (only host
-root may idmap a mount of a host filesystem) and passes it to C2, which
-builds the mount tree while P runs its start hooks, then waits; P tells it
-to exec. C2's socket end is close-on-exec: EOF means init is running; P
-then makes sure C1 has exited, so C2 is the subreaper's child. A C1 that
-cannot make its namespaces reports the error to the next start queued.
+/proc/C2, checked with the pidfd to be C2's, and makes the idmapped mount of
+the volume (only host root may idmap a mount of a host filesystem). One
+message gives C2 the spec, descriptors of the VPS's inner cgroup.procs files
+opened by P (C2 moves itself with P's rights) and the mount. C2 joins,
+unshares mnt+cgroup (the cgroup namespace's root is the VPS's cgroup; the
+mount namespace a copy of the host's as of now) and reports it ("J": from
+then on, killing the cgroups kills it); it builds the mount tree while P
+runs its start hooks, then waits; P tells it to exec. C2's socket end is
+close-on-exec: EOF means init is running; P then makes sure C1 has exited,
+so C2 is the subreaper's child. A C1 that cannot make its namespaces reports
+the error to the next start queued.
 """
 
 from __future__ import annotations
@@ -228,21 +229,16 @@ class Starting:
             userns = os.open("ns/user", os.O_RDONLY | os.O_CLOEXEC, dir_fd=proc)
         finally:
             os.close(proc)
+        fds: list[int] = []
         try:
             # Opened here, written by C2 ("0": itself): the kernel checks the opener's rights.
-            procs = [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in spec.cgroup_procs]
-            try:
-                fdpass.send_fds(self._sock, b"G" + spec.to_json(), procs)
-            finally:
-                for fd in procs:
-                    os.close(fd)
-            mount_fd = idmapped_mount(spec.volume, userns)
+            fds += [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in spec.cgroup_procs]
+            fds.append(idmapped_mount(spec.volume, userns))
+            fdpass.send_fds(self._sock, b"G" + spec.to_json(), fds)  # the cgroup.procs files, then the root
         finally:
             os.close(userns)
-        try:
-            fdpass.send_fds(self._sock, b"M", [mount_fd])
-        finally:
-            os.close(mount_fd)
+            for fd in fds:
+                os.close(fd)
         data, fds = self._recv()  # from here on, killing the cgroups kills the future init
         for fd in fds:
             os.close(fd)
@@ -485,19 +481,18 @@ def _stage2(queue: fdpass.Socket, programs: dict[bool, bytes], claimed: int, c1:
         os.close(c1)
         os.write(claimed, b"C")  # C1 exits: we are reparented to the subreaper; S makes the next pre-init
         os.close(claimed)
-        data, procs = fdpass.recv_fds(sock, 65536, 16)
-        if not data.startswith(b"G"):  # b"": P gave up
+        data, fds = fdpass.recv_fds(sock, 65536, 32)
+        if not data.startswith(b"G") or not fds:  # b"": P gave up
             os._exit(1)
         spec = InitSpec.from_json(data[1:])
+        *procs, mount_fd = fds
+        if len(procs) != len(spec.cgroup_procs):
+            os._exit(1)
         for fd in procs:
             os.write(fd, b"0")
             os.close(fd)
         sc.unshare(sc.CLONE_NEWNS | sc.CLONE_NEWCGROUP)  # the cgroup namespace's root: the VPS's cgroups
         sock.send(b"J")
-        msg, fds = fdpass.recv_fds(sock, 16, 1)
-        if msg != b"M" or len(fds) != 1:
-            os._exit(1)
-        mount_fd = fds[0]
         os.setsid()
         sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
         stage = os.open(spec.stage_dir, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
