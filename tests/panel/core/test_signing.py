@@ -3,6 +3,8 @@ keys (RSA-3072, self-signed, as `python -m worker.keys ensure` makes them), each
 
 from __future__ import annotations
 
+import base64
+import datetime
 import os
 import shutil
 from pathlib import Path
@@ -94,6 +96,17 @@ def test_a_node_certificate_added_later_is_trusted_without_a_restart(tmp_path, p
     assert panel.deserialize(signed(pairs, "a", [report("a")]))[0] == [report("a")]
     with pytest.raises(SecurityError, match="Unknown certificate"):  # removed: no longer trusted
         panel.deserialize(signed(pairs, "b", [report("b")]))
+
+
+def test_an_altered_body_is_refused_and_kombus_typed_values_still_decode(tmp_path, pairs):
+    panel = panel_serializer(pairs, trust_dir(tmp_path, pairs, "panel"))
+    when = datetime.datetime(2026, 11, 28, 6, 0, tzinfo=datetime.UTC)
+    data = signed(pairs, "panel", [{"at": when}])
+    assert panel.deserialize(data)[0] == [{"at": when}]  # kombu's json tags a datetime; plain JSON has none
+    head, body = base64.b64decode(data).rsplit(b"\x00\x01", 1)
+    altered = base64.b64encode(head + b"\x00\x01" + body.replace(b"2026", b"2027"))
+    with pytest.raises(SecurityError, match="Unable to deserialize"):
+        panel.deserialize(altered)
 
 
 def test_node_names_in_certificates():
