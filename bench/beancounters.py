@@ -1,6 +1,7 @@
 """Beancounter reader benchmark: the fast tier and the accounting tier for N cgroups. Prints a table.
 
     .venv/bin/python -m bench.beancounters [--vps 200] [--runs 20] [--window 1] [--dos]
+        [--fuse-seconds 30] [--fuse-warmup 10] [--baseline-tree /tmp/ubc-base]
 
 Run as root. Stands in for N running VPSs with N bare VPS cgroups (outer and
 inner, in every hierarchy, made by the real cgroup driver) holding one sleeping
@@ -51,7 +52,7 @@ def _process_cpu_ms(pid: int) -> float:
 
 
 def fuse_cost(driver: cgroups.CgroupDriver, ctids: list[int], window: float, pushes: int = PUSHES,
-              seconds: int = 10) -> tuple[float, float]:
+              seconds: int = 10, warmup: int = 0, tree: str | None = None) -> tuple[float, float]:
     """(CPU ms per wall second of the node's server process, `python -m kernel.ubc.fusefile`;
     reads per second achieved) while every VPS reads its file once a second: a reader per VPS, in
     its cgroups, reads `<mount>/<ctid>` as the bind inside the VPS does (os.open/os.read, as
@@ -59,17 +60,28 @@ def fuse_cost(driver: cgroups.CgroupDriver, ctids: list[int], window: float, pus
     table once per window while the VPS reads it (pushed into the page cache, or made at the
     read that follows a dropped copy), so its CPU follows the number of VPSs reading, not how
     often each reads, down to one read per ten windows. The server is its own process, as on a
-    node: forking readers from the process hosting it would charge copy-on-write faults to it."""
+    node: forking readers from the process hosting it would charge copy-on-write faults to it.
+    The CPU is counted over `seconds` after `warmup` seconds of reading (a steady reader's runs
+    of pushes grow); `tree`: run the server of another checkout (a baseline), from its directory."""
     top = tempfile.mkdtemp(prefix="ctpanel-bench-fuse-")
-    server = run.background([sys.executable, "-m", "kernel.ubc.fusefile", top, "--prefix", driver.prefix,
-                             "--window", str(window), "--pushes", str(pushes)])
+    argv = [sys.executable, "-m", "kernel.ubc.fusefile", top, "--prefix", driver.prefix, "--window", str(window)]
+    if tree is None:
+        argv += ["--pushes", str(pushes)]
+    here = os.getcwd()
+    if tree is not None:
+        os.chdir(tree)  # `-m` finds the checkout's kernel package first
+    try:
+        server = run.background(argv)
+    finally:
+        os.chdir(here)
     try:
         while not fuse_mounted(top):
             assert server.poll() is None, "the server did not start"
             time.sleep(0.05)
         # One long-lived reader per VPS, in its cgroups, reading once a second (the readers spread
-        # over the second); second -1 warms up (the first LOOKUP of every file).
-        started = time.monotonic() + 1.0 + len(ctids) * 0.002
+        # over the second); second -warmup-1 warms up (the first LOOKUP of every file).
+        begin = time.monotonic() + 1.0 + len(ctids) * 0.002
+        started = begin + 1 + warmup
         readers = []
         for index, ctid in enumerate(ctids):
             pid = os.fork()
@@ -78,8 +90,8 @@ def fuse_cost(driver: cgroups.CgroupDriver, ctids: list[int], window: float, pus
                 try:
                     driver.attach(ctid, 0)
                     path = os.path.join(top, str(ctid))
-                    for second in range(-1, seconds):
-                        time.sleep(max(0.0, started + second + index / len(ctids) - time.monotonic()))
+                    for second in range(1 + warmup + seconds):
+                        time.sleep(max(0.0, begin + second + index / len(ctids) - time.monotonic()))
                         fd = os.open(path, os.O_RDONLY)
                         if not os.read(fd, 65536).startswith(b"Version: 2.5"):
                             os._exit(2)
@@ -158,7 +170,9 @@ def main() -> None:
     parser.add_argument("--vps", type=int, default=200)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--window", type=float, default=WINDOW, help="the in-VPS file server's window (s)")
-    parser.add_argument("--baseline-window", type=float, default=5.0, help="measured beside it (the old window)")
+    parser.add_argument("--fuse-seconds", type=int, default=30, help="seconds the server's CPU is counted")
+    parser.add_argument("--fuse-warmup", type=int, default=10, help="seconds of reading before")
+    parser.add_argument("--baseline-tree", help="also measure the server of this checkout (e.g. a clone of HEAD)")
     parser.add_argument("--dos", action="store_true")
     args = parser.parse_args()
     if args.dos:
@@ -191,17 +205,21 @@ def main() -> None:
         cpu0 = time.process_time()
         reader.read_all()
         one_table_cpu = (time.process_time() - cpu0) * 1000
-        # The node's server at the window asked for, then the baselines in the same run: the same
-        # window without pushes (the kernel's copy dropped every window, a text per read), and the
-        # baseline window without pushes (the server before this change).
+        # The node's server at the window asked for, then in the same run the same window without
+        # pushes (the kernel's copy dropped every window, a text per read) and another checkout's
+        # server with its own defaults (the baseline of a change).
         served = []
-        for window, pushes in ((args.window, PUSHES), (args.window, 0), (args.baseline_window, 0)):
-            serve, reads = fuse_cost(driver, ctids, window, pushes)
+        runs: list[tuple[str, int, str | None]] = [(f"window {args.window:g} s, pushes {PUSHES}", PUSHES, None),
+                                                   (f"window {args.window:g} s, pushes 0", 0, None)]
+        if args.baseline_tree:
+            runs.append((f"baseline {args.baseline_tree}", PUSHES, args.baseline_tree))
+        for label, pushes, tree in runs:
+            serve, reads = fuse_cost(driver, ctids, args.window, pushes, args.fuse_seconds, args.fuse_warmup, tree)
             served += [
-                (f"in-VPS file, window {window:g} s, pushes {pushes}: server CPU (% of one core)",
-                 serve / 10, serve / 10),
+                (f"in-VPS file, {label}: server CPU (% of one core)", serve / 10, serve / 10),
                 ("  measured at reads per second (all VPSs)", reads, reads),
                 ("  server CPU per read (ms)", serve / reads, serve / reads),
+                ("  load average (1 min) at its end", os.getloadavg()[0], os.getloadavg()[0]),
             ]
         rows = [
             ("fast tier, whole table (ms)", statistics.median(fast), _pct(fast, 0.95)),
@@ -214,9 +232,9 @@ def main() -> None:
         load = os.getloadavg()[0]
         print(f"cgroup v{driver.version}, {len(ctids)} VPS cgroups with one process each, {args.runs} runs, "
               f"load average {load:.1f} on {os.cpu_count()} CPUs")
-        print(f"{'measure':<60} {'median':>10} {'p95':>10}")
+        print(f"{'measure':<66} {'median':>10} {'p95':>10}")
         for name, median, p95 in rows:
-            print(f"{name:<60} {median:>10.3f} {p95:>10.3f}")
+            print(f"{name:<66} {median:>10.3f} {p95:>10.3f}")
         verdict = "meets" if statistics.median(fast) <= TARGET_MS else "MISSES"
         print(f"target: whole table <= {TARGET_MS} ms: {verdict}")
     finally:

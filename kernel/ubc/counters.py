@@ -96,6 +96,12 @@ def _stat(text: bytes, key: bytes) -> int:
     return int(text[at + len(key) + 1:end if end >= 0 else None])
 
 
+def _kept(peaks: dict[str, int], row: str, held: int) -> int:
+    if held > peaks.get(row, -1):
+        peaks[row] = held
+    return peaks[row]
+
+
 class Ledger:
     """Monotonic totals and kept peaks, persisted under the node's state root."""
 
@@ -125,7 +131,12 @@ class Ledger:
         entry = self._entry(ctid, ident)
         base, last = entry["base"], entry["last"]
         recreated = ident is not None and entry["ident"] not in (None, ident)
-        if recreated or any(values.get(k, 0) < v for k, v in last.items()):
+        if not recreated:
+            for key, value in last.items():
+                if values.get(key, 0) < value:  # went backwards: re-created under an unseen identity
+                    recreated = True
+                    break
+        if recreated:
             for key, value in last.items():
                 base[key] = base.get(key, 0) + value
             entry["last"], entry["peak"], entry["ident"] = {}, {}, ident
@@ -140,10 +151,12 @@ class Ledger:
 
     def peak(self, ctid: int, row: str, held: int) -> int:
         """The largest `held` seen since the cgroup was made (for kernels without a peak file)."""
-        peaks = self._entry(ctid, None)["peak"]
-        if held > peaks.get(row, -1):
-            peaks[row] = held
-        return int(peaks[row])
+        return _kept(self.peaks(ctid), row, held)
+
+    def peaks(self, ctid: int) -> dict[str, int]:
+        """The VPS's kept peaks (row → largest held seen since the cgroup was made), updated in place."""
+        peaks: dict[str, int] = self._entry(ctid, None)["peak"]
+        return peaks
 
     def forget(self, keep: set[int]) -> None:
         """Drop VPSs that no longer exist on the node (destroyed)."""
@@ -317,17 +330,20 @@ class FastReader:
 
     def _finish(self, ctid: int, ident: int | None, raw: dict[str, tuple[int, int | None, int, int]],
                 events: dict[str, int], extra: dict[str, int]) -> Sample:
-        totals = self.ledger.observe(ctid, ident, {**events, **extra})
-        sample = Sample(ctid, self.ledger.epoch)
+        events.update(extra)
+        totals = self.ledger.observe(ctid, ident, events)
+        rows: dict[str, Row] = {}
+        kept: list[str] = []
+        peaks = self.ledger.peaks(ctid)
         for name, (held, peak, barrier, limit) in raw.items():
             if peak is None:
-                sample.kept.append(name)
-                maxheld = self.ledger.peak(ctid, name, held)
+                kept.append(name)
+                maxheld = _kept(peaks, name, held)
             else:
-                maxheld = max(peak, held)
-            sample.rows[name] = Row(held, maxheld, barrier, limit, totals.get(f"{name}.failcnt", 0))
-        sample.totals = {"cpu_ns": totals.get("cpu_ns", 0), "oom_kill": totals.get("oom_kill", 0)}
-        return sample
+                maxheld = peak if peak > held else held
+            rows[name] = Row(held, maxheld, barrier, limit, totals.get(name + ".failcnt", 0))
+        return Sample(ctid, self.ledger.epoch, rows, {"cpu_ns": totals.get("cpu_ns", 0),
+                                                      "oom_kill": totals.get("oom_kill", 0)}, {}, kept)
 
     def _parse_v1(self, ctid: int, ident: int | None, g: tuple[bytes | None, ...]) -> Sample:
         usage, memlimit = _num(_need(g[0])), _limit(_need(g[1]))

@@ -10,9 +10,11 @@ OPEN/RELEASE round trips) nor every read. A VPS's table is made at most once per
 and a READ), which makes the text then; from the next window on, a timer makes that VPS's text
 itself and stores it in the kernel's page cache (FUSE_NOTIFY_STORE), so reads cost no round
 trip, for `pushes` windows (`PUSHES`); then it drops the kernel's copy (FUSE_NOTIFY_INVAL_INODE), and the
-VPS's next read asks again. A VPS that stopped reading costs nothing after at most `PUSHES`
-windows. (Dropping the copy every window and making the text at the next read costs two round
-trips per read: about twice the CPU when every VPS reads once a second.)
+VPS's next read asks again. A VPS that asks again within two windows of a drop reads steadily:
+its next run is twice as long, up to `MAX_PUSHES` windows (each drop costs two round trips). A
+VPS that stopped reading costs nothing after at most `MAX_PUSHES` windows. A text that did not
+change is not sent again. (Dropping the copy every window and making the text at the next read
+costs two round trips per read: about twice the CPU when every VPS reads once a second.)
 
 Why a timer: letting the first read after the window ask for the attributes (a short attribute
 validity with FUSE_AUTO_INVAL_DATA: a new mtime drops the cached pages) would need no thread,
@@ -65,6 +67,7 @@ _BUFSIZE = (1 << 17) + 4096
 _VALID = 86400  # seconds the kernel may keep names and attributes: a text change is notified
 WINDOW = 1.0  # seconds a VPS's text is reused (how old the table inside may be)
 PUSHES = 9  # windows a read VPS's text is stored into the page cache before the kernel must ask again
+MAX_PUSHES = 72  # the same for a VPS that read on through each drop: the run doubles up to this
 
 
 def _attr(node: int, size: int = 0, mtime_ns: int = 0) -> bytes:
@@ -141,28 +144,41 @@ class BeancounterFS:
         after such a read the timer makes the VPS's next text itself and stores it in the kernel's
         page cache (FUSE_NOTIFY_STORE: the reads in between cost no round trip); then it drops
         the kernel's copy instead (FUSE_NOTIFY_INVAL_INODE), so a VPS still read says so by
-        asking again, and one no longer read costs nothing from then on."""
-        pushing: dict[int, tuple[int, str]] = {}  # ctid → (windows left to push, the text the kernel holds)
+        asking again (then its run doubles, up to `MAX_PUSHES`), and one no longer read costs
+        nothing from then on."""
+        pushing: dict[int, tuple[int, int, str]] = {}  # ctid → (windows left, run length, the kernel's text)
+        dropped: dict[int, tuple[int, int]] = {}  # ctid → (tick of the drop, run length): asked again?
+        tick = 0
         while not self._stopped.wait(self.window):
+            tick += 1
             with self._lock:
                 read, self._texts = self._texts, {}
             for ctid, (_, _, text) in read.items():
-                pushing[ctid] = (self.pushes, text)
-            for ctid, (left, held) in list(pushing.items()):
+                run = self.pushes
+                last = dropped.pop(ctid, None)
+                if last is not None and tick - last[0] <= 2:  # read on through the drop: a steady reader
+                    run = min(2 * last[1], MAX_PUSHES) if self.pushes else 0
+                if ctid in pushing:  # asked while pushed (the kernel let its copy go): keep the run length
+                    run = max(run, pushing[ctid][1])
+                pushing[ctid] = (run, run, text)
+            for ctid in [c for c, (at, _) in dropped.items() if tick - at > 2]:
+                del dropped[ctid]
+            for ctid, (left, run, held) in list(pushing.items()):
                 node = FILE_BASE + ctid
                 if left > 0:
                     with self._lock:
                         text = self.text_for(ctid)
                     if text is held or text == held:  # the kernel's copy is still right: nothing to send
-                        pushing[ctid] = (left - 1, held)
+                        pushing[ctid] = (left - 1, run, held)
                         continue
                     raw = text.encode()
                     if len(raw) == len(held):  # a text of another size needs the kernel to ask for the size
-                        pushing[ctid] = (left - 1, text)
+                        pushing[ctid] = (left - 1, run, text)
                         if not self._notify(_NOTIFY_STORE, struct.pack("<QQII", node, 0, len(raw), 0) + raw):
                             return
                         continue
                 del pushing[ctid]
+                dropped[ctid] = (tick, run)
                 if not self._notify(_NOTIFY_INVAL_INODE, struct.pack("<Qqq", node, 0, 0)):  # attributes and pages
                     return
 

@@ -59,10 +59,16 @@ def user_beancounters(tables: Mapping[int, Table]) -> str:
         layout, rows = _layout(uid, tuple(table))
         values: list[int] = []
         for name, in_pages in rows:
-            row = table[name]
-            for value in (row.held, row.maxheld, row.barrier, row.limit):
-                values.append(UNLIMITED if value >= UNLIMITED else -(-value // PAGE) if in_pages else value)
-            values.append(row.failcnt)
+            held, maxheld, barrier, limit, failcnt = table[name]
+            if in_pages:
+                values += (UNLIMITED if held >= UNLIMITED else -(-held // PAGE),
+                           UNLIMITED if maxheld >= UNLIMITED else -(-maxheld // PAGE),
+                           UNLIMITED if barrier >= UNLIMITED else -(-barrier // PAGE),
+                           UNLIMITED if limit >= UNLIMITED else -(-limit // PAGE), failcnt)
+            else:
+                values += (held if held < UNLIMITED else UNLIMITED, maxheld if maxheld < UNLIMITED else UNLIMITED,
+                           barrier if barrier < UNLIMITED else UNLIMITED, limit if limit < UNLIMITED else UNLIMITED,
+                           failcnt)
         out.append(layout % tuple(values))
     return "".join(out)
 

@@ -94,3 +94,31 @@ def test_the_samplers_accounting_rows_are_in_the_table(bare_vpss, tmp_path) -> N
             time.sleep(0.1)
     finally:
         server.stop()
+
+
+def test_a_vps_that_stopped_reading_stops_costing(bare_vpss, tmp_path) -> None:
+    """A read starts a run of pushed texts (`pushes` windows, longer for a steady reader, never
+    beyond MAX_PUSHES); then the kernel's copy is dropped and, unread, the VPS costs no more texts."""
+    made: list[int] = []
+    text_for = cgroup_text(bare_vpss)
+
+    def counted(ctid: int) -> str:
+        made.append(ctid)
+        return text_for(ctid)
+
+    server = BeancounterFS(str(tmp_path), counted, window=0.05, pushes=3)
+    server.start()
+    try:
+        assert (tmp_path / "201").read_text().startswith("Version: 2.5")
+        deadline = time.monotonic() + 20
+        seen, quiet = -1, 0
+        while quiet < 20:  # twenty windows without a new text
+            assert time.monotonic() < deadline, "the pushes did not end"
+            time.sleep(0.05)
+            quiet = quiet + 1 if len(made) == seen else 0
+            seen = len(made)
+        assert set(made) == {201} and 1 + 3 <= len(made) <= 2 + 3  # the read (LOOKUP and READ), then 3 pushes
+        assert (tmp_path / "201").read_text().startswith("Version: 2.5")  # read again: asked again
+        assert len(made) > seen
+    finally:
+        server.stop()
