@@ -369,6 +369,7 @@ class _Spawner:
         self._lock = _thread.allocate_lock()
 
 
+REFILL_DELAY_MS = 20  # see serve()
 _SPAWNER = _Spawner()
 os.register_at_fork(after_in_child=_SPAWNER.forget)
 
@@ -392,6 +393,8 @@ def serve(fd: int) -> None:  # pragma: no cover - the spawner process
     programs = {True: seccomp.build(), False: b""}
     poller = select.poll()
     poller.register(fd, 0)  # POLLHUP only: S never reads the queue, the waiting C2 does
+    waiter = select.poll()
+    waiter.register(fd, select.POLLIN)  # a start queued while no pre-init waits (or POLLHUP)
     while True:
         pid = os.fork()
         if pid == 0:
@@ -407,6 +410,10 @@ def serve(fd: int) -> None:  # pragma: no cover - the spawner process
         poller.unregister(pidfd)
         os.close(pidfd)
         os.waitpid(pid, 0)
+        # The next pre-init is made once the start just served is through its first moments (its
+        # init boots, its caller goes on: they have the CPUs), or at once for a start queued meanwhile.
+        if any(event & select.POLLHUP for _, event in waiter.poll(REFILL_DELAY_MS)):
+            return
 
 
 def _pidfd_pid(pidfd: int) -> int:

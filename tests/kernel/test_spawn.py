@@ -105,3 +105,26 @@ def test_the_init_is_in_every_inner_cgroup_which_roots_its_cgroup_namespace(runt
     lines = result.stdout.decode().split()
     assert result.returncode == 0 and lines
     assert [line for line in lines if not line.endswith(":/")] == []
+
+
+def test_starts_queued_at_once_each_get_a_pre_init(runtime, make_vps):
+    """One pre-init waits per spawner; starts queued together are served one after the other."""
+    import threading
+
+    ctids = [make_vps(start=False) for _ in range(3)]
+    errors: list[BaseException] = []
+
+    def start(ctid: int) -> None:
+        try:
+            runtime.start(ctid)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(ctid,)) for ctid in ctids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    pids = {runtime.status(ctid).init_pid for ctid in ctids}
+    assert None not in pids and len(pids) == 3
