@@ -65,7 +65,7 @@ def test_the_same_message_twice_runs_once(own_node):
 def test_a_pool_process_killed_mid_task_is_finished_on_redelivery(own_node):
     name, _, start = own_node
     worker = start()
-    op = send_ping(name, delay_ms=4000)
+    op = send_ping(name, delay_ms=6000)  # reported running after PROGRESS_DELAY
     wait_for(lambda: refreshed(op).status == "running", 30, "the ping to start")
     for child in children(worker.popen.pid):
         os.kill(child, signal.SIGKILL)
@@ -77,7 +77,7 @@ def test_a_pool_process_killed_mid_task_is_finished_on_redelivery(own_node):
 def test_a_worker_killed_mid_task_is_finished_by_the_next_worker(own_node):
     name, state_root, start = own_node
     worker = start(CTPANEL_VISIBILITY_TIMEOUT="3")
-    op = send_ping(name, delay_ms=4000)
+    op = send_ping(name, delay_ms=6000)  # reported running after PROGRESS_DELAY
     wait_for(lambda: refreshed(op).status == "running", 30, "the ping to start")
     os.killpg(worker.popen.pid, signal.SIGKILL)
     worker.popen.wait(timeout=10)
