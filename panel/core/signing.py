@@ -190,11 +190,6 @@ def check_signer(signer: Signer, decoded: Any, *, own_fingerprint: str) -> None:
         raise protocol.MisroutedMessage(f"a message naming node {named!r} was signed by node {node}'s certificate")
 
 
-# What the worker's main process sees as a deferred message's decoded body: Celery's task protocol 2
-# [args, kwargs, embed], empty; the pool child decodes the real one.
-_UNDECODED = ([], {}, {})
-
-
 def deferred_decode(task: Task, app: Celery, consumer: Any, **kwargs: Any) -> Any:
     """Celery's default task strategy, without decoding (and verifying) the body in the main process.
 
@@ -210,7 +205,9 @@ def deferred_decode(task: Task, app: Celery, consumer: Any, **kwargs: Any) -> An
             if message.content_type not in accept:
                 raise ContentDisallowed(f"Refusing to deserialize untrusted content of type "
                                         f"{message.content_type} (a {task.name} message)")
-            message._decoded_cache = _UNDECODED  # kombu's Message.payload then answers without decoding
+            # What the main process sees as the decoded body: Celery's task protocol 2 [args, kwargs, embed],
+            # empty (kombu's Message.payload answers it without decoding); the pool child decodes the real one.
+            message._decoded_cache = ([], {}, {})
         return handle(message, body, *args, **kw)
 
     return task_message_handler
