@@ -92,6 +92,22 @@ def test_each_style_gets_its_own_files(style: str, files: dict[str, str], tmp_pa
     assert written(str(tmp_path)) == {"/etc/resolv.conf": RESOLV, **files}
 
 
+def test_a_file_that_says_the_same_is_left_alone_any_other_is_rewritten(tmp_path) -> None:
+    (tmp_path / "etc").mkdir()
+    cfg = inside.InsideConfig(style="debian", **CFG)
+    inside.write(str(tmp_path), cfg)
+    files = [tmp_path / "etc/resolv.conf", tmp_path / "etc/network/interfaces"]
+    first = [f.stat().st_ino for f in files]
+    inside.write(str(tmp_path), cfg)
+    assert [f.stat().st_ino for f in files] == first  # not replaced
+    files[0].write_text(RESOLV.replace("53", "54"))  # same size, other text
+    files[1].chmod(0o666)
+    inside.write(str(tmp_path), cfg)
+    assert all(f.stat().st_ino != ino for f, ino in zip(files, first, strict=True))
+    assert written(str(tmp_path)) == {"/etc/resolv.conf": RESOLV, "/etc/network/interfaces": INTERFACES}
+    assert [oct(f.stat().st_mode & 0o777) for f in files] == ["0o644", "0o644"]
+
+
 def test_bad_values_are_refused_and_links_stay_inside(tmp_path) -> None:
     root, outside = tmp_path / "root", tmp_path / "outside"
     (root / "etc").mkdir(parents=True)
