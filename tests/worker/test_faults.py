@@ -62,8 +62,9 @@ START_POINTS = ["start.volume", "start.cgroups", "start.spawn", "start.network",
                 "start.started"]
 POINTS = CREATE_POINTS + START_POINTS
 # Where the kill -9 tests hold a create: its volume made but not registered (the worker's start-up
-# recovery removes it), and mid-start (cgroups, a spawned init, the host veth).
-HOLD_POINTS = ["create.volume", "start.network"]
+# recovery removes it), mid-start (cgroups, a spawned init, the host veth), and with the init running
+# but the report not sent (the redelivery must not start a second init).
+HOLD_POINTS = ["create.volume", "start.network", "start.started"]
 MODES = {"raise": "", "crash": ":crash", "hold": ":hold"}
 
 
