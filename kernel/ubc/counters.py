@@ -233,7 +233,9 @@ class FastReader:
 
     def __init__(self, driver: CgroupDriver, ledger: Ledger | None = None, *, totals: bool = True) -> None:
         """`totals=False`: the table's rows only, no cpu_ns or oom_kill (3 files fewer per VPS on v1,
-        for the in-VPS table's server)."""
+        for the in-VPS table's server), and failcnts as the kernel counts them since the VPS's
+        cgroup was made (its start, as OpenVZ's table), with no ledger totals; kept peaks
+        restart with the cgroup either way."""
         self.driver = driver
         self.ledger = ledger or Ledger(None)
         self.totals = totals
@@ -244,6 +246,7 @@ class FastReader:
         self._keep_fds = isinstance(driver.fs, RealFS)
         self._held: dict[int, tuple[int | None, list[int | None]]] = {}  # ctid → (identity, open files)
         self._open_files = 0
+        self._peaks: dict[int, tuple[int | None, dict[str, int]]] = {}  # totals=False: ctid → (identity, kept peaks)
         weakref.finalize(self, _close_all, self._held)  # a reader dropped without close()
 
     def _dir(self, ctid: int, controller: str, inner: bool = False) -> str:
@@ -307,6 +310,8 @@ class FastReader:
         inner_missing = any(fd is None and inner for fd, (_, inner, _) in zip(fds, self._files, strict=True))
         if fds[0] is None or inner_missing:
             _close_all({ctid: (None, fds)})
+            if fds[0] is None:  # no cgroups (destroyed): nothing of it to keep
+                self._peaks.pop(ctid, None)
         else:
             self._held[ctid] = (ident, fds)
             self._open_files += sum(fd is not None for fd in fds)
@@ -330,11 +335,18 @@ class FastReader:
 
     def _finish(self, ctid: int, ident: int | None, raw: dict[str, tuple[int, int | None, int, int]],
                 events: dict[str, int], extra: dict[str, int]) -> Sample:
-        events.update(extra)
-        totals = self.ledger.observe(ctid, ident, events)
+        if self.totals:
+            events.update(extra)
+            totals = self.ledger.observe(ctid, ident, events)
+            peaks = self.ledger.peaks(ctid)
+        else:  # the kernel's counters as they are: since the cgroup was made (the VPS's start)
+            totals = events
+            mine = self._peaks.get(ctid)
+            if mine is None or mine[0] != ident:
+                mine = self._peaks[ctid] = (ident, {})
+            peaks = mine[1]
         rows: dict[str, Row] = {}
         kept: list[str] = []
-        peaks = self.ledger.peaks(ctid)
         for name, (held, peak, barrier, limit) in raw.items():
             if peak is None:
                 kept.append(name)

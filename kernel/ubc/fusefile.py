@@ -68,6 +68,7 @@ _VALID = 86400  # seconds the kernel may keep names and attributes: a text chang
 WINDOW = 1.0  # seconds a VPS's text is reused (how old the table inside may be)
 PUSHES = 9  # windows a read VPS's text is stored into the page cache before the kernel must ask again
 MAX_PUSHES = 72  # the same for a VPS that read on through each drop: the run doubles up to this
+IDLE_FORGET = 300.0  # seconds after which the cgroup files of a VPS whose text nobody asked for are closed
 
 
 def _attr(node: int, size: int = 0, mtime_ns: int = 0) -> bytes:
@@ -261,8 +262,8 @@ class BeancounterFS:
 
 def cgroup_text(driver: CgroupDriver, accounting_rows: str | None = None) -> Callable[[int], str]:
     """`text_for` reading the VPS's cgroup files, plus the accounting rows the node's sampler keeps
-    at `accounting_rows` (its last count). Counters are the kernel's since the VPS's start (an
-    in-memory ledger), as OpenVZ's table restarts with the container. A VPS whose files read the
+    at `accounting_rows` (its last count). Counters are the kernel's since the VPS's start (its
+    cgroup's), as OpenVZ's table restarts with the container. A VPS whose files read the
     same as last time (and whose saved rows are the same) gets the same text object again, not
     parsed nor formatted: the server then knows the kernel's copy is still right."""
     reader = FastReader(driver, totals=False)
@@ -270,8 +271,17 @@ def cgroup_text(driver: CgroupDriver, accounting_rows: str | None = None) -> Cal
     uncounted = dict.fromkeys(ROWS, Row(0, 0, UNLIMITED, UNLIMITED, 0))
     last: dict[int, tuple[Raw, dict[str, Row] | None, str]] = {}  # ctid → (files' texts, saved rows, text)
     empty = user_beancounters({})
+    seen: dict[int, float] = {}  # ctid → when its text was last asked for
+    swept = [time.monotonic()]
 
     def text_for(ctid: int) -> str:
+        now = seen[ctid] = time.monotonic()
+        if now - swept[0] > IDLE_FORGET:  # close the files of VPSs no longer read (or destroyed)
+            swept[0] = now
+            for idle in [c for c, at in seen.items() if now - at > IDLE_FORGET]:
+                del seen[idle]
+                last.pop(idle, None)
+                reader.forget(idle)
         try:
             raw = reader.raw(ctid)
         except KernelError:

@@ -115,3 +115,15 @@ def test_v2_refused_forks_before_and_after_hierarchical_events(local: bool, expe
     if local:
         fs.files[f"{CG}/pids.events.local"] = "max 0\n"
     assert FastReader(V2Driver("pre", "/cg", fs=fs)).read_all()[101].rows["numproc"].failcnt == expected
+
+
+def test_the_in_vps_tables_reader_shows_the_kernels_counters_since_the_start() -> None:
+    """totals=False (the in-VPS table): a restarted VPS's failcnt starts again, as OpenVZ's
+    table does, where the sampler's reader keeps a monotonic total."""
+    fs = _v2()
+    lean = FastReader(V2Driver("pre", "/cg", fs=fs), totals=False)
+    full = FastReader(V2Driver("pre", "/cg", fs=fs))
+    assert lean.read_one(101).rows["physpages"].failcnt == full.read_one(101).rows["physpages"].failcnt == 3
+    fs.files[f"{CG}/memory.events"] = "max 1\noom_kill 0\n"  # the VPS restarted: a new cgroup
+    assert lean.read_one(101).rows["physpages"].failcnt == 1
+    assert full.read_one(101).rows["physpages"].failcnt == 4
