@@ -98,7 +98,8 @@ def run(stack) -> None:
     cpu_worker, cpu_main, cpu_pg = tree_cpu(worker), cpu_seconds(worker), tree_cpu(postmaster)
     began = time.monotonic()
     for body in bodies:
-        panel_app.send_task(protocol.TASK_USAGE_BATCH, args=[body], queue=queue)
+        panel_app.send_task(protocol.TASK_USAGE_BATCH, args=[body], queue=queue,
+                            compression=protocol.USAGE_BATCH_COMPRESSION)
     sent = time.monotonic() - began
     while (stored := Sample.objects.filter(vps__ctid__gte=5_000_000).count()) < expected:
         if time.monotonic() - began > 1800:

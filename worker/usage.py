@@ -176,6 +176,7 @@ class UsageStep(bootsteps.StartStopStep):
 
         try:
             batch = collect(config)
-            consumer.app.send_task(protocol.TASK_USAGE_BATCH, args=[batch.to_dict()], queue=config.panel_queue)
+            consumer.app.send_task(protocol.TASK_USAGE_BATCH, args=[batch.to_dict()], queue=config.panel_queue,
+                                   compression=protocol.USAGE_BATCH_COMPRESSION)
         except Exception:
             log.exception("usage batch not sent")
