@@ -344,7 +344,7 @@ class Network:
         with IP(self.net.host_netns) as host:
             record, hosts = self._host_names(record, spec, host)
             live = {"pid": init_pid, "starttime": _starttime(init_pid), "hosts": hosts, "ips": list(spec.ips)}
-            statefile.write_json(self._live_path(ctid), live)
+            self._write_live(ctid, live)
             host.veth_add(
                 hosts[ROUTED_IFNAME],
                 ROUTED_IFNAME,
@@ -403,7 +403,7 @@ class Network:
         for netif in new:
             self._sysctl(f"net.ipv6.conf.{hosts[netif.name]}.accept_ra", "0")
         live = {**live, "hosts": hosts}
-        statefile.write_json(self._live_path(ctid), live)
+        self._write_live(ctid, live)
         self._apply_vps_table(ctid, spec, hosts)
         self._apply_vps_chains(ctid, spec, hosts)
         with IP(self.net.host_netns) as host, IP(vps_ns) as vps:
@@ -492,7 +492,7 @@ class Network:
                     vps.addr_del(ROUTED_IFNAME, f"{net.network_address}/{net.max_prefixlen}")
         ips = [a for a in live["ips"] if a != addr] + ([addr] if add else [])
         live = {**live, "ips": ips}
-        statefile.write_json(self._live_path(ctid), live)
+        self._write_live(ctid, live)
 
     def _add_routes(self, ctid: int, host: IP, vps: IP, host_if: str, addr: str) -> None:
         """Host route, proxy entry and the address inside, for one address."""
@@ -512,10 +512,15 @@ class Network:
         vps.route_add("default", via=gw, dev=ROUTED_IFNAME, onlink=net.version == 4)
 
     # -- live state ---------------------------------------------------------------------------
+    def _write_live(self, ctid: int, live: dict) -> None:
+        """Not durable: what it describes (veths, routes, nft state) is gone after a host crash too,
+        which may leave the file empty; its readers take that as no live state (one fsync less per start)."""
+        statefile.write_json(self._live_path(ctid), live, durable=False)
+
     def _live(self, ctid: int) -> dict | None:
         try:
             live = statefile.read_json(self._live_path(ctid))
-        except NotFound:
+        except (NotFound, ValueError):
             return None
         if _starttime(live["pid"]) != live["starttime"]:
             return None
@@ -530,7 +535,7 @@ class Network:
         check_ctid(ctid)
         try:
             live = statefile.read_json(self._live_path(ctid))
-        except NotFound:
+        except (NotFound, ValueError):  # none, or left empty by a host crash (`_write_live`)
             live = {}
         record = self.registry.find(ctid)
         hosts = set((live.get("hosts") or {}).values()) | set(record.interfaces.values() if record else ())

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from kernel.net.config import VpsNet
+from kernel.net.ip import IP
 from tests.kernel.net.conftest import HOST_ADDR6, PEER_ADDR4, PEER_ADDR6, Lab, in_ns, vps_addrs
 
 pytestmark = pytest.mark.kernel
@@ -53,3 +56,17 @@ def test_routed_ipv6_64_whole_prefix_and_nothing_else(lab: Lab) -> None:
     lab.network.del_ip(a, prefix)
     assert lab.vsh(a, f"ping -c 1 -W 2 -I {inside[0]} {PEER_ADDR6}")[0] != 0
     assert lab.ping(a, PEER_ADDR4)
+
+
+def test_a_live_file_left_empty_is_no_live_state_and_release_still_removes_everything(lab: Lab) -> None:
+    """The live file is written without fsync: a host crash may leave it empty (the truncate stands in)."""
+    a4, a6 = vps_addrs(0)
+    a = lab.vps(VpsNet(ips=(a4, a6)))
+    names = set(lab.network.registry.get(a).interfaces.values())
+    os.truncate(lab.network._live_path(a), 0)
+    assert not lab.network.is_live(a)
+    lab.stop(a)
+    with IP(lab.host) as host:
+        assert not names & {link.name for link in host.links()}
+    assert ("netdev", f"{lab.network.prefix}_{a}") not in lab.network.nft.tables()
+    assert not os.path.exists(lab.network._live_path(a))
