@@ -3,6 +3,7 @@ window (kernel tier; the per-VPS binds and isolation inside VPSs are in test_ins
 
 from __future__ import annotations
 
+import mmap
 import os
 import signal
 import time
@@ -121,4 +122,45 @@ def test_a_vps_that_stopped_reading_stops_costing(bare_vpss, tmp_path) -> None:
         assert (tmp_path / "201").read_text().startswith("Version: 2.5")  # read again: asked again
         assert len(made) > seen
     finally:
+        server.stop()
+
+
+def test_a_vps_flooding_the_server_does_not_hold_back_anothers_table(bare_vpss, tmp_path) -> None:
+    """Four processes of VPS 201 read its file without pause and without the page cache (O_DIRECT:
+    every read is a request to the server); VPS 202's table is still renewed."""
+    driver = bare_vpss
+    server = BeancounterFS(str(tmp_path), cgroup_text(driver), window=0.3)
+    server.start()
+    flooders: list[int] = []
+    sleeper = 0
+    try:
+        before = _numproc((tmp_path / "202").read_text())
+        for _ in range(4):
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - child
+                code = 3
+                try:
+                    driver.attach(201, 0)
+                    fd = os.open(tmp_path / "201", os.O_RDONLY | os.O_DIRECT)
+                    buffer = mmap.mmap(-1, 65536)  # page-aligned, as O_DIRECT may want
+                    while os.preadv(fd, [buffer], 0) > 0:
+                        pass
+                finally:
+                    os._exit(code)
+            flooders.append(pid)
+        sleeper = os.fork()
+        if sleeper == 0:  # pragma: no cover - child
+            signal.pause()
+            os._exit(0)
+        driver.attach(202, sleeper)
+        deadline = time.monotonic() + 20
+        while _numproc((tmp_path / "202").read_text()) != before + 1:
+            assert time.monotonic() < deadline, "202's table was not renewed during the flood"
+            time.sleep(0.1)
+        assert all(os.waitpid(pid, os.WNOHANG) == (0, 0) for pid in flooders)  # still reading
+    finally:
+        for pid in [*flooders, sleeper]:
+            if pid:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
         server.stop()
