@@ -25,6 +25,7 @@ and destroy leaves nothing.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import time
 from pathlib import Path
@@ -309,19 +310,48 @@ def test_a_create_whose_every_run_dies_is_given_up_removed_on_the_node_and_its_s
     assert node.settled_traces(vps.ctid, None, links_before) == []
 
 
-def assert_killed_create_finished(node: FaultNode, panel_node, setting, point: str, kill) -> None:
-    """A create held at `point`, `kill(pid of the process held)`: the redelivery finishes it (the VPS runs,
-    registered once, nothing of the first run left), the journal holds no lease, reconcile finds the node
-    as the panel has it (no drift, no orphans), and destroy leaves nothing."""
+def process_tree(pid: int) -> list[int]:
+    """pidfds of `pid` and of every descendant it has now (a pidfd turns readable when its process ends)."""
+    fds = []
+    try:
+        fds.append(os.pidfd_open(pid))
+        kids = children(pid)
+    except (ProcessLookupError, FileNotFoundError):  # ended meanwhile
+        return fds
+    for kid in kids:
+        fds += process_tree(kid)
+    return fds
+
+
+def assert_killed_create_finished(node: FaultNode, panel_node, setting, point: str, *, whole_worker: bool) -> None:
+    """A create held at `point`; kill -9 of its pool process, or of the worker's whole process group (then
+    a new worker starts). Every process of the killed tree ends (spawners and pre-inits too); the redelivery
+    finishes the create (the VPS runs, registered once, nothing of the first run left), the journal holds
+    no lease, reconcile finds the node as the panel has it (no drift, no orphans), destroy leaves nothing."""
     t, plan = setting
     links_before = node.links()
     node.arm_only(point)
     vps, op = services.create_vps(t.customer1, customer=t.customer1, node=panel_node, template="busybox",
                                   hostname="killed", plan=plan)
-    kill(node.holder(point, op))
+    held = node.holder(point, op)
+    assert held in children(node.worker.popen.pid)  # a pool process, not the worker's main process
+    tree = process_tree(node.worker.popen.pid if whole_worker else held)
+    try:
+        if whole_worker:
+            os.killpg(node.worker.popen.pid, signal.SIGKILL)  # the main process and its pool, as a power cut would
+            node.worker.popen.wait(timeout=10)
+            # Redis hands the unacked message out again once its visibility timeout (3 s here) expired.
+            node.restart_worker(CTPANEL_VISIBILITY_TIMEOUT="3", CTPANEL_RESTORE_SECONDS="1")
+        else:
+            os.kill(held, signal.SIGKILL)
 
-    op = terminal(op, timeout=120)
-    assert op.status == "succeeded", op.error_message
+        op = terminal(op, timeout=120)
+        assert op.status == "succeeded", op.error_message
+        wait_for(lambda: len(select.select(tree, [], [], 0)[0]) == len(tree), 30,
+                 "every process of the killed tree to end")
+    finally:
+        for fd in tree:
+            os.close(fd)
     journal = node.journal()
     entry = journal.get(str(op.pk))
     assert (entry.state, entry.deliveries, entry.lease_owner) == ("done", 2, ""), entry
@@ -335,22 +365,10 @@ def assert_killed_create_finished(node: FaultNode, panel_node, setting, point: s
 @pytest.mark.parametrize("point", HOLD_POINTS)
 def test_a_create_whose_pool_process_is_killed_is_finished_by_the_redelivery(holding, setting, point):
     node, panel_node = holding(f"p{HOLD_POINTS.index(point)}")
-
-    def kill(pid: int) -> None:
-        assert pid in children(node.worker.popen.pid)  # a pool process, not the worker's main process
-        os.kill(pid, signal.SIGKILL)
-
-    assert_killed_create_finished(node, panel_node, setting, point, kill)
+    assert_killed_create_finished(node, panel_node, setting, point, whole_worker=False)
 
 
 @pytest.mark.parametrize("point", HOLD_POINTS)
 def test_a_create_whose_worker_is_killed_is_finished_after_the_worker_restarts(holding, setting, point):
     node, panel_node = holding(f"w{HOLD_POINTS.index(point)}")
-
-    def kill(pid: int) -> None:
-        os.killpg(node.worker.popen.pid, signal.SIGKILL)  # the main process and its pool, as a power cut would
-        node.worker.popen.wait(timeout=10)
-        # Redis hands the unacked message out again once its visibility timeout (3 s here) expired.
-        node.restart_worker(CTPANEL_VISIBILITY_TIMEOUT="3", CTPANEL_RESTORE_SECONDS="1")
-
-    assert_killed_create_finished(node, panel_node, setting, point, kill)
+    assert_killed_create_finished(node, panel_node, setting, point, whole_worker=True)
