@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from kernel import spawn
 from kernel import syscalls as sc
 from kernel.errors import Busy, InvalidArgument, KernelError, NotFound
 from kernel.runtime import Runtime, StartOptions, Status, exit_reason
@@ -115,6 +116,7 @@ class Supervisor:
         self.sync()
         if self.files:
             self._guarded(self.files.start)
+        self._guarded(spawn.prestart)  # its first start then waits for no interpreter start-up
         threading.Thread(target=self.autostart, daemon=True).start()
         log.info("ready on %s, watching %d running VPS(s)", self.path, len(self.inits))
         last = time.monotonic()

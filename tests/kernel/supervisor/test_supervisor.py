@@ -43,6 +43,26 @@ def test_start_makes_the_supervisor_the_parent_of_init(supervisor: SupervisorPro
     assert not stopped["running"] and stopped["init_pid"] is None
 
 
+def spawners(parent: int) -> set[int]:
+    """The children of `parent` that run kernel.spawn's spawner."""
+    found = set()
+    for task in os.listdir(f"/proc/{parent}/task"):
+        with open(f"/proc/{parent}/task/{task}/children") as fh:
+            for pid in map(int, fh.read().split()):
+                with open(f"/proc/{pid}/cmdline", "rb") as cmd:
+                    if b"kernel.spawn" in cmd.read():
+                        found.add(pid)
+    return found
+
+
+def test_the_supervisor_has_its_spawner_ready_and_its_first_start_uses_it(supervisor: SupervisorProcess,
+                                                                           make_vps) -> None:
+    ready = spawners(supervisor.proc.pid)
+    assert len(ready) == 1, "no spawner started with the supervisor"
+    status = supervisor.client.start(make_vps(start=False))
+    assert status["running"] and spawners(supervisor.proc.pid) == ready
+
+
 def test_reboot_inside_starts_a_new_init(supervisor: SupervisorProcess, make_vps, runtime: Runtime) -> None:
     ctid = make_vps(start=False, hostname="boot.example.com")
     first = supervisor.client.start(ctid)["init_pid"]
