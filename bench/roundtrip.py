@@ -158,6 +158,8 @@ def run(stack, tmp_path) -> None:
     threads = [threading.Thread(target=start_one, args=(vps, conc)) for vps in vpss[:concurrent]]
     groups = {"node worker": [stack.processes["node-worker"].popen.pid],
               "panel worker": [stack.processes["panel-worker"].popen.pid]}
+    if supervisor is not None:
+        groups["supervisor"] = [supervisor.popen.pid]
     before = {"bench": own_cpu(), **cpu_use(groups)}
     for t in threads:
         t.start()
