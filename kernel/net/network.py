@@ -356,8 +356,9 @@ class Network:
                 host.veth_add(hosts[netif.name], netif.name, peer_netns=vps_ns, mac=netif.host_mac, peer_mac=netif.mac)
             for inside_name, name in hosts.items():  # whose it is, for reconcile after the records are lost
                 host.link_set(name, alias=self.owner_alias(ctid, inside_name))
-            # The table holds the addresses already (`_policies`): no element batch per address.
-            self.nft.batch(rules.vps_table(self._vps_table(ctid), self._policies(ctid, spec, hosts))
+            # The table holds the addresses already (`_policies`): no element batch per address. It is
+            # absent: `release` above deleted it, or no live file means nothing was built.
+            self.nft.batch(rules.vps_table(self._vps_table(ctid), self._policies(ctid, spec, hosts), replace=False)
                            + self._vps_chains(ctid, spec, hosts))
             for name in hosts.values():
                 self._sysctl(f"net.ipv6.conf.{name}.accept_ra", "0")

@@ -70,3 +70,24 @@ def test_a_live_file_left_empty_is_no_live_state_and_release_still_removes_every
         assert not names & {link.name for link in host.links()}
     assert ("netdev", f"{lab.network.prefix}_{a}") not in lab.network.nft.tables()
     assert not os.path.exists(lab.network._live_path(a))
+
+
+def test_a_start_over_a_crashed_starts_leftovers_builds_each_rule_once(lab: Lab) -> None:
+    """A start only creates the VPS's netdev table (no delete first): the live file a crashed start left
+    makes it release everything first, so the table is absent and holds each rule once afterwards."""
+    a4, a6 = vps_addrs(0)
+    a = lab.vps(VpsNet(ips=(a4, a6)))
+    table = f"{lab.network.prefix}_{a}"
+
+    def rules() -> list[dict]:
+        return [item["rule"] for item in lab.network.nft.list("table", "netdev", table) if "rule" in item]
+
+    before = rules()
+    assert before and os.path.exists(lab.network._live_path(a))
+    pid = lab.runtime.status(a).init_pid
+    assert pid
+    lab.network.start(lab.network.registry.get(a), pid)  # as a start whose earlier run died after building
+    after = rules()
+    assert len(after) == len(before)
+    assert sorted(repr(r["expr"]) for r in after) == sorted(repr(r["expr"]) for r in before)
+    assert lab.ping(a, PEER_ADDR4)
