@@ -647,6 +647,7 @@ class Runtime:
 
     def _cleanup(self, ctid: int) -> None:
         self._reap(ctid)  # an init that exited on its own (poweroff inside)
+        enter.reap_helpers(enter.HELPER_GRACE)  # exec helpers whose exit `exec` did not wait for
         self.cgroups.kill(ctid)
         self.cgroups.remove(ctid)
         self._forget_init(ctid)

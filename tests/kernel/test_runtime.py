@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from kernel import statefile, vpsfiles
+from kernel import enter, statefile, vpsfiles
 from kernel.errors import AlreadyExists, Busy, InvalidArgument, KernelError, NotFound
 from kernel.runtime import CreateSpec, Runtime, StartContext, StartOptions
 from tests.kernel import leftovers
@@ -123,6 +123,26 @@ def test_closing_sessions_leaves_no_zombie_to_a_subreaper(runtime, make_vps):
     strays = [pid for pid in _children() if len(nspids := _nspids(pid)) > 1 and nspids[-1] != "1"]  # not inits
     assert not runtime.stop(ctid, fast=True).running  # reaps any stray, as the supervisor would
     assert strays == []
+
+
+def test_exec_takes_the_code_from_its_helper_and_leaves_no_helper_unreaped(runtime, make_vps):
+    """exec returns on the helper's report of the command's code, without waiting for the helper's
+    own exit; the helper (running as the VPS's root) is reaped all the same, with no further call."""
+    ctid = make_vps()
+    id_start = runtime.registry.get(ctid).id_start
+    assert [runtime.exec(ctid, ["sh", "-c", f"exit {code}"]).returncode for code in (3, 0, 130)] == [3, 0, 130]
+    assert enter.reap_helpers(10) == 0
+    zombies = [pid for pid in _children() if _status(pid).get("State", "").startswith("Z")
+               and id_start <= int(_status(pid).get("Uid", "0").split()[1]) < id_start + 65536]
+    assert zombies == []
+
+
+def _status(pid: int) -> dict[str, str]:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            return {key: value.strip() for key, _, value in (line.partition(":") for line in fh)}
+    except OSError:
+        return {}
 
 
 def _children() -> list[int]:
