@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import redis
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -45,6 +46,9 @@ class TicketView(generic.PanelView):
             ticket = tickets.issue(request.user, vps, _mode(request))
         except (PermissionDenied, ValidationError) as exc:
             return JsonResponse({"error": " ".join(getattr(exc, "messages", [str(exc)]))}, status=409)
+        except redis.RedisError:
+            return JsonResponse({"error": "The console service cannot be reached right now. Try again in a minute; "
+                                          "if it stays so, tell your provider."}, status=503)
         return JsonResponse({"ticket": ticket, "expires_in": protocol.CONSOLE_TICKET_SECONDS})
 
 

@@ -113,3 +113,14 @@ def test_the_ticket_view_and_the_page(world, r):
     browser.force_login(dave)
     assert browser.post(f"/vps/{mine.ctid}/console/ticket/").status_code == 404
 
+
+
+def test_the_ticket_view_says_so_when_redis_is_down(world, settings):
+    _node, _reseller, carol, _dave, vps = world
+    mine = vps(carol)
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    browser = Client()
+    browser.force_login(carol)
+    answer = browser.post(f"/vps/{mine.ctid}/console/ticket/", {"mode": "shell"})
+    assert answer.status_code == 503
+    assert "console service cannot be reached" in answer.json()["error"]
