@@ -3,6 +3,7 @@ re-adoption after kill -9, onboot, the root-only socket."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -45,13 +46,15 @@ def test_start_makes_the_supervisor_the_parent_of_init(supervisor: SupervisorPro
 
 def spawners(parent: int) -> set[int]:
     """The children of `parent` that run kernel.spawn's spawner."""
-    found = set()
+    children = set()
     for task in os.listdir(f"/proc/{parent}/task"):
-        with open(f"/proc/{parent}/task/{task}/children") as fh:
-            for pid in map(int, fh.read().split()):
-                with open(f"/proc/{pid}/cmdline", "rb") as cmd:
-                    if b"kernel.spawn" in cmd.read():
-                        found.add(pid)
+        with contextlib.suppress(FileNotFoundError), open(f"/proc/{parent}/task/{task}/children") as fh:
+            children.update(map(int, fh.read().split()))  # a thread may end meanwhile
+    found = set()
+    for pid in children:
+        with contextlib.suppress(FileNotFoundError), open(f"/proc/{pid}/cmdline", "rb") as cmd:
+            if b"kernel.spawn" in cmd.read():
+                found.add(pid)
     return found
 
 
