@@ -84,6 +84,8 @@ CLOSE_RANGE_CLOEXEC = 1 << 2
 KEYCTL_JOIN_SESSION_KEYRING = 1
 
 IOPRIO_WHO_PROCESS = 1
+IOPRIO_CLASS_BE = 2  # best effort, levels 0 (highest) to 7
+IOPRIO_CLASS_SHIFT = 13
 
 _NR_X86_64 = {
     "pivot_root": 155,
