@@ -15,7 +15,7 @@ import signal
 
 from kernel.cgroups.base import CgroupDriver, CgroupPaths, delegate_tree, wait_until
 from kernel.cgroups.fs import CgroupFS
-from kernel.errors import NotFound
+from kernel.errors import NotFound, Timeout
 
 
 class V1Driver(CgroupDriver):
@@ -86,9 +86,30 @@ class V1Driver(CgroupDriver):
         return self._procs(self._reference(ctid))
 
     def freeze(self, ctid: int, timeout: float = 10.0) -> None:
+        """Write FROZEN again while the cgroup is still FREEZING.
+
+        The v1 freezer tries each task once per write. A task running at that
+        moment gets a fake signal, which a sleep it enters next, killable but
+        not interruptible, ignores: busybox init vforking a boot script (its
+        child frozen, it waits in TASK_KILLABLE for the child's exec) stays
+        FREEZING forever. A later write finds it asleep, freezable, and freezes it.
+        A freeze that still does not complete is undone.
+        """
         state = os.path.join(self._freezer(ctid), "freezer.state")
+
+        def frozen_or_retry() -> bool:
+            if self.frozen(ctid):
+                return True
+            self.fs.write(state, "FROZEN\n")
+            return False
+
         self.fs.write(state, "FROZEN\n")
-        wait_until(lambda: self.frozen(ctid), timeout, f"CT {ctid} did not freeze")
+        try:
+            wait_until(frozen_or_retry, timeout, f"CT {ctid} did not freeze")
+        except Timeout:
+            # Not left FREEZING: its frozen tasks would ignore even SIGKILL (cgroup.kill, stop).
+            self.fs.write(state, "THAWED\n")
+            raise
 
     def thaw(self, ctid: int) -> None:
         self.fs.write(os.path.join(self._freezer(ctid), "freezer.state"), "THAWED\n")
@@ -103,7 +124,7 @@ class V1Driver(CgroupDriver):
         if "unified" in outer and self.fs.exists(outer["unified"]):
             self.fs.write(os.path.join(outer["unified"], "cgroup.kill"), "1\n")
         else:
-            self._kill_frozen(ctid)
+            self._kill_frozen(ctid, timeout)
         wait_until(lambda: not self.pids(ctid), timeout, f"CT {ctid} processes survived kill")
 
     def delegate(self, ctid: int, uid: int, gid: int) -> None:
@@ -112,10 +133,15 @@ class V1Driver(CgroupDriver):
             super().delegate(ctid, uid, gid)
         delegate_tree(self.fs, self.paths(ctid).inner["unified"], uid, gid)
 
-    def _kill_frozen(self, ctid: int) -> None:
-        """Freeze so nothing forks away, SIGKILL every task, thaw so the signals land."""
-        self.freeze(ctid)
+    def _kill_frozen(self, ctid: int, timeout: float) -> None:
+        """Freeze so nothing forks away, SIGKILL every task, thaw so the signals land.
+
+        A freeze that does not complete still kills: the caller waits for the
+        tasks to go, and a cgroup left FREEZING would keep them.
+        """
         try:
+            with contextlib.suppress(Timeout):
+                self.freeze(ctid, timeout)
             for pid in self.pids(ctid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)

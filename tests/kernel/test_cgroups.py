@@ -10,7 +10,7 @@ import time
 import pytest
 
 from kernel import cgroups
-from kernel.errors import InvalidArgument, KernelError, NotSupported
+from kernel.errors import InvalidArgument, KernelError, NotSupported, Timeout
 
 
 class FakeFS:
@@ -126,6 +126,69 @@ def test_v2_enables_controllers_and_delegates_inner_only():
     }
     driver.attach(101, 42)
     assert fs.writes[-1] == ("/cg/ctp/101/vps/cgroup.procs", "42\n")
+
+
+class OneTryFreezerFS(FakeFS):
+    """The v1 freezer as it behaves towards a task it finds running (a vfork parent about to wait).
+
+    Each FROZEN write tries every task once; that task is missed by the first
+    write and caught by any later one, so the state stays FREEZING until then.
+    """
+
+    def write(self, path, value):
+        super().write(path, value)
+        if path.endswith("freezer.state") and value == "FROZEN\n":
+            tries = sum(1 for p, v in self.writes if p == path and v == value)
+            self.files[path] = "FROZEN\n" if tries > 1 else "FREEZING\n"
+
+
+@pytest.mark.unit
+def test_v1_freeze_writes_again_while_freezing():
+    fs = OneTryFreezerFS({}, {"/cg/freezer"})
+    driver = cgroups.V1Driver("ctp", {"freezer": "/cg/freezer"}, fs=fs)
+    driver.ensure(101)
+    driver.freeze(101, timeout=2.0)
+    assert driver.frozen(101)
+
+
+class NeverFrozenFS(FakeFS):
+    """A freezer that stays FREEZING (a task in a sleep it cannot be frozen in)."""
+
+    def read(self, path):
+        return "FREEZING\n" if path.endswith("freezer.state") else super().read(path)
+
+
+@pytest.mark.unit
+def test_v1_freeze_that_does_not_complete_is_undone():
+    """Left FREEZING, the frozen tasks would not even die of SIGKILL (stop thaws only FROZEN)."""
+    fs = NeverFrozenFS({}, {"/cg/freezer"})
+    driver = cgroups.V1Driver("ctp", {"freezer": "/cg/freezer"}, fs=fs)
+    driver.ensure(101)
+    with pytest.raises(Timeout):
+        driver.freeze(101, timeout=0.2)
+    assert fs.writes[-1] == ("/cg/freezer/ctp/101/freezer.state", "THAWED\n")
+
+
+@pytest.mark.unit
+def test_v1_kill_kills_when_the_freeze_does_not_complete():
+    victim = subprocess.Popen(["sleep", "60"])
+
+    class Stuck(NeverFrozenFS):
+        def read(self, path):
+            if path.endswith("cgroup.procs"):
+                return "" if victim.poll() is not None else f"{victim.pid}\n"
+            return super().read(path)
+
+    fs = Stuck({}, {"/cg/freezer"})
+    driver = cgroups.V1Driver("ctp", {"freezer": "/cg/freezer"}, fs=fs)
+    driver.ensure(101)
+    try:
+        driver.kill(101, timeout=1.0)
+        assert victim.poll() == -9
+        assert fs.files["/cg/freezer/ctp/101/freezer.state"] == "THAWED\n"
+    finally:
+        victim.kill()
+        victim.wait()
 
 
 # -- the real hierarchies of this host ----------------------------------------------------------
