@@ -7,7 +7,8 @@ hard stop (stop(fast=True)), create, in-process exec, the `vzctl exec` CLI
 against the venv's bare interpreter start, and host memory per idle running
 VPS for `--idle` VPSs (MemTotal-MemAvailable delta, and the part outside the
 VPSs' own memory cgroups). Uses a private node under /tmp and removes it.
-Not a test: it asserts nothing. No LXC baseline: see docs/cli.md.
+Not a test: it asserts nothing. When Debian's lxc is installed, LXC's numbers for the same
+rootfs are printed beside ours (a container with loopback only: docs/cli.md).
 """
 
 from __future__ import annotations
