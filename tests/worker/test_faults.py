@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pytest
 
+from kernel import enter
 from kernel.config import NodeConfig as KernelNodeConfig
 from kernel.net import rules
 from kernel.net.ip import IP
@@ -170,6 +171,7 @@ class FaultNode:
         assert self.rt.registry.ctids().count(vps.ctid) == 1, what
         result = self.rt.exec(vps.ctid, ["cat", "/etc/hostname"], timeout=10)
         assert result.stdout.decode().strip() == hostname, what
+        assert enter.reap_helpers(enter.HELPER_GRACE) == 0, what  # exec returned before its helper's exit
         processes = leftovers.processes(self.rt.ids.lookup(vps.ctid).start, zombies=False)
         assert all(descends_from(pid, status.init_pid) for pid in processes), (what, processes)
         assert not os.path.exists(creating_path(self.rt, vps.ctid)), what
