@@ -37,6 +37,29 @@ def _numproc(text: str) -> int:
     return int(next(line.split() for line in text.splitlines() if "numproc" in line)[-5])
 
 
+def _sleeper_in(driver: cgroups.CgroupDriver, ctid: int) -> int:
+    """A process that only waits, put in VPS `ctid`'s cgroups: one more numproc."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        signal.pause()
+        os._exit(0)
+    try:
+        driver.attach(ctid, pid)
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
+    return pid
+
+
+def _wait_numproc(path, expected: int, what: str) -> None:
+    """Until the table at `path` counts `expected` processes (a later window's table)."""
+    deadline = time.monotonic() + 20
+    while _numproc(path.read_text()) != expected:
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
 def test_one_file_per_vps_renewed_after_its_window(bare_vpss, tmp_path) -> None:
     driver = bare_vpss
     server = BeancounterFS(str(tmp_path), cgroup_text(driver), window=0.3)
@@ -52,15 +75,8 @@ def test_one_file_per_vps_renewed_after_its_window(bare_vpss, tmp_path) -> None:
         assert (tmp_path / "999").read_text().splitlines()[2:] == []  # no such VPS: the header alone
         assert not (tmp_path / "user_beancounters").exists()
         before = _numproc((tmp_path / "201").read_text())
-        sleeper = os.fork()
-        if sleeper == 0:  # pragma: no cover - child
-            signal.pause()
-            os._exit(0)
-        driver.attach(201, sleeper)
-        deadline = time.monotonic() + 20
-        while _numproc((tmp_path / "201").read_text()) != before + 1:  # the next window's table
-            assert time.monotonic() < deadline, "the table was not renewed"
-            time.sleep(0.1)
+        sleeper = _sleeper_in(driver, 201)
+        _wait_numproc(tmp_path / "201", before + 1, "the table was not renewed")
     finally:
         if sleeper:
             os.kill(sleeper, signal.SIGKILL)
@@ -148,15 +164,8 @@ def test_a_vps_flooding_the_server_does_not_hold_back_anothers_table(bare_vpss, 
                 finally:
                     os._exit(code)
             flooders.append(pid)
-        sleeper = os.fork()
-        if sleeper == 0:  # pragma: no cover - child
-            signal.pause()
-            os._exit(0)
-        driver.attach(202, sleeper)
-        deadline = time.monotonic() + 20
-        while _numproc((tmp_path / "202").read_text()) != before + 1:
-            assert time.monotonic() < deadline, "202's table was not renewed during the flood"
-            time.sleep(0.1)
+        sleeper = _sleeper_in(driver, 202)
+        _wait_numproc(tmp_path / "202", before + 1, "202's table was not renewed during the flood")
         assert all(os.waitpid(pid, os.WNOHANG) == (0, 0) for pid in flooders)  # still reading
     finally:
         for pid in [*flooders, sleeper]:
