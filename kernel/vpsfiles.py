@@ -173,6 +173,27 @@ class VpsRoot:
                     raise from_oserror(exc, f"cannot write {path}") from exc
                 raise
 
+    def ensure(self, path: str, data: bytes | str, *, mode: int = 0o644, uid: int = 0, gid: int = 0) -> None:
+        """`write` unless the file already is exactly that (a regular file with these owner, mode
+        and content): what every start writes again then costs no new file and no fsync."""
+        if isinstance(data, str):
+            data = data.encode()
+        try:
+            fd = self.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
+        except KernelError:
+            fd = -1  # missing, or not a file to read: written
+        if fd >= 0:
+            try:
+                st = os.fstat(fd)
+                owner_mode = (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode))
+                same = (stat.S_ISREG(st.st_mode) and owner_mode == (uid, gid, mode) and st.st_size == len(data)
+                        and os.pread(fd, len(data) + 1, 0) == data)
+            finally:
+                os.close(fd)
+            if same:
+                return
+        self.write(path, data, mode=mode, uid=uid, gid=gid)
+
     @staticmethod
     def _refuse_directory(dirfd: int, name: str, path: str) -> None:
         try:

@@ -9,13 +9,11 @@ written (addresses parsed, no newlines; search domains per RFC 1123).
 from __future__ import annotations
 
 import ipaddress
-import os
-import stat
 from dataclasses import dataclass
 
 from kernel import vpsfiles
 from kernel.config import NodeConfig
-from kernel.errors import KernelError, NotFound
+from kernel.errors import NotFound
 from kernel.net.config import ROUTED_IFNAME
 from kernel.templates import TemplateCache
 
@@ -92,32 +90,14 @@ def write(volume: str, cfg: InsideConfig) -> None:
     a file that already says the same, root's and 0644, is left alone (each start writes them)."""
     with vpsfiles.VpsRoot(volume) as root:
         if cfg.nameservers or cfg.searchdomains:
-            _ensure(root, "/etc/resolv.conf", vpsfiles.render_resolv_conf(cfg.nameservers, cfg.searchdomains))
+            root.ensure("/etc/resolv.conf", vpsfiles.render_resolv_conf(cfg.nameservers, cfg.searchdomains))
         if cfg.style in ("busybox", "debian"):
             root.makedirs("/etc/network")
-            _ensure(root, "/etc/network/interfaces", render_interfaces(cfg))
+            root.ensure("/etc/network/interfaces", render_interfaces(cfg))
             if cfg.style == "busybox":  # busybox ifup fails without its run-parts and state directories
                 for path in (*(f"/etc/network/{hook}" for hook in IFUP_HOOK_DIRS), "/var/run"):
                     root.makedirs(path)
         elif cfg.style == "networkd":
             root.makedirs("/etc/systemd/network")
-            _ensure(root, NETWORKD_FILE, render_networkd(cfg))
+            root.ensure(NETWORKD_FILE, render_networkd(cfg))
 
-
-def _ensure(root: vpsfiles.VpsRoot, path: str, text: str) -> None:
-    """`root.write(path, text)` unless the file is that already: an unchanged file costs no fsync."""
-    try:
-        fd = root.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
-    except KernelError:
-        fd = -1  # missing, or not a file to read: written
-    if fd >= 0:
-        try:
-            st = os.fstat(fd)
-            data = text.encode()
-            same = (stat.S_ISREG(st.st_mode) and (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 0, 0o644)
-                    and st.st_size == len(data) and os.pread(fd, len(data) + 1, 0) == data)
-        finally:
-            os.close(fd)
-        if same:
-            return
-    root.write(path, text)
