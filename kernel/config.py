@@ -47,6 +47,12 @@ class NodeConfig:
         return self.path("run")
 
     @property
+    def lxcfs_mount(self) -> str:
+        """Where this node's own lxcfs is mounted (by its supervisor): one per node, never a
+        machine-wide lxcfs that another node or the distribution's service may restart."""
+        return self.path("run", "lxcfs")
+
+    @property
     def private_dir(self) -> str:
         """VPS volumes (OpenVZ's /vz/private); root-owned 0700 so host users cannot reach them."""
         return self.path("private")

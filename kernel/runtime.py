@@ -52,7 +52,7 @@ from kernel.storage.volumes import Storage
 from kernel.templates import TemplateCache
 
 STAGES = ("volume", "network", "files", "limits", "started")
-DEFAULT_LXCFS = "/var/lib/lxcfs"
+NODE_LXCFS = ""  # Runtime(lxcfs=): the node's own mount, NodeConfig.lxcfs_mount
 MOUNT_POINTS = ("/proc", "/sys", "/dev")
 UNSAFE_ENV = "CTPANEL_UNSAFE_TESTING"
 STAGED = ".staged"  # suffix of an init's state files until init runs
@@ -176,12 +176,13 @@ class Runtime:
         *,
         cgroup_driver: cgroups.CgroupDriver | None = None,
         hooks: Mapping[str, Sequence[Hook]] | None = None,
-        lxcfs: str | None = DEFAULT_LXCFS,
+        lxcfs: str | None = NODE_LXCFS,
         storage: Storage | None = None,
         network: NetworkHooks | None = None,
         lock_wait: float = 0.0,
     ) -> None:
-        """`lxcfs`: where lxcfs is mounted; used only while an lxcfs is actually mounted there.
+        """`lxcfs`: where lxcfs is mounted (default: the node's own, `config.lxcfs_mount`; None:
+        never); used only while an lxcfs is actually mounted there.
 
         `lock_wait`: seconds a change waits for the per-VPS lock held by another client before
         `Busy` — 0 fails at once, as vzctl does; the node's daemons wait a bounded time, since
@@ -190,7 +191,7 @@ class Runtime:
         `storage.setup()` is the caller's (worker start, set-up): btrfs pools switch quota on.
         """
         self.config = config
-        self.lxcfs = lxcfs
+        self.lxcfs = config.lxcfs_mount if lxcfs == NODE_LXCFS else lxcfs
         self.lock_wait = lock_wait
         self.cgroups = cgroup_driver or cgroups.detect(config.cgroup_prefix)
         self.registry = Registry(config)
@@ -760,12 +761,15 @@ class Runtime:
 
 
 def _is_lxcfs(path: str) -> bool:
+    """Whether a live lxcfs is mounted at `path`: statfs reaches the server (no cache), so a
+    dead one's mount (ENOTCONN) gives the VPS the real /proc files rather than a failed start."""
     with open("/proc/self/mountinfo", encoding="utf-8") as fh:
-        for line in fh:
-            left, _, right = line.partition(" - ")
-            if left.split()[4] == path and right.split()[0] == "fuse.lxcfs":
-                return True
-    return False
+        mounted = any(left.split()[4] == path and right.split()[0] == "fuse.lxcfs"
+                      for left, _, right in (line.partition(" - ") for line in fh))
+    try:
+        return mounted and bool(os.statvfs(path))
+    except OSError:
+        return False
 
 
 def _rmdir(path: str) -> None:

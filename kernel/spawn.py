@@ -513,7 +513,9 @@ def _stage2(queue: fdpass.Socket, programs: dict[bool, bytes], claimed: int, c1:
             nodes["console"] = os.open(spec.console or "/dev/null", os.O_PATH | os.O_CLOEXEC)
         lxcfs = {}
         for name in rootfs.LXCFS_PROC if spec.lxcfs else ():
-            with contextlib.suppress(FileNotFoundError):
+            # A dead lxcfs (ENOTCONN) leaves the real file: the supervisor binds its restarted
+            # lxcfs's files into every running VPS, this one included.
+            with contextlib.suppress(OSError):
                 lxcfs[name] = os.open(f"{spec.lxcfs}/proc/{name}", os.O_PATH | os.O_CLOEXEC)
         sc.sethostname(spec.hostname)
         os.setresgid(0, 0, 0)

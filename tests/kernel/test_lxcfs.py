@@ -34,6 +34,7 @@ def lxcfs():
     path = os.path.join(top, "lxcfs")
     os.mkdir(path)
     proc = subprocess.Popen(["lxcfs", "-f", path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _servers[path] = proc
     try:
         deadline = time.monotonic() + 10
         while not os.path.exists(os.path.join(path, "proc", "meminfo")):
@@ -51,6 +52,10 @@ def lxcfs():
             with contextlib.suppress(KernelError):
                 sc.umount2(path, sc.MNT_DETACH)
         shutil.rmtree(top, ignore_errors=True)
+        del _servers[path]
+
+
+_servers: dict[str, subprocess.Popen[bytes]] = {}
 
 
 def test_meminfo_shows_the_vps_memory_limit(node_config: NodeConfig, subreaper, runtime, lxcfs):
@@ -84,3 +89,27 @@ def test_without_lxcfs_the_real_proc_files_stay(runtime, make_vps):
     ctid = make_vps()
     result = runtime.exec(ctid, ["sh", "-c", "grep -c ' /proc/meminfo ' /proc/self/mountinfo"])
     assert result.stdout.strip() == b"0"
+
+
+def test_a_dead_lxcfs_does_not_stop_a_start(node_config: NodeConfig, subreaper, runtime, lxcfs):
+    """lxcfs killed, its mount left behind (reads fail with ENOTCONN): a VPS still starts, with
+    the real /proc files, and the node's `Runtime` uses its own lxcfs mount by default."""
+    assert Runtime(node_config).lxcfs == node_config.lxcfs_mount != lxcfs
+    server = _servers[lxcfs]
+    server.kill()
+    server.wait()
+    with pytest.raises(OSError):
+        os.statvfs(lxcfs)  # statfs always asks the server
+    rt = Runtime(node_config, lxcfs=lxcfs)
+    ctid = 961
+    try:
+        rt.create(CreateSpec(ctid=ctid, template="busybox"))
+        rt.start(ctid)
+        script = "grep -c ' /proc/meminfo ' /proc/self/mountinfo; grep -c MemTotal /proc/meminfo"
+        result = rt.exec(ctid, ["sh", "-c", script])
+        assert result.stdout.split() == [b"0", b"1"]
+        rt.stop(ctid, fast=True)
+        rt.destroy(ctid)
+        assert leftovers.of(rt, ctid) == []
+    finally:
+        leftovers.force_remove(rt, ctid)
