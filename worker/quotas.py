@@ -56,15 +56,18 @@ def converge(storage: Storage | None, request: protocol.VpsRequest) -> int:
 
 def refresh(rt: Runtime, ctid: int) -> int:
     """Rewrite the VPS's per-user quota files with the current usage, when its volume is mounted
-    and has the second level on; returns the number of files written. A VPS whose lock is held is
-    skipped (an operation may be unmounting it; the next refresh comes), and errors are logged,
-    not raised: the caller is the usage sampler, whose batch must not fail for one VPS."""
+    and has the second level on; returns the number of files written. The usage is read first
+    without the VPS's lock (two repquota runs), which is then held only for the writes: a vzctl
+    meanwhile would exit "locked". A VPS whose lock is held is skipped (an operation may be
+    unmounting it; the next refresh comes), and errors are logged, not raised: the caller is the
+    usage sampler, whose batch must not fail for one VPS."""
     try:
         volume = rt.storage.find(ctid)
-        if volume is None or volume.limits.quotaugidlimit <= 0:
-            return 0  # without taking the lock: a vzctl meanwhile would exit "locked"
+        if volume is None or volume.limits.quotaugidlimit <= 0 or not rt.storage.active(ctid):
+            return 0
+        files = rt.storage.quota_files(ctid)
         with rt.lock(ctid, now=True):
-            return rt.storage.publish_quota(ctid) if rt.storage.active(ctid) else 0
+            return rt.storage.publish_quota(ctid, files) if rt.storage.active(ctid) else 0
     except Busy:
         return 0
     except KernelError:

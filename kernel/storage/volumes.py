@@ -86,6 +86,17 @@ class Volume:
     root: str
 
 
+@dataclass(frozen=True)
+class QuotaFile:
+    """One id's second-level quota file inside the VPS (`Storage.publish_quota`)."""
+
+    path: str
+    text: str
+    mode: int
+    uid: int
+    gid: int
+
+
 class Storage:
     """One node's pools and volumes. Holds no per-VPS state in memory."""
 
@@ -245,28 +256,36 @@ class Storage:
     def ugid_report(self, ctid: int, kind: str) -> list[dict[str, int]]:
         return self._driver(ctid).ugid_report(ctid, kind)
 
-    def publish_quota(self, ctid: int) -> int:
+    def quota_files(self, ctid: int) -> list[QuotaFile]:
+        """Each id's quota file as `publish_quota` writes it, from the volume's report (repquota
+        for users and groups: the slow part, which reads only and needs no VPS lock)."""
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        files = []
+        for kind in ("user", "group"):
+            for row in self.ugid_report(ctid, kind):
+                text = f"# ctpanel second-level quota of {kind} {row['id']}, {stamp}\n" + "".join(
+                    f"{key}={row[key]}\n" for key in ("bytes", "bsoft", "bhard", "inodes", "isoft", "ihard")
+                )
+                uid, gid, mode = (row["id"], 0, 0o400) if kind == "user" else (0, row["id"], 0o440)
+                files.append(QuotaFile(f"{QUOTA_DIR}/{kind}.{row['id']}", text, mode, uid, gid))
+        return files
+
+    def publish_quota(self, ctid: int, files: list[QuotaFile] | None = None) -> int:
         """Write each id's own usage and limits into the VPS, readable by that id only.
 
         `/var/lib/ctpanel/quota/user.<uid>` (mode 0400, owned by the user) and
         `group.<gid>` (0440, group-owned), `key=value` lines. quotactl(2) itself cannot
         answer inside: the kernel looks quota up by host id, while the files carry
-        the VPS's own ids. Returns the number of files written.
+        the VPS's own ids. `files`: `quota_files` read before by the caller. Returns the
+        number of files written.
         """
         root = self.activate(ctid)
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        count = 0
+        files = self.quota_files(ctid) if files is None else files
         with vpsfiles.VpsRoot(root) as vps:
             vps.makedirs(QUOTA_DIR)
-            for kind in ("user", "group"):
-                for row in self.ugid_report(ctid, kind):
-                    text = f"# ctpanel second-level quota of {kind} {row['id']}, {stamp}\n" + "".join(
-                        f"{key}={row[key]}\n" for key in ("bytes", "bsoft", "bhard", "inodes", "isoft", "ihard")
-                    )
-                    uid, gid, mode = (row["id"], 0, 0o400) if kind == "user" else (0, row["id"], 0o440)
-                    vps.write(f"{QUOTA_DIR}/{kind}.{row['id']}", text, mode=mode, uid=uid, gid=gid)
-                    count += 1
-        return count
+            for file in files:
+                vps.write(file.path, file.text, mode=file.mode, uid=file.uid, gid=file.gid)
+        return len(files)
 
     # -- snapshots ----------------------------------------------------------------------------
     def snapshot_create(self, ctid: int, name: str, quiesce: Quiesce = no_quiesce) -> Snapshot:
