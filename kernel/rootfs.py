@@ -264,6 +264,29 @@ def console_pty(root_fd: int) -> int:
         os.close(dev)
 
 
+def node_file(path: str) -> int:
+    """A detached read-only (nosuid, nodev, noexec) clone of the host file `path`, served by a node
+    file server (the beancounter table): cloned while the host's tree is visible, attached by
+    `attach_file` where the VPS's root is this process's root."""
+    fd = sc.open_tree(sc.AT_FDCWD, path, sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC)
+    try:
+        sc.mount_setattr(fd, "", sc.AT_EMPTY_PATH, attr_set=sc.MOUNT_ATTR_RDONLY | _NOSUID_NODEV_NOEXEC)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def attach_file(mount_fd: int, path: str) -> None:
+    """Attach the detached file mount `mount_fd` at `path`, resolved from this process's root (the
+    VPS's: after the pivot, or chrooted into it, as the VPS's root resolves it); a missing file
+    and its directories are made first, owned by the VPS's root."""
+    if not os.path.lexists(path):
+        os.makedirs(os.path.dirname(path), 0o755, exist_ok=True)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o444))
+    sc.move_mount(mount_fd, "", sc.AT_FDCWD, path, sc.MOVE_MOUNT_F_EMPTY_PATH)
+
+
 def pivot(root_fd: int) -> None:
     """Make `root_fd` the root and detach the host's tree from this mount namespace."""
     os.fchdir(root_fd)

@@ -142,6 +142,9 @@ class StartContext:
     options: StartOptions
     init_pid: int = 0
     ns_dir: str = ""
+    # (host file, path inside) the pre-init binds read-only while it builds the mount tree (node
+    # file servers' files, added by "volume" hooks); one it cannot open is left out
+    binds: list[tuple[str, str]] = field(default_factory=list)
 
 
 Hook = Callable[[StartContext], None]
@@ -532,6 +535,7 @@ class Runtime:
                 seccomp=options.defences.seccomp,
                 console=options.console,
                 lxcfs=self.lxcfs if self.lxcfs and _is_lxcfs(self.lxcfs) else None,
+                binds=tuple(ctx.binds),
                 timeout=options.timeout,
             )
             self.cgroups.kill(ctid)  # leftovers of a crash; no-op normally

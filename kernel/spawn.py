@@ -71,6 +71,7 @@ class InitSpec:
     seccomp: bool = True  # False only for the negative-control tests
     console: str | None = None  # None: /dev/null; "pty": a pty of the VPS's devpts; else a host tty
     lxcfs: str | None = None  # a running lxcfs mount: its /proc files replace the real ones
+    binds: tuple[tuple[str, str], ...] = ()  # (host file, path inside): bound read-only if it opens
     env: tuple[tuple[str, str], ...] = (("container", "ctpanel"), ("PATH", INIT_PATH), ("HOME", "/"))
     timeout: float = 10.0
 
@@ -84,6 +85,7 @@ class InitSpec:
         raw["rootfs"] = rootfs.RootfsOptions(**raw["rootfs"])
         raw["cgroup_procs"] = tuple(raw["cgroup_procs"])
         raw["env"] = tuple(tuple(pair) for pair in raw["env"])
+        raw["binds"] = tuple(tuple(pair) for pair in raw["binds"])
         return cls(**raw)
 
 
@@ -517,6 +519,10 @@ def _stage2(queue: fdpass.Socket, programs: dict[bool, bytes], claimed: int, c1:
             # lxcfs's files into every running VPS, this one included.
             with contextlib.suppress(OSError):
                 lxcfs[name] = os.open(f"{spec.lxcfs}/proc/{name}", os.O_PATH | os.O_CLOEXEC)
+        files = []  # node-served files: a server that is down leaves its file out (its restart binds it)
+        for host, inside in spec.binds:
+            with contextlib.suppress(OSError, KernelError):
+                files.append((rootfs.node_file(host), inside))
         sc.sethostname(spec.hostname)
         os.setresgid(0, 0, 0)
         os.setgroups([])
@@ -531,6 +537,10 @@ def _stage2(queue: fdpass.Socket, programs: dict[bool, bytes], claimed: int, c1:
         master = rootfs.console_pty(root_fd) if spec.console == "pty" else -1
         rootfs.pivot(root_fd)
         os.close(root_fd)
+        for fd, inside in files:  # resolved in the VPS's tree, as its root would
+            with contextlib.suppress(OSError, KernelError):
+                rootfs.attach_file(fd, inside)
+            os.close(fd)
         sc.join_session_keyring()
         if master >= 0:
             fdpass.send_fds(sock, b"R", [master])

@@ -88,7 +88,7 @@ def wired(node: KernelNodeConfig, storage: Storage, network: Network) -> Runtime
     driver = cgroups.detect(node.cgroup_prefix)
     rt = Runtime(node, cgroup_driver=driver, storage=storage, network=network,
                  hooks={"limits": [ubc.limits_hook(driver, lambda ctid: beancounters(rt, ctid))],
-                        "started": [inside.start_hook(inside.node_mount(node.run_dir))]})
+                        "volume": [inside.start_hook(inside.node_mount(node.run_dir))]})
     return rt
 
 

@@ -221,6 +221,13 @@ class BeancounterFS:
         text, made, _ = self._text(node - FILE_BASE)
         return _attr(node, len(text), made)
 
+    def _lookup_attr(self, node: int) -> bytes:
+        """The attributes for a LOOKUP, made from a text that is not kept: the lookup is the bind of a
+        starting VPS's file, before the start applies its limits; its first read makes the text."""
+        with self._lock:
+            size = len(self.text_for(node - FILE_BASE).encode())
+        return _attr(node, size, time.time_ns())
+
     def _handle(self, opcode: int, node: int, arg: bytes) -> bytes:
         if opcode == _INIT:
             minor, _, offered = struct.unpack_from("<III", arg, 4)
@@ -232,7 +239,7 @@ class BeancounterFS:
             if node != ROOT or not name.isdigit() or len(name) > 9:
                 raise OSError(errno.ENOENT, "no such file")
             child = FILE_BASE + int(name)
-            return struct.pack("<QQQQII", child, 0, _VALID, _VALID, 0, 0) + self._file_attr(child)
+            return struct.pack("<QQQQII", child, 0, _VALID, _VALID, 0, 0) + self._lookup_attr(child)
         if opcode == _GETATTR:
             return struct.pack("<QII", _VALID, 0, 0) + (_attr(ROOT) if node == ROOT else self._file_attr(node))
         if opcode == _OPEN:

@@ -1,14 +1,16 @@
 """Node-served files inside a VPS: the beancounter table and lxcfs's /proc files, bound into the
 VPS's own mount namespace, at start and again into running VPSs after their server restarted.
 
-Both are FUSE files served by node processes (`fusefile`'s server and lxcfs). A bind mount
-keeps the FUSE connection it was made from: when its server dies, reads fail with ENOTCONN
-(they never hang) and the VPS runs on; the restarted server has a new connection, so its
-files are bound again (`bind_into`), replacing the dead binds. The sources are cloned with
-open_tree() in the host's mount namespace; a non-dumpable child then joins the VPS's user and
-mount namespaces (as the VPS's root, no host privilege) and moves them onto the targets, made
-read-only, nosuid, nodev, noexec. Mounts made in the VPS's own nested mount namespaces keep
-the dead binds (documented limitation).
+Both are FUSE files served by node processes (`fusefile`'s server and lxcfs). At start the
+pre-init binds them while it builds the VPS's mount tree (kernel/spawn.py: lxcfs's from
+`Runtime(lxcfs=)`, the table from `start_hook`'s `StartContext.binds`). A bind mount keeps the
+FUSE connection it was made from: when its server dies, reads fail with ENOTCONN (they never
+hang) and the VPS runs on; the restarted server has a new connection, so its files are bound
+again (`bind_into`), replacing the dead binds. The sources are cloned with open_tree() in the
+host's mount namespace; a non-dumpable child then joins the VPS's user and mount namespaces
+(as the VPS's root, no host privilege) and moves them onto the targets, made read-only,
+nosuid, nodev, noexec. Mounts made in the VPS's own nested mount namespaces keep the dead
+binds (documented limitation).
 """
 
 from __future__ import annotations
@@ -25,9 +27,6 @@ from kernel.ubc.fusefile import IN_VPS_PATH
 
 if TYPE_CHECKING:
     from kernel.runtime import StartContext
-
-_RO = sc.MOUNT_ATTR_RDONLY | sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NODEV | sc.MOUNT_ATTR_NOEXEC
-
 
 def node_mount(run_dir: str) -> str:
     """Where the node's beancounter file server is mounted (one per node, under its run directory)."""
@@ -80,9 +79,7 @@ def bind_into(init_pid: int, pairs: Sequence[tuple[str, str]]) -> None:
     sources: list[tuple[int, str, int]] = []
     try:
         for host, inside in pairs:
-            fd = sc.open_tree(sc.AT_FDCWD, host, sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC)
-            sources.append((fd, inside, _fuse_count(inside, stale)))
-            sc.mount_setattr(fd, "", sc.AT_EMPTY_PATH, attr_set=_RO)
+            sources.append((rootfs.node_file(host), inside, _fuse_count(inside, stale)))
         report_r, report_w = os.pipe2(os.O_CLOEXEC)
         child = os.fork()
         if child == 0:  # pragma: no cover - runs in the forked child only
@@ -120,20 +117,18 @@ def _replace(fd: int, inside: str, old: int) -> None:  # pragma: no cover - runs
     for _ in range(old):
         with contextlib.suppress(OSError, KernelError):
             sc.umount2(inside, sc.MNT_DETACH)
-    if not os.path.lexists(inside):
-        os.makedirs(os.path.dirname(inside), 0o755, exist_ok=True)
-        os.close(os.open(inside, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o444))
-    sc.move_mount(fd, "", sc.AT_FDCWD, inside, sc.MOVE_MOUNT_F_EMPTY_PATH)
+    rootfs.attach_file(fd, inside)
 
 
 def start_hook(ubc_mount: str) -> Callable[[StartContext], None]:
-    """The runtime's "started" stage (the VPS's root is in place only once init runs): the
-    beancounter table at `IN_VPS_PATH` while its server runs; lxcfs's files are bound by the
-    start itself. Nothing to undo: the binds die with the VPS's mount namespace. An init that
+    """The runtime's "volume" stage: the VPS's beancounter table at `IN_VPS_PATH` while its server
+    runs, bound by the pre-init as it builds the VPS's mount tree (`StartContext.binds`): no
+    process is forked for it. A server that is down then leaves the VPS without the file until its
+    restart binds it. Nothing to undo: the bind dies with the VPS's mount namespace. An init that
     mounts a fresh /run later hides the file (systemd does unless /run is a mount point already)."""
 
     def hook(ctx: StartContext) -> None:
-        with contextlib.suppress(KernelError):  # the VPS runs without the file; a server restart binds it
-            bind_into(ctx.init_pid, binds(ctx.record.ctid, ubc_mount, None))
+        if os.path.ismount(ubc_mount):  # a dead server's mount fails stat(): not one
+            ctx.binds.append((os.path.join(ubc_mount, str(ctx.record.ctid)), IN_VPS_PATH))
 
     return hook

@@ -85,6 +85,26 @@ def test_one_file_per_vps_renewed_after_its_window(bare_vpss, tmp_path) -> None:
     assert not os.path.ismount(tmp_path)
 
 
+def test_a_lookup_keeps_no_table_the_first_read_makes_it(bare_vpss, tmp_path) -> None:
+    """A start binds the VPS's file (a LOOKUP) before it applies the VPS's limits: the table the
+    VPS reads first is made at that read, not at the lookup (long window: no renewal between)."""
+    driver = bare_vpss
+    server = BeancounterFS(str(tmp_path), cgroup_text(driver), window=60)
+    server.start()
+    sleeper = 0
+    try:
+        path = tmp_path / "201"
+        size = path.stat().st_size  # the lookup
+        sleeper = _sleeper_in(driver, 201)
+        text = path.read_text()
+        assert _numproc(text) == 1 and len(text.encode()) == size
+    finally:
+        if sleeper:
+            os.kill(sleeper, signal.SIGKILL)
+            os.waitpid(sleeper, 0)
+        server.stop()
+
+
 def _held(text: str, row: str) -> int | None:
     found = [line.split() for line in text.splitlines() if row in line.split()]
     return int(found[0][-5]) if found else None

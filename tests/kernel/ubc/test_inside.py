@@ -34,7 +34,7 @@ def files(node_config: NodeConfig, subreaper: None) -> Iterator[tuple[Runtime, N
     driver = cgroups.detect(node_config.cgroup_prefix)
     rt = Runtime(node_config, cgroup_driver=driver, lxcfs=lxcfs,
                  hooks={"limits": [limits_hook(driver, lambda ctid: LIMITS.get(ctid, Limits()))],
-                        "started": [inside.start_hook(ubc)]})
+                        "volume": [inside.start_hook(ubc)]})
     rt.templates.ensure_busybox()
     served = NodeFiles(rt, lxcfs=lxcfs, ubc=ubc)
     try:
@@ -159,3 +159,28 @@ def test_a_new_supervisor_ends_the_servers_a_crashed_one_left(files) -> None:
         _own_view(rt, b, a)
     finally:
         again.stop()
+
+
+def test_the_pre_init_binds_the_files_volume_hooks_name(node_config: NodeConfig, subreaper: None, tmp_path) -> None:
+    """`StartContext.binds` (where the beancounter hook puts the VPS's table): the pre-init binds
+    each file read-only at its path while it builds the mount tree, making the missing directories
+    and file; a source that does not open (its server is down) is left out and the VPS starts."""
+    served = tmp_path / "served"
+    served.write_text("served by the node\n")
+    wanted = [(str(served), "/run/ctpanel/new/served"), (str(tmp_path / "absent"), "/run/absent")]
+    ctid = 2603
+    rt = Runtime(node_config, lxcfs=None, hooks={"volume": [lambda ctx: ctx.binds.extend(wanted)]})
+    rt.templates.ensure_busybox()
+    rt.create(CreateSpec(ctid=ctid, template="busybox"))
+    try:
+        rt.start(ctid, StartOptions())
+        assert sh(rt, ctid, "cat /run/ctpanel/new/served") == (0, "served by the node\n")
+        code, mounts = sh(rt, ctid, "grep ' /run/ctpanel/new/served ' /proc/self/mountinfo")
+        assert code == 0 and len(mounts.splitlines()) == 1
+        assert all(flag in mounts.split()[5].split(",") for flag in ("ro", "nosuid", "nodev", "noexec")), mounts
+        assert sh(rt, ctid, "echo x > /run/ctpanel/new/served")[0] != 0
+        assert sh(rt, ctid, "test -e /run/absent")[0] != 0
+        assert served.read_text() == "served by the node\n"
+    finally:
+        leftovers.force_remove(rt, ctid)
+    assert leftovers.of(rt, ctid) == []
