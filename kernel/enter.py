@@ -30,6 +30,14 @@ only the pty master travels over a socket (SCM_RIGHTS), so `vzctl exec`
 without a terminal never imports `_socket` (issue 4). H reports the command's exit code
 before it exits, so `run_in` returns without waiting for H's own teardown (the exit of a
 forked copy of the caller, ~0.3-0.5 ms): a thread of the caller reaps H once it has exited.
+
+A caller with a spawner (kernel/spawn.py: a lean `python -I -S` a VPS-starting process
+keeps) has H forked from it instead (`spawn_in(spawner=...)`): the request and the
+descriptors (the init's pidfd, the report pipe, the stdio pipes or the pty socket) go over
+SCM_RIGHTS, the spawner answers with H's pidfd, reaps H and ends the report with "end
+STATUS" (H's wait status) before it closes its copy of the pipe: the report's end then means
+H is reaped. A fork of a 13 MB process instead of the caller's 20-60 MB, with none of the
+caller's after-fork work.
 """
 
 from __future__ import annotations
@@ -39,13 +47,14 @@ import _thread
 import contextlib
 import fcntl
 import os
+import select
 import stat
 import time
 
 from kernel import seccomp
 from kernel import syscalls as sc
 from kernel.errors import InvalidArgument, KernelError, NotFound, Timeout
-from kernel.running import INIT_PATH, NAMESPACES, pidfd_exited, proc_stat, wait_readable
+from kernel.running import INIT_PATH, NAMESPACES, children, pidfd_exited, proc_stat, wait_readable
 
 TYPE_CHECKING = False  # typing and collections.abc: imports vzctl exec does not need
 if TYPE_CHECKING:
@@ -100,8 +109,10 @@ def _status_code(status: int) -> int:
 class Attached:
     """A command running inside a VPS. With a pty: `master`; else `stdin`/`stdout`/`stderr` pipes."""
 
-    def __init__(self, pid: int, report: int) -> None:
+    def __init__(self, pid: int, report: int, pidfd: int = -1) -> None:
         self.pid = pid  # the host-side helper H
+        self.pidfd = pidfd  # H's pidfd when the spawner forked H (its child, not ours); else -1
+        self._end_status: int | None = None  # the spawner's "end STATUS": H's wait status, once reaped
         self.inner_pid = 0  # H2, the command, as a host PID
         self._report = report  # the read end of the helpers' report pipe (lines); -1 once closed
         self._pending = b""
@@ -127,6 +138,8 @@ class Attached:
                 self.inner_pid = int(line[4:])
             elif line.startswith(b"exit "):
                 self._exit_code = int(line[5:])
+            elif line.startswith(b"end ") and self.pidfd >= 0:
+                self._end_status = int(line[4:])
             elif line:
                 self._messages.append(line)
 
@@ -146,11 +159,16 @@ class Attached:
                 self._read(None)
             if self._exit_code is not None:
                 self.returncode = self._exit_code
-                self._close_report()
-                _reap_later(self.pid)
+                if self.pidfd >= 0:  # the spawner reaps H: its report's end says when
+                    _PENDING[self._report] = self.pidfd
+                    self._report = self.pidfd = -1
+                    self._ended = True
+                else:
+                    self._close_report()
+                    _reap_later(self.pid)
         if self.returncode is None:
             try:
-                _, status = os.waitpid(self.pid, 0)
+                status = self._wait_spawned() if self.pidfd >= 0 else os.waitpid(self.pid, 0)[1]
                 self.returncode = _status_code(status)
                 while not self._ended and wait_readable(self._report, 0):  # the helper is gone: all is there
                     self._read(0)
@@ -165,11 +183,30 @@ class Attached:
             raise KernelError(f"exec: {text}")
         return self.returncode
 
+    def _wait_spawned(self) -> int:
+        """H's wait status, H being the spawner's child: the spawner's "end" line, sent once it
+        reaped H. A report ending without it means the spawner died: H, an orphan, may be ours
+        now (we are a subreaper), else its status is lost (taken as killed)."""
+        while not self._ended:
+            self._read(None)
+        if self._end_status is not None:
+            return self._end_status
+        try:
+            found = os.waitid(os.P_PIDFD, self.pidfd, os.WEXITED)
+        except ChildProcessError:
+            found = None
+        if found is None or found.si_code != os.CLD_EXITED:
+            return (found.si_status if found is not None else signal.SIGKILL) & 0x7F  # a signal's status
+        return (found.si_status & 0xFF) << 8
+
     def _close_report(self) -> None:
         if self._report >= 0:
             os.close(self._report)
             self._report = -1
             self._ended = True
+        if self.pidfd >= 0:
+            os.close(self.pidfd)
+            self.pidfd = -1
 
     def __del__(self) -> None:  # never waited for: the report pipe is closed as a socket object would be
         self._close_report()
@@ -202,10 +239,15 @@ class Attached:
                 os.kill(self.inner_pid, signal.SIGKILL)
             if self._helper_exited(HELPER_GRACE):
                 return
-        with contextlib.suppress(OSError):
-            os.kill(self.pid, signal.SIGKILL)
+        with contextlib.suppress(OSError, KernelError):
+            if self.pidfd >= 0:
+                sc.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+            else:
+                os.kill(self.pid, signal.SIGKILL)
 
     def _helper_exited(self, timeout: float) -> bool:
+        if self.pidfd >= 0:
+            return pidfd_exited(self.pidfd, timeout)
         try:
             pidfd = sc.pidfd_open(self.pid)  # H is our unreaped child: its PID is still its own
         except KernelError:
@@ -225,6 +267,7 @@ class Attached:
 
 
 _UNREAPED: set[int] = set()  # helpers whose report came before their exit, reaped by a thread each
+_PENDING: dict[int, int] = {}  # report fd -> pidfd of helpers the spawner reaps, until their report ends
 
 
 def _reap_later(pid: int) -> None:
@@ -244,11 +287,29 @@ def _reap(pid: int) -> None:
 
 def reap_helpers(timeout: float = 0.0) -> int:
     """Wait up to `timeout` seconds for the helpers `wait(reap_later=True)` left exiting to be
-    reaped (they had only their exit left to do); how many are left."""
+    reaped (they had only their exit left to do), by us or by the spawner; how many are left."""
     deadline = time.monotonic() + timeout
-    while _UNREAPED and time.monotonic() < deadline:
+    while True:
+        _forget_reaped()
+        if not (_UNREAPED or _PENDING) or time.monotonic() >= deadline:
+            return len(_UNREAPED) + len(_PENDING)
         time.sleep(0.001)
-    return len(_UNREAPED)
+
+
+def _forget_reaped() -> None:
+    """Close the reports of spawner-made helpers that have ended (the spawner reaped H)."""
+    if not _PENDING:
+        return
+    poller = select.poll()
+    for fd in list(_PENDING):
+        poller.register(fd, 0)  # POLLHUP: every writer closed, the spawner's copy last
+    for fd, _ in poller.poll(0):
+        pidfd = _PENDING.pop(fd, -1)
+        with contextlib.suppress(ChildProcessError):  # a dead spawner's orphan is ours (a subreaper's)
+            os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOHANG)
+        for each in (fd, pidfd):
+            with contextlib.suppress(OSError):
+                os.close(each)
 
 
 def pid_namespace(pid: int) -> str:
@@ -308,19 +369,13 @@ def reap_orphans() -> list[int]:
     VPS's PID namespace that are not its init (their PID there is not 1). The dying init waits
     for them to be reaped; a VPS init of ours is never touched (its PID there is 1)."""
     reaped = []
-    for task in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{task}/children", encoding="ascii") as fh:
-                children = [int(p) for p in fh.read().split()]
-        except OSError:
-            continue
-        for child in children:
-            fields = _proc_status(child)
-            nspids = fields.get("NSpid", "").split()
-            if fields.get("State", "").startswith("Z") and len(nspids) > 1 and nspids[-1] != "1":
-                with contextlib.suppress(ChildProcessError):
-                    if os.waitpid(child, os.WNOHANG)[0]:
-                        reaped.append(child)
+    for child in children():
+        fields = _proc_status(child)
+        nspids = fields.get("NSpid", "").split()
+        if fields.get("State", "").startswith("Z") and len(nspids) > 1 and nspids[-1] != "1":
+            with contextlib.suppress(ChildProcessError):
+                if os.waitpid(child, os.WNOHANG)[0]:
+                    reaped.append(child)
     return reaped
 
 
@@ -346,13 +401,15 @@ def spawn_in(
     tty: bool = False,
     use_seccomp: bool = True,
     timeout: float = 10.0,
+    spawner: Callable[[bytes, list[int]], tuple[int, int] | None] | None = None,
 ) -> Attached:
-    """Start `argv` inside the VPS whose init `pidfd` refers to; return at once."""
+    """Start `argv` inside the VPS whose init `pidfd` refers to; return at once.
+
+    `spawner` (`kernel.spawn.start_helper`): sends a request and its descriptors to this
+    process's spawner, which forks H; returns H's (PID, pidfd), or None when no spawner runs
+    (then H is forked from this process)."""
     if not argv:
         raise InvalidArgument("exec needs a command")
-    program = seccomp.build() if use_seccomp else b""
-    if program:
-        seccomp.prepare(program)
     full_env = dict(env if env is not None else (TTY_ENV if tty else DEFAULT_ENV))
     report, report_w = os.pipe()
     parent_ends: list[int] = []  # stdin (write end), stdout, stderr (read ends)
@@ -368,18 +425,36 @@ def spawn_in(
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         parent_ends, child_ends = [in_w, out_r, err_r], [in_r, out_w, err_w]
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the helper
-        os.close(report)
-        if pty_sock is not None:
-            pty_sock.close()
-        for fd in parent_ends:
-            os.close(fd)
-        _helper(pidfd, cgroup_procs, home_procs, argv, full_env, cwd, tuple(child_ends), report_w, send_pty, program)
+    spawned = None
+    if spawner is not None:
+        _forget_reaped()
+        request = _request(argv, full_env, cwd, cgroup_procs, home_procs, use_seccomp, tty)
+        try:
+            spawned = spawner(request, [pidfd, report_w, *child_ends, *([send_pty.sock.fileno()] if send_pty else [])])
+        except BaseException:
+            for fd in (report, report_w, *parent_ends, *child_ends):
+                os.close(fd)
+            for sock in (pty_sock, send_pty.sock if send_pty else None):
+                if sock is not None:
+                    sock.close()
+            raise
+    if spawned is None:
+        program = seccomp.build() if use_seccomp else b""
+        if program:
+            seccomp.prepare(program)
+        spawned = os.fork(), -1
+        if spawned[0] == 0:  # pragma: no cover - runs in the helper
+            os.close(report)
+            if pty_sock is not None:
+                pty_sock.close()
+            for fd in parent_ends:
+                os.close(fd)
+            stdio = tuple(child_ends)
+            _helper(pidfd, cgroup_procs, home_procs, argv, full_env, cwd, stdio, report_w, send_pty, program)
     os.close(report_w)
     for fd in child_ends:
         os.close(fd)
-    attached = Attached(pid, report)
+    attached = Attached(spawned[0], report, spawned[1])
     if pty_sock is None:
         attached.stdin, attached.stdout, attached.stderr = parent_ends
         return attached
@@ -387,6 +462,39 @@ def spawn_in(
     send_pty.sock.close()
     attached.master = _receive_pty(pty_sock, timeout, attached)
     return attached
+
+
+def _request(
+    argv: Sequence[str],
+    env: dict[str, str],
+    cwd: str,
+    cgroup_procs: Sequence[str],
+    home_procs: Sequence[str],
+    use_seccomp: bool,
+    tty: bool,
+) -> bytes:
+    """An exec request for the spawner (`helper_main` runs it in the helper it forks)."""
+    import json  # only callers with a spawner (a Runtime) come here, not vzctl exec
+
+    return json.dumps({"argv": list(argv), "env": env, "cwd": cwd, "procs": list(cgroup_procs),
+                       "home": list(home_procs), "seccomp": use_seccomp, "tty": tty}).encode()
+
+
+def helper_main(request: dict, fds: list[int], programs: dict[bool, bytes]) -> None:  # pragma: no cover - helper
+    """H forked by the spawner, for `request` (spawn_in's, decoded) with its descriptors: the
+    init's pidfd, the report pipe, then the command's stdin, stdout, stderr or the pty socket.
+    `programs`: the spawner's seccomp programs (prepared), by `request["seccomp"]`. Never returns."""
+    try:
+        pidfd, report, *rest = fds
+        send_pty = None
+        if request["tty"]:
+            from kernel import fdpass
+
+            send_pty = _PtySender(fdpass.send_fds, fdpass.Socket(fileno=rest.pop()))
+        _helper(pidfd, request["procs"], request["home"], request["argv"], request["env"], request["cwd"],
+                tuple(rest), report, send_pty, programs[bool(request["seccomp"])])
+    finally:
+        os._exit(126)
 
 
 class _PtySender:
@@ -450,9 +558,11 @@ def run_in(
     timeout: float | None = None,
     use_seccomp: bool = True,
     home_procs: Sequence[str] = (),
+    spawner: Callable[[bytes, list[int]], tuple[int, int] | None] | None = None,
 ) -> ExecResult:
     """Run `argv` inside the VPS and capture its output (like subprocess.run)."""
-    attached = spawn_in(pidfd, cgroup_procs, argv, home_procs=home_procs, env=env, cwd=cwd, use_seccomp=use_seccomp)
+    attached = spawn_in(pidfd, cgroup_procs, argv, home_procs=home_procs, env=env, cwd=cwd, use_seccomp=use_seccomp,
+                        spawner=spawner)
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
         out, err = _communicate(attached, input or b"", deadline)

@@ -37,6 +37,22 @@ def proc_stat(pid: int) -> list[str] | None:
         return None
 
 
+def children(pid: int | str = "self") -> list[int]:
+    """The child PIDs of process `pid` (every thread's), from /proc; [] when it is gone."""
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as fh:
+                found += [int(child) for child in fh.read().split()]
+        except OSError:
+            continue
+    return found
+
+
 def pidfd_exited(pidfd: int, timeout: float) -> bool:
     """True once the process behind `pidfd` has exited (zombie or reaped), False after `timeout`."""
     return wait_readable(pidfd, timeout)

@@ -734,7 +734,7 @@ class Runtime:
             self._refuse_frozen(ctid)
             return enter.spawn_in(
                 pidfd, self._inner_procs(ctid), argv, env=env, cwd=cwd, tty=tty, use_seccomp=use_seccomp,
-                home_procs=enter.own_procs(self.cgroups.hierarchies()),
+                home_procs=enter.own_procs(self.cgroups.hierarchies()), spawner=spawn.start_helper,
             )
 
     def exec(
@@ -761,6 +761,7 @@ class Runtime:
                 timeout=timeout,
                 use_seccomp=use_seccomp,
                 home_procs=enter.own_procs(self.cgroups.hierarchies()),
+                spawner=spawn.start_helper,
             )
 
 

@@ -43,6 +43,7 @@ import os
 import select
 import signal
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
@@ -54,6 +55,7 @@ from kernel.running import INIT_PATH, NAMESPACES
 
 if TYPE_CHECKING:
     import subprocess
+    from collections.abc import Callable
 
 
 @dataclass(frozen=True)
@@ -317,8 +319,10 @@ class _Spawner:
 
     def __init__(self) -> None:
         self._lock = _thread.allocate_lock()
+        self._exec_lock = _thread.allocate_lock()  # one exec request and its answer at a time
         self._owner = 0  # the PID that started `_proc`: a forked child starts its own
         self._ctl: fdpass.Socket | None = None
+        self._exec: fdpass.Socket | None = None  # exec requests (the queue is the pre-inits')
         self._proc: subprocess.Popen[bytes] | None = None
 
     def request(self, ctid: int, child: fdpass.Socket) -> None:
@@ -342,21 +346,59 @@ class _Spawner:
             from kernel import run  # P only: S stays without subprocess
 
             if mine and self._ctl is not None:
-                self._ctl.close()
+                dead = self._proc is not None and self._proc.poll() is not None
+                strays = _orphaned_pre_inits() if dead else []
+                self._ctl.close()  # the waiting C2 reads the end and exits; its C1 reaps it and exits
+                if self._exec is not None:
+                    self._exec.close()
                 if self._proc is not None:
                     with contextlib.suppress(OSError):
                         self._proc.kill()
                     self._proc.wait()
+                for pidfd in strays:
+                    _reap_stray(pidfd)
             ours, theirs = fdpass.seqpacket_pair()
+            exec_ours, exec_theirs = fdpass.seqpacket_pair()
             try:
                 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-                code = "import sys; sys.path[:0] = sys.argv[1:2]; import kernel.spawn as s; s.serve(int(sys.argv[2]))"
-                fd = theirs.fileno()
-                self._proc = run.background([sys.executable, "-I", "-S", "-c", code, root, str(fd)], pass_fds=(fd,))
+                code = ("import sys; sys.path[:0] = sys.argv[1:2]; import kernel.spawn as s; "
+                        "s.serve(int(sys.argv[2]), int(sys.argv[3]))")
+                fds = (theirs.fileno(), exec_theirs.fileno())
+                argv = [sys.executable, "-I", "-S", "-c", code, root, *map(str, fds)]
+                self._proc = run.background(argv, pass_fds=fds)
             finally:
                 theirs.close()
-            self._ctl, self._owner = ours, os.getpid()
+                exec_theirs.close()
+            exec_ours.settimeout(EXEC_TIMEOUT)
+            self._ctl, self._exec, self._owner = ours, exec_ours, os.getpid()
             return ours
+
+    def start_helper(self, request: bytes, fds: list[int]) -> tuple[int, int] | None:
+        """Have S fork an exec helper (`kernel.enter.helper_main`) for `request`, passing `fds`;
+        (PID, pidfd) of the helper, or None when this process has no spawner running (then
+        nothing was sent: the caller forks the helper itself). A spawner that took the request
+        and died before answering may have started it: that raises rather than run it twice."""
+        with self._exec_lock:
+            chan = self._exec
+            if chan is None or self.pid() is None:
+                return None
+            try:
+                fdpass.send_fds(chan, b"E" + request, fds)
+            except (BrokenPipeError, ConnectionResetError):
+                return None
+            try:
+                data, got = fdpass.recv_fds(chan, 4096, 1)
+            except TimeoutError:
+                data, got = b"", []
+            if not data:  # no answer in time (a late one would answer the next request), or S died
+                chan.close()
+                self._exec = None
+        if data.startswith(b"H ") and len(got) == 1:
+            return int(data[2:]), got[0]
+        for fd in got:
+            os.close(fd)
+        why = data[1:].decode(errors="replace") or "no answer"
+        raise KernelError(f"exec: the spawner did not start the helper: {why}")
 
     def pid(self) -> int | None:
         proc = self._proc
@@ -364,14 +406,49 @@ class _Spawner:
 
     def forget(self) -> None:
         """In a forked child: drop the parent's spawner (its socket would keep S alive)."""
-        if self._ctl is not None and self._owner != os.getpid():
-            self._ctl.close()
-        self._ctl = self._proc = None
+        for sock in (self._ctl, self._exec):
+            if sock is not None and self._owner != os.getpid():
+                sock.close()
+        self._ctl = self._exec = self._proc = None
         self._owner = 0
         self._lock = _thread.allocate_lock()
+        self._exec_lock = _thread.allocate_lock()
+
+
+def _orphaned_pre_inits() -> list[int]:
+    """Pidfds of the waiting C1s a dead spawner left to us (we are a subreaper): our children
+    whose own child is PID 1 of a PID namespace (a VPS's init is our child itself)."""
+    found = []
+    for child in running.children():
+        for grandchild in running.children(child):
+            if _nspid(grandchild) == "1":
+                with contextlib.suppress(KernelError):
+                    found.append(sc.pidfd_open(child))  # our child: its PID stays its own until we reap it
+                break
+    return found
+
+
+def _nspid(pid: int) -> str:
+    """`pid`'s PID in its innermost PID namespace ("" when gone)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as fh:
+            return next((line.split()[-1] for line in fh if line.startswith("NSpid:")), "")
+    except OSError:
+        return ""
+
+
+def _reap_stray(pidfd: int) -> None:
+    """Reap a dead spawner's C1 once it has exited (its C2 ends at the queue's end, C1 then)."""
+    try:
+        if running.pidfd_exited(pidfd, 10.0):
+            with contextlib.suppress(ChildProcessError):
+                os.waitid(os.P_PIDFD, pidfd, os.WEXITED)
+    finally:
+        os.close(pidfd)
 
 
 REFILL_DELAY_MS = 20  # see serve()
+EXEC_TIMEOUT = 10.0  # seconds an exec request waits for the spawner's answer (a fork)
 _SPAWNER = _Spawner()
 os.register_at_fork(after_in_child=_SPAWNER.forget)
 
@@ -388,34 +465,108 @@ def spawner_pid() -> int | None:
     return _SPAWNER.pid()
 
 
-def serve(fd: int) -> None:  # pragma: no cover - the spawner process
+def start_helper(request: bytes, fds: list[int]) -> tuple[int, int] | None:
+    """`kernel.enter.spawn_in`'s `spawner`: this process's spawner forks the exec helper."""
+    return _SPAWNER.start_helper(request, fds)
+
+
+def serve(fd: int, exec_fd: int = -1) -> None:  # pragma: no cover - the spawner process
     """S's loop: keep one pre-init (C1 and its C2) waiting on the queue socket `fd`; when its C1
-    exits (its C2 took a start), reap it and make the next. Return once P's end is closed."""
+    exits (its C2 took a start), reap it and make the next. Fork exec helpers for the requests
+    on `exec_fd`, reap them and end their reports. Return once P's end of the queue is closed.
+
+    The next pre-init is made `REFILL_DELAY_MS` after a start took one (its init boots, its
+    caller goes on: they have the CPUs), or at once for a start queued meanwhile."""
+    from kernel import enter  # the exec helpers' code, imported before any is forked
+
     queue = fdpass.Socket(fileno=fd)
+    chan = fdpass.Socket(fileno=exec_fd) if exec_fd >= 0 else None
     programs = {True: seccomp.build(), False: b""}
+    seccomp.prepare(programs[True])  # made once here, not in each forked helper
+    helpers: dict[int, tuple[int, int]] = {}  # pidfd -> (PID, our copy of its report pipe)
     poller = select.poll()
-    poller.register(fd, 0)  # POLLHUP only: S never reads the queue, the waiting C2 does
-    waiter = select.poll()
-    waiter.register(fd, select.POLLIN)  # a start queued while no pre-init waits (or POLLHUP)
+    poller.register(fd, select.POLLIN)  # a start queued while no pre-init waits; POLLHUP: P has gone
+    if exec_fd >= 0:
+        poller.register(exec_fd, select.POLLIN)
+    c1, c1_fd = 0, -1
+    refill_at: float | None = 0.0  # when to make the next pre-init; None while one waits
     while True:
+        if refill_at is not None and time.monotonic() >= refill_at:
+            c1 = os.fork()
+            if c1 == 0:
+                for inherited in (exec_fd, *helpers, *(report for _, report in helpers.values())):
+                    if inherited >= 0:
+                        os.close(inherited)
+                _stage1(queue, programs)
+            c1_fd = sc.pidfd_open(c1)  # our unreaped child: the pidfd is its
+            poller.register(c1_fd, select.POLLIN)
+            poller.modify(fd, 0)  # POLLHUP only: the waiting C2 reads the queue, not S
+            refill_at = None
+        wait = -1 if refill_at is None else max(1, int((refill_at - time.monotonic()) * 1000) + 1)
+        for ready, events in poller.poll(wait):
+            if ready == fd:
+                if events & select.POLLHUP:
+                    return
+                refill_at = 0.0
+            elif ready == c1_fd:
+                poller.unregister(c1_fd)
+                os.close(c1_fd)
+                os.waitpid(c1, 0)
+                c1_fd = -1
+                refill_at = time.monotonic() + REFILL_DELAY_MS / 1000
+                poller.modify(fd, select.POLLIN)
+            elif ready == exec_fd and chan is not None:
+                pidfd = _fork_helper(chan, (fd, c1_fd), helpers, programs, enter.helper_main)
+                if pidfd is None:
+                    poller.unregister(exec_fd)  # P closed it: its queue's end follows
+                elif pidfd >= 0:
+                    poller.register(pidfd, select.POLLIN)
+            elif ready in helpers:
+                pid, report = helpers.pop(ready)
+                poller.unregister(ready)
+                _, status = os.waitpid(pid, 0)
+                with contextlib.suppress(OSError):  # P gone: nobody reads it
+                    os.write(report, b"end %d\n" % status)
+                os.close(report)
+                os.close(ready)
+
+
+def _fork_helper(  # pragma: no cover - the spawner process
+    chan: fdpass.Socket,
+    own: tuple[int, int],
+    helpers: dict[int, tuple[int, int]],
+    programs: dict[bool, bytes],
+    main: Callable[[dict, list[int], dict[bool, bytes]], None],
+) -> int | None:
+    """Take one exec request from `chan`, fork its helper (which runs `main`) and answer with
+    its PID and pidfd; the pidfd (-1: the request failed, the answer says why), or None when P
+    has closed the channel. `own`: S's other descriptors, closed in the helper."""
+    data, fds = fdpass.recv_fds(chan, 1 << 20, 6)
+    if not data:
+        return None
+    try:
+        if len(fds) < 3:
+            raise ValueError("an exec request without its descriptors")
+        request = json.loads(data[1:])
         pid = os.fork()
-        if pid == 0:
-            _stage1(queue, programs)
-        pidfd = sc.pidfd_open(pid)  # our unreaped child: the pidfd is its
-        poller.register(pidfd, select.POLLIN)
-        while True:
-            ready = {ready for ready, _ in poller.poll()}
-            if fd in ready:  # the queue's POLLHUP: P has gone
-                return
-            if pidfd in ready:
-                break
-        poller.unregister(pidfd)
-        os.close(pidfd)
-        os.waitpid(pid, 0)
-        # The next pre-init is made once the start just served is through its first moments (its
-        # init boots, its caller goes on: they have the CPUs), or at once for a start queued meanwhile.
-        if any(event & select.POLLHUP for _, event in waiter.poll(REFILL_DELAY_MS)):
-            return
+    except (ValueError, OSError) as exc:
+        with contextlib.suppress(OSError):
+            chan.send(b"E" + f"{exc}".encode()[:2000])
+        for each in fds:
+            os.close(each)
+        return -1
+    if pid == 0:
+        for inherited in (chan.fileno(), *own, *helpers, *(report for _, report in helpers.values())):
+            if inherited >= 0:
+                os.close(inherited)
+        main(request, fds, programs)
+    pidfd = sc.pidfd_open(pid)  # our unreaped child: the pidfd is its
+    with contextlib.suppress(OSError):  # P gone: the helper ends by itself, and we reap it
+        fdpass.send_fds(chan, b"H %d" % pid, [pidfd])
+    helpers[pidfd] = (pid, fds[1])  # our copy of its report pipe: "end STATUS" once reaped
+    for each in (fds[0], *fds[2:]):
+        os.close(each)
+    return pidfd
 
 
 def _pidfd_pid(pidfd: int) -> int:

@@ -6,9 +6,11 @@ import contextlib
 import dataclasses
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -45,14 +47,27 @@ def test_the_init_is_the_subreapers_child_and_the_spawner_a_lean_host_process(ru
 
 
 def test_a_dead_spawner_is_started_again(runtime, make_vps):
+    """The next start starts a new spawner; the dead one's waiting pre-init, orphaned to us (a
+    subreaper, as the supervisor), ends and is reaped by that start: no zombie is left to us."""
     make_vps()
     first = spawn.spawner_pid()
     assert first is not None
-    os.kill(first, signal.SIGKILL)
-    leftovers.wait_exit(first)
-    ctid = make_vps()
-    assert runtime.status(ctid).running
-    assert spawn.spawner_pid() not in (None, first)
+    deadline = time.monotonic() + 20
+    while not (waiting := _children_of(first)):  # the next pre-init's C1 (made 20 ms after a start)
+        assert time.monotonic() < deadline, "the spawner made no pre-init"
+        time.sleep(0.01)
+    pidfd = os.pidfd_open(waiting[0])
+    try:
+        os.kill(first, signal.SIGKILL)
+        leftovers.wait_exit(first)
+        ctid = make_vps()
+        assert runtime.status(ctid).running
+        assert spawn.spawner_pid() not in (None, first)
+        assert select.select([pidfd], [], [], 20)[0], "the dead spawner's pre-init did not end"
+        with contextlib.suppress(ChildProcessError):  # reaped already (by the start): not our child
+            assert os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None, "a zombie is left"
+    finally:
+        os.close(pidfd)
 
 
 CALLER = """
@@ -128,3 +143,72 @@ def test_starts_queued_at_once_each_get_a_pre_init(runtime, make_vps):
     assert errors == []
     pids = {runtime.status(ctid).init_pid for ctid in ctids}
     assert None not in pids and len(pids) == 3
+
+
+def _children_of(pid: int) -> list[int]:
+    children = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(FileNotFoundError), open(f"/proc/{pid}/task/{task}/children") as fh:
+            children += [int(child) for child in fh.read().split()]
+    return children
+
+
+def _zombies_in(pids: list[int], id_start: int) -> list[int]:
+    """Zombies among `pids` that ran as a uid of the VPS's range (exec helpers)."""
+    found = []
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError):
+            status = _status(pid)
+            if status["State"].startswith("Z") and id_start <= int(status["Uid"].split()[1]) < id_start + 65536:
+                found.append(pid)
+    return found
+
+
+def test_the_spawner_forks_the_exec_helpers_and_reaps_them(runtime: Runtime, make_vps):
+    """A caller with a spawner has its exec helpers forked by it (a small process, not a copy of
+    the caller): a session's helper is the spawner's child, in the VPS's user namespace; the
+    spawner reaps every helper, and a helper's own end (killed here) still gives the caller its
+    status, sent by the spawner once it reaped the helper."""
+    from kernel import enter
+
+    ctid = make_vps()
+    spawner = spawn.spawner_pid()
+    init = runtime.status(ctid).init_pid
+    id_start = runtime.registry.get(ctid).id_start
+    assert spawner is not None
+    session = runtime.spawn(ctid, ["sleep", "1000"])
+    try:
+        assert session.command_pid(timeout=10)
+        assert int(_status(session.pid)["PPid"]) == spawner
+        assert os.readlink(f"/proc/{session.pid}/ns/user") == os.readlink(f"/proc/{init}/ns/user")
+        os.kill(session.pid, signal.SIGKILL)  # no "exit N" from it: the spawner's "end" says how it ended
+        assert session.wait() == 128 + signal.SIGKILL
+    finally:
+        session.close()
+    assert [runtime.exec(ctid, ["sh", "-c", f"exit {code}"]).returncode for code in (3, 0)] == [3, 0]
+    assert enter.reap_helpers(10) == 0
+    assert _zombies_in(_children_of(spawner), id_start) == []
+    assert spawn.spawner_pid() == spawner  # the same spawner served them all
+
+
+def test_helpers_of_a_killed_spawner_are_reaped_by_their_caller(runtime: Runtime, make_vps):
+    """A spawner killed while its helpers run leaves them to the nearest subreaper (this process,
+    as the node's supervisor): the caller's wait reaps its orphaned helper, and the next exec
+    forks its own helper (no spawner runs)."""
+    ctid = make_vps()
+    id_start = runtime.registry.get(ctid).id_start
+    spawner = spawn.spawner_pid()
+    assert spawner is not None
+    session = runtime.spawn(ctid, ["sleep", "1000"])
+    try:
+        assert session.command_pid(timeout=10)
+        os.kill(spawner, signal.SIGKILL)
+        leftovers.wait_exit(spawner)
+        _reap(spawner)
+        assert int(_status(session.pid)["PPid"]) == os.getpid()  # reparented to us, the subreaper
+        session.kill()
+        assert session.wait() == 128 + signal.SIGKILL
+    finally:
+        session.close()
+    assert _zombies_in(_children_of(os.getpid()), id_start) == []
+    assert runtime.exec(ctid, ["true"]).returncode == 0
