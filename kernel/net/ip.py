@@ -6,6 +6,9 @@ calling thread enters the namespace for the socket() call only and comes
 straight back (a socket stays in the namespace it was made in), which costs
 well under a millisecond where pyroute2's own way, a forked child per socket,
 cost a node worker ~10 ms of CPU. `None` is the worker's own namespace.
+The requests of a VPS start (`veth_add`, `link_set`, `addr_add`, `route_add`,
+`neigh_add*`, `index`) are packed by `kernel.net.rtnl`; dumps and the rest go
+through pyroute2, whose socket is opened at the first of them.
 Every `*_add` is an ensure (an existing identical object is fine), every
 `*_del` is idempotent, and netlink errors surface as `KernelError`
 subclasses chosen from the errno.
@@ -27,6 +30,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from kernel import syscalls as sc
 from kernel.errors import InvalidArgument, KernelError, NotFound, from_errno
+from kernel.net import rtnl
 
 IFNAMSIZ = 15
 NETLINK_ROUTE = 0
@@ -134,25 +138,37 @@ def _wrap(exc: NetlinkError, what: str) -> KernelError:
 
 
 class IP:
-    """One rtnetlink socket in `netns`; use as a context manager."""
+    """An rtnetlink socket in `netns` (and pyroute2's, once needed); use as a context manager."""
 
     def __init__(self, netns: str | None = None) -> None:
         self.netns = netns
-        try:
-            # asyncio, under pyroute2, takes datagram sockets only
-            sock = socket_in(netns, NETLINK_ROUTE, socket.SOCK_DGRAM)
-        except OSError as exc:
-            raise from_errno(exc.errno or errno.EIO, "cannot open rtnetlink", netns_path(netns)) from exc
-        try:
-            self._ipr = IPRoute(fileno=sock.fileno())
-        except BaseException:
-            sock.close()
-            raise
-        sock.detach()  # pyroute2 owns the descriptor now
+        self._rtnl = rtnl.Rtnl(self._socket(socket.SOCK_RAW))
+        self._pyroute2: IPRoute | None = None
         self._indexes: dict[str, int] = {}
 
+    def _socket(self, kind: int) -> socket.socket:
+        try:
+            return socket_in(self.netns, NETLINK_ROUTE, kind)
+        except OSError as exc:
+            raise from_errno(exc.errno or errno.EIO, "cannot open rtnetlink", netns_path(self.netns)) from exc
+
+    @property
+    def _ipr(self) -> IPRoute:
+        """pyroute2 on a socket of its own in the namespace, opened at its first use."""
+        if self._pyroute2 is None:
+            sock = self._socket(socket.SOCK_DGRAM)  # asyncio, under pyroute2, takes datagram sockets only
+            try:
+                self._pyroute2 = IPRoute(fileno=sock.fileno())
+            except BaseException:
+                sock.close()
+                raise
+            sock.detach()  # pyroute2 owns the descriptor now
+        return self._pyroute2
+
     def close(self) -> None:
-        self._ipr.close()
+        self._rtnl.sock.close()
+        if self._pyroute2 is not None:
+            self._pyroute2.close()
 
     def __enter__(self) -> IP:
         return self
@@ -186,35 +202,38 @@ class IP:
         `link_set` moves and renames forget the name."""
         index = self._indexes.get(name)
         if index is None:
-            found = self._ipr.link_lookup(ifname=check_ifname(name))
-            if not found:
+            found = self._rtnl.link_index(check_ifname(name))
+            if found is None:
                 raise NotFound(f"no such interface {name!r}", path=self.netns)
-            index = self._indexes[name] = int(found[0])
+            index = self._indexes[name] = found
         return index
 
     def veth_add(
         self, name: str, peer: str, *, peer_netns: str | None = None, mac: str = "", peer_mac: str = ""
     ) -> int:
         """`ip link add NAME type veth peer name PEER [netns NS]`; ensure: an existing veth NAME is kept."""
-        check_ifname(name)
-        check_ifname(peer)
-        existing = self.link(name)
-        if existing is not None:
-            if existing.kind != "veth":
-                raise KernelError(f"{name} exists and is not a veth", errno=errno.EEXIST)
-            return existing.index
-        peer_spec: dict[str, Any] = {"ifname": peer}
-        if peer_mac:
-            peer_spec["address"] = peer_mac
-        fd = -1
-        if peer_netns is not None:
-            fd = os.open(netns_path(peer_netns) or "", os.O_RDONLY | os.O_CLOEXEC)
-            peer_spec["net_ns_fd"] = fd
+        fd = os.open(netns_path(peer_netns) or "", os.O_RDONLY | os.O_CLOEXEC) if peer_netns is not None else -1
         try:
-            kwargs: dict[str, Any] = {"ifname": name, "kind": "veth", "peer": peer_spec}
+            peer_attrs = rtnl.attr(rtnl.IFLA_IFNAME, rtnl.name(check_ifname(peer)))
+            if peer_mac:
+                peer_attrs += rtnl.attr(rtnl.IFLA_ADDRESS, rtnl.mac(peer_mac))
+            if fd >= 0:
+                peer_attrs += rtnl.attr(rtnl.IFLA_NET_NS_FD, rtnl.u32(fd))
+            body = rtnl.ifinfo() + rtnl.attr(rtnl.IFLA_IFNAME, rtnl.name(check_ifname(name)))
             if mac:
-                kwargs["address"] = mac
-            self._call(f"link add {name}", self._ipr.link, "add", **kwargs)
+                body += rtnl.attr(rtnl.IFLA_ADDRESS, rtnl.mac(mac))
+            body += rtnl.nested(rtnl.IFLA_LINKINFO, rtnl.attr(rtnl.IFLA_INFO_KIND, rtnl.name("veth")),
+                                rtnl.nested(rtnl.IFLA_INFO_DATA,
+                                            rtnl.attr(rtnl.VETH_INFO_PEER, rtnl.ifinfo() + peer_attrs)))
+            try:
+                self._rtnl.change(rtnl.RTM_NEWLINK, rtnl.CREATE, body, f"link add {name}")
+            except KernelError as exc:
+                existing = self.link(name) if exc.errno == errno.EEXIST else None
+                if existing is None:
+                    raise
+                if existing.kind != "veth":
+                    raise KernelError(f"{name} exists and is not a veth", errno=errno.EEXIST) from None
+                return existing.index
         finally:
             if fd >= 0:
                 os.close(fd)
@@ -240,30 +259,30 @@ class IP:
     ) -> None:
         """`ip link set NAME [up|down] [master BR|nomaster] [netns NS] [name NEW] [address MAC] [alias A]`."""
         index = self.index(name)
-        kwargs: dict[str, Any] = {}
+        attrs = b""
         if alias is not None:
-            kwargs["ifalias"] = alias
+            attrs += rtnl.attr(rtnl.IFLA_IFALIAS, rtnl.name(alias))
         if rename is not None:
-            kwargs["ifname"] = check_ifname(rename)
+            attrs += rtnl.attr(rtnl.IFLA_IFNAME, rtnl.name(check_ifname(rename)))
         if mac is not None:
-            kwargs["address"] = mac
-        if master is not None:
-            kwargs["master"] = self.index(master)
-        if nomaster:
-            kwargs["master"] = 0
-        if kwargs:
-            self._call(f"link set {name}", self._ipr.link, "set", index=index, **kwargs)
+            attrs += rtnl.attr(rtnl.IFLA_ADDRESS, rtnl.mac(mac))
+        if master is not None or nomaster:
+            attrs += rtnl.attr(rtnl.IFLA_MASTER, rtnl.u32(self.index(master) if master is not None else 0))
+        if attrs:
+            self._rtnl.change(rtnl.RTM_NEWLINK, 0, rtnl.ifinfo(index) + attrs, f"link set {name}")
         if rename is not None or netns is not None:
             self._indexes.pop(name, None)
         if netns is not None:
             fd = os.open(netns_path(netns) or "", os.O_RDONLY | os.O_CLOEXEC)
             try:
-                self._call(f"link set {name} netns", self._ipr.link, "set", index=index, net_ns_fd=fd)
+                move = rtnl.ifinfo(index) + rtnl.attr(rtnl.IFLA_NET_NS_FD, rtnl.u32(fd))
+                self._rtnl.change(rtnl.RTM_NEWLINK, 0, move, f"link set {name} netns")
             finally:
                 os.close(fd)
             return
         if up is not None:
-            self._call(f"link set {name}", self._ipr.link, "set", index=index, state="up" if up else "down")
+            self._rtnl.change(rtnl.RTM_NEWLINK, 0, rtnl.ifinfo(index, flags=rtnl.IFF_UP if up else 0,
+                                                               change=rtnl.IFF_UP), f"link set {name}")
 
     def link_del(self, name: str) -> bool:
         """`ip link del NAME`; False when there was none."""
@@ -284,20 +303,9 @@ class IP:
         return out
 
     def addr_add(self, name: str, cidr: str, *, nodad: bool = False) -> None:
-        iface = ipaddress.ip_interface(cidr)
-        kwargs: dict[str, Any] = {}
-        if nodad and iface.version == 6:
-            kwargs["flags"] = 0x02  # IFA_F_NODAD
-        self._call(
-            f"addr add {cidr} dev {name}",
-            self._ipr.addr,
-            "add",
-            index=self.index(name),
-            address=str(iface.ip),
-            prefixlen=iface.network.prefixlen,
-            ok=(errno.EEXIST,),
-            **kwargs,
-        )
+        flags = 0x02 if nodad and ipaddress.ip_interface(cidr).version == 6 else 0  # IFA_F_NODAD
+        self._rtnl.change(rtnl.RTM_NEWADDR, rtnl.CREATE, rtnl.ifaddr(self.index(name), cidr, flags=flags),
+                          f"addr add {cidr} dev {name}", ok=(errno.EEXIST,))
 
     def addr_del(self, name: str, cidr: str) -> None:
         iface = ipaddress.ip_interface(cidr)
@@ -317,20 +325,10 @@ class IP:
     # -- route ------------------------------------------------------------------------
     def route_add(self, dst: str, *, dev: str, via: str | None = None, onlink: bool = False) -> None:
         """`ip route replace DST [via GW] dev DEV [onlink]` (replace: an ensure)."""
-        net = ipaddress.ip_network(dst, strict=False) if dst != "default" else None
-        kwargs: dict[str, Any] = {"oif": self.index(dev)}
-        if net is not None:
-            kwargs["dst"] = str(net)
-            kwargs["family"] = 10 if net.version == 6 else 2
-        else:
-            assert via is not None
-            kwargs["dst"] = "::/0" if ":" in via else "0.0.0.0/0"
-            kwargs["family"] = 10 if ":" in via else 2
-        if via:
-            kwargs["gateway"] = via
-        if onlink:
-            kwargs["flags"] = 4  # RTNH_F_ONLINK
-        self._call(f"route replace {dst} dev {dev}", self._ipr.route, "replace", **kwargs)
+        if dst == "default" and via is None:
+            raise InvalidArgument("a default route needs a gateway")
+        self._rtnl.change(rtnl.RTM_NEWROUTE, rtnl.REPLACE, rtnl.rtmsg(self.index(dev), dst, via, onlink=onlink),
+                          f"route replace {dst} dev {dev}")
 
     def route_del(self, dst: str, *, dev: str) -> None:
         found = self._ipr.link_lookup(ifname=check_ifname(dev))
@@ -361,16 +359,8 @@ class IP:
     # -- neigh ------------------------------------------------------------------------
     def neigh_add_proxy(self, addr: str, *, dev: str) -> None:
         """`ip neigh add proxy ADDR dev DEV` (answer ARP/NDP for ADDR on DEV)."""
-        ip = ipaddress.ip_address(addr)
-        self._call(
-            f"neigh add proxy {addr} dev {dev}",
-            self._ipr.neigh,
-            "replace",
-            dst=str(ip),
-            ifindex=self.index(dev),
-            family=10 if ip.version == 6 else 2,
-            flags=0x08,  # NTF_PROXY
-        )
+        self._rtnl.change(rtnl.RTM_NEWNEIGH, rtnl.REPLACE, rtnl.ndmsg(self.index(dev), addr, proxy=True),
+                          f"neigh add proxy {addr} dev {dev}")
 
     def neigh_del_proxy(self, addr: str, *, dev: str) -> None:
         found = self._ipr.link_lookup(ifname=check_ifname(dev))
@@ -390,17 +380,8 @@ class IP:
 
     def neigh_add(self, addr: str, lladdr: str, *, dev: str) -> None:
         """`ip neigh replace ADDR lladdr MAC dev DEV nud permanent`."""
-        ip = ipaddress.ip_address(addr)
-        self._call(
-            f"neigh replace {addr} dev {dev}",
-            self._ipr.neigh,
-            "replace",
-            dst=str(ip),
-            lladdr=lladdr,
-            ifindex=self.index(dev),
-            family=10 if ip.version == 6 else 2,
-            state=0x80,  # NUD_PERMANENT
-        )
+        self._rtnl.change(rtnl.RTM_NEWNEIGH, rtnl.REPLACE, rtnl.ndmsg(self.index(dev), addr, lladdr=lladdr),
+                          f"neigh replace {addr} dev {dev}")
 
     def neigh(self, addr: str, *, dev: str) -> str | None:
         """The link-layer address the neighbour table holds for ADDR on DEV (None if none)."""

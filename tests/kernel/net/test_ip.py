@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 from collections.abc import Iterator
 
 import pytest
 
-from kernel.errors import NotFound
+from kernel.errors import InvalidArgument, KernelError, NotFound
 from kernel.net.ip import IP
 
 pytestmark = pytest.mark.kernel
@@ -53,3 +54,33 @@ def test_an_index_follows_deletes_renames_and_moves_of_this_socket(netns, other_
             ip.index("ctptb1")
         with IP(other_netns) as other:
             assert other.index("ctptb1") == other.link("ctptb1").index
+
+
+def test_the_start_requests_are_ensures_and_their_refusals_typed(netns):
+    """What a VPS start asks (kernel/net/rtnl.py): each again is no change and no error; a veth
+    name held by another kind of link, a missing link and a refused route raise typed errors."""
+    with IP(netns) as ip:
+        index = ip.veth_add("ctpta0", "ctptb0", mac="02:00:00:00:00:01", peer_mac="02:00:00:00:00:02")
+        for _ in range(2):
+            assert ip.veth_add("ctpta0", "ctptb0") == index
+            ip.link_set("ctpta0", alias="ctpanel:n:1:eth0", up=True)
+            ip.addr_add("ctpta0", "198.51.100.1/32")
+            ip.addr_add("ctpta0", "2001:db8::1/64", nodad=True)
+            ip.route_add("203.0.113.7/32", dev="ctpta0")
+            ip.route_add("default", via="203.0.113.1", dev="ctpta0", onlink=True)
+            ip.neigh_add("198.51.100.1", "02:00:00:00:00:09", dev="ctpta0")
+            ip.neigh_add_proxy("203.0.113.7", dev="ctpta0")
+        link = ip.link("ctpta0")
+        assert (link.mac, link.alias, link.up) == ("02:00:00:00:00:01", "ctpanel:n:1:eth0", True)
+        assert ip.link("ctptb0").mac == "02:00:00:00:00:02"
+        assert sorted(ip.addrs("ctpta0"))[:2] == ["198.51.100.1/32", "2001:db8::1/64"]
+        assert {"203.0.113.7/32", "default"} <= set(ip.routes("ctpta0"))
+        assert ip.neigh("198.51.100.1", dev="ctpta0") == "02:00:00:00:00:09"
+        ip.bridge_add("ctptbr0")
+        with pytest.raises(KernelError) as refused:
+            ip.veth_add("ctptbr0", "ctptb1")
+        assert refused.value.errno == errno.EEXIST
+        with pytest.raises(NotFound):
+            ip.link_set("ctptnone0", up=True)
+        with pytest.raises(InvalidArgument):  # the kernel's EINVAL: a gateway that is a local address
+            ip.route_add("default", via="2001:db8::1", dev="ctpta0")
