@@ -32,12 +32,12 @@ before it exits, so `run_in` returns without waiting for H's own teardown (the e
 forked copy of the caller, ~0.3-0.5 ms): a thread of the caller reaps H once it has exited.
 
 A caller with a spawner (kernel/spawn.py: a lean `python -I -S` a VPS-starting process
-keeps) has H forked from it instead (`spawn_in(spawner=...)`): the request and the
-descriptors (the init's pidfd, the report pipe, the stdio pipes or the pty socket) go over
-SCM_RIGHTS, the spawner answers with H's pidfd, reaps H and ends the report with "end
-STATUS" (H's wait status) before it closes its copy of the pipe: the report's end then means
-H is reaped. A fork of a 13 MB process instead of the caller's 20-60 MB, with none of the
-caller's after-fork work.
+keeps) has its H forked by the spawner ahead of the request instead (`spawn_in(spawner=...)`):
+the request and the descriptors (the init's pidfd, the report pipe, the stdio pipes or the pty
+socket) go over SCM_RIGHTS to the waiting H, which answers with its pidfd; the spawner reaps
+H and ends the report with "end STATUS" (H's wait status) before it closes its copy of the
+pipe: the report's end then means H is reaped. No fork on the exec's path, and H is a fork
+of a 13 MB process instead of the caller's 20-60 MB.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ class Attached:
 
     def __init__(self, pid: int, report: int, pidfd: int = -1) -> None:
         self.pid = pid  # the host-side helper H
-        self.pidfd = pidfd  # H's pidfd when the spawner forked H (its child, not ours); else -1
+        self.pidfd = pidfd  # H's pidfd when the spawner made H (its child, not ours); else -1
         self._end_status: int | None = None  # the spawner's "end STATUS": H's wait status, once reaped
         self.inner_pid = 0  # H2, the command, as a host PID
         self._report = report  # the read end of the helpers' report pipe (lines); -1 once closed
@@ -405,8 +405,8 @@ def spawn_in(
 ) -> Attached:
     """Start `argv` inside the VPS whose init `pidfd` refers to; return at once.
 
-    `spawner` (`kernel.spawn.start_helper`): sends a request and its descriptors to this
-    process's spawner, which forks H; returns H's (PID, pidfd), or None when no spawner runs
+    `spawner` (`kernel.spawn.start_helper`): sends a request and its descriptors to the helper
+    this process's spawner keeps waiting; returns H's (PID, pidfd), or None when no spawner runs
     (then H is forked from this process)."""
     if not argv:
         raise InvalidArgument("exec needs a command")
@@ -481,7 +481,7 @@ def _request(
 
 
 def helper_main(request: dict, fds: list[int], programs: dict[bool, bytes]) -> None:  # pragma: no cover - helper
-    """H forked by the spawner, for `request` (spawn_in's, decoded) with its descriptors: the
+    """H made by the spawner, for `request` (spawn_in's, decoded) with its descriptors: the
     init's pidfd, the report pipe, then the command's stdin, stdout, stderr or the pty socket.
     `programs`: the spawner's seccomp programs (prepared), by `request["seccomp"]`. Never returns."""
     try:

@@ -14,6 +14,8 @@ ready, the fork, copy-on-write faults and the old image's tear-down at
 init's exec cost what a small process costs, and P's pages stay unshared.
 S lives as long as P (it ends when P's end of the queue closes: P's exit);
 it keeps one waiting pre-init, so one C1 and one C2 per caller, none per VPS.
+It also keeps one exec helper waiting on a second socket (`start_helper`,
+kernel/enter.py), reaps the helpers and ends their reports.
 
 A start (`Starting`) queues its socket at once (before the volume and the
 cgroups are ready). The waiting C2 takes it, lets C1 exit (so C2 is
@@ -347,8 +349,9 @@ class _Spawner:
 
             if mine and self._ctl is not None:
                 dead = self._proc is not None and self._proc.poll() is not None
-                strays = _orphaned_pre_inits() if dead else []
+                strays = _orphaned_waiters() if dead else []
                 self._ctl.close()  # the waiting C2 reads the end and exits; its C1 reaps it and exits
+                # (and the waiting exec helper ends at its channel's end)
                 if self._exec is not None:
                     self._exec.close()
                 if self._proc is not None:
@@ -374,10 +377,11 @@ class _Spawner:
             return ours
 
     def start_helper(self, request: bytes, fds: list[int]) -> tuple[int, int] | None:
-        """Have S fork an exec helper (`kernel.enter.helper_main`) for `request`, passing `fds`;
-        (PID, pidfd) of the helper, or None when this process has no spawner running (then
-        nothing was sent: the caller forks the helper itself). A spawner that took the request
-        and died before answering may have started it: that raises rather than run it twice."""
+        """Hand `request` and `fds` to the exec helper S keeps waiting (it runs
+        `kernel.enter.helper_main`); (PID, pidfd) of the helper, or None when this process has no
+        spawner running (then nothing was sent: the caller forks the helper itself). A helper
+        that took the request and died before answering may have started it: that raises rather
+        than run it twice."""
         with self._exec_lock:
             chan = self._exec
             if chan is None or self.pid() is None:
@@ -415,16 +419,24 @@ class _Spawner:
         self._exec_lock = _thread.allocate_lock()
 
 
-def _orphaned_pre_inits() -> list[int]:
-    """Pidfds of the waiting C1s a dead spawner left to us (we are a subreaper): our children
-    whose own child is PID 1 of a PID namespace (a VPS's init is our child itself)."""
+def _orphaned_waiters() -> list[int]:
+    """Pidfds of what a dead spawner left waiting and to us (we are a subreaper): forks of it
+    (its command line) that are a waiting C1 (its child is PID 1 of a PID namespace) or the
+    waiting exec helper (no child, still in our user namespace). Both end once we close the
+    spawner's sockets; a helper running a command is left to its caller's wait."""
     found = []
+    own_userns = os.readlink("/proc/self/ns/user")
     for child in running.children():
-        for grandchild in running.children(child):
-            if _nspid(grandchild) == "1":
-                with contextlib.suppress(KernelError):
-                    found.append(sc.pidfd_open(child))  # our child: its PID stays its own until we reap it
-                break
+        try:
+            with open(f"/proc/{child}/cmdline", "rb") as fh:
+                if b"kernel.spawn" not in fh.read():
+                    continue
+            kids = running.children(child)
+            if any(_nspid(kid) == "1" for kid in kids) or (
+                    not kids and os.readlink(f"/proc/{child}/ns/user") == own_userns):
+                found.append(sc.pidfd_open(child))  # our child: its PID stays its own until we reap it
+        except (OSError, KernelError):
+            continue
     return found
 
 
@@ -438,7 +450,8 @@ def _nspid(pid: int) -> str:
 
 
 def _reap_stray(pidfd: int) -> None:
-    """Reap a dead spawner's C1 once it has exited (its C2 ends at the queue's end, C1 then)."""
+    """Reap a dead spawner's waiting child once it has exited (a C2 ends at the queue's end, its
+    C1 then; the waiting exec helper at its channel's end)."""
     try:
         if running.pidfd_exited(pidfd, 10.0):
             with contextlib.suppress(ChildProcessError):
@@ -448,7 +461,7 @@ def _reap_stray(pidfd: int) -> None:
 
 
 REFILL_DELAY_MS = 20  # see serve()
-EXEC_TIMEOUT = 10.0  # seconds an exec request waits for the spawner's answer (a fork)
+EXEC_TIMEOUT = 10.0  # seconds an exec request waits for the waiting helper's answer
 _SPAWNER = _Spawner()
 os.register_at_fork(after_in_child=_SPAWNER.forget)
 
@@ -472,36 +485,52 @@ def start_helper(request: bytes, fds: list[int]) -> tuple[int, int] | None:
 
 def serve(fd: int, exec_fd: int = -1) -> None:  # pragma: no cover - the spawner process
     """S's loop: keep one pre-init (C1 and its C2) waiting on the queue socket `fd`; when its C1
-    exits (its C2 took a start), reap it and make the next. Fork exec helpers for the requests
-    on `exec_fd`, reap them and end their reports. Return once P's end of the queue is closed.
+    exits (its C2 took a start), reap it and make the next. Keep one exec helper waiting on
+    `exec_fd` in the same way; reap the helpers that took a request and end their reports.
+    Return once P's end of the queue is closed.
 
     The next pre-init is made `REFILL_DELAY_MS` after a start took one (its init boots, its
-    caller goes on: they have the CPUs), or at once for a start queued meanwhile."""
+    caller goes on: they have the CPUs), or at once for a start queued meanwhile; the next exec
+    helper at once (a fork of S, ~0.3 ms)."""
     from kernel import enter  # the exec helpers' code, imported before any is forked
 
     queue = fdpass.Socket(fileno=fd)
-    chan = fdpass.Socket(fileno=exec_fd) if exec_fd >= 0 else None
     programs = {True: seccomp.build(), False: b""}
     seccomp.prepare(programs[True])  # made once here, not in each forked helper
-    helpers: dict[int, tuple[int, int]] = {}  # pidfd -> (PID, our copy of its report pipe)
+    helpers: dict[int, tuple[int, int]] = {}  # pidfd -> (PID, our copy of its report pipe, or -1)
+    waiting: tuple[int, int, fdpass.Socket] | None = None  # the waiting helper: PID, pidfd, its claims
     poller = select.poll()
     poller.register(fd, select.POLLIN)  # a start queued while no pre-init waits; POLLHUP: P has gone
-    if exec_fd >= 0:
-        poller.register(exec_fd, select.POLLIN)
     c1, c1_fd = 0, -1
     refill_at: float | None = 0.0  # when to make the next pre-init; None while one waits
+
+    def ours() -> list[int]:  # S's descriptors, none of which a child keeps
+        extra = [c1_fd, *helpers, *(report for _, report in helpers.values())]
+        if waiting is not None:
+            extra += [waiting[1], waiting[2].fileno()]
+        return [each for each in extra if each >= 0]
+
     while True:
         if refill_at is not None and time.monotonic() >= refill_at:
             c1 = os.fork()
             if c1 == 0:
-                for inherited in (exec_fd, *helpers, *(report for _, report in helpers.values())):
-                    if inherited >= 0:
-                        os.close(inherited)
+                for inherited in ([exec_fd] if exec_fd >= 0 else []) + ours():
+                    os.close(inherited)
                 _stage1(queue, programs)
             c1_fd = sc.pidfd_open(c1)  # our unreaped child: the pidfd is its
             poller.register(c1_fd, select.POLLIN)
             poller.modify(fd, 0)  # POLLHUP only: the waiting C2 reads the queue, not S
             refill_at = None
+        if waiting is None and exec_fd >= 0:
+            claims, theirs = fdpass.seqpacket_pair()
+            pid = os.fork()
+            if pid == 0:
+                for inherited in [fd, claims.fileno(), *ours()]:
+                    os.close(inherited)
+                _wait_for_request(exec_fd, theirs, programs, enter.helper_main)
+            theirs.close()
+            waiting = pid, sc.pidfd_open(pid), claims
+            poller.register(claims.fileno(), select.POLLIN)
         wait = -1 if refill_at is None else max(1, int((refill_at - time.monotonic()) * 1000) + 1)
         for ready, events in poller.poll(wait):
             if ready == fd:
@@ -515,58 +544,58 @@ def serve(fd: int, exec_fd: int = -1) -> None:  # pragma: no cover - the spawner
                 c1_fd = -1
                 refill_at = time.monotonic() + REFILL_DELAY_MS / 1000
                 poller.modify(fd, select.POLLIN)
-            elif ready == exec_fd and chan is not None:
-                pidfd = _fork_helper(chan, (fd, c1_fd), helpers, programs, enter.helper_main)
-                if pidfd is None:
-                    poller.unregister(exec_fd)  # P closed it: its queue's end follows
-                elif pidfd >= 0:
-                    poller.register(pidfd, select.POLLIN)
+            elif waiting is not None and ready == waiting[2].fileno():
+                pid, pidfd, claims = waiting
+                waiting = None
+                poller.unregister(ready)
+                data, fds = fdpass.recv_fds(claims, 16, 1)
+                claims.close()
+                if not data:  # it ended without taking a request: P closed the channel
+                    exec_fd = -1
+                helpers[pidfd] = pid, fds[0] if fds else -1
+                poller.register(pidfd, select.POLLIN)
             elif ready in helpers:
                 pid, report = helpers.pop(ready)
                 poller.unregister(ready)
                 _, status = os.waitpid(pid, 0)
-                with contextlib.suppress(OSError):  # P gone: nobody reads it
-                    os.write(report, b"end %d\n" % status)
-                os.close(report)
+                if report >= 0:
+                    with contextlib.suppress(OSError):  # P gone: nobody reads it
+                        os.write(report, b"end %d\n" % status)
+                    os.close(report)
                 os.close(ready)
 
 
-def _fork_helper(  # pragma: no cover - the spawner process
-    chan: fdpass.Socket,
-    own: tuple[int, int],
-    helpers: dict[int, tuple[int, int]],
+def _wait_for_request(  # pragma: no cover - the waiting exec helper
+    exec_fd: int,
+    claims: fdpass.Socket,
     programs: dict[bool, bytes],
     main: Callable[[dict, list[int], dict[bool, bytes]], None],
-) -> int | None:
-    """Take one exec request from `chan`, fork its helper (which runs `main`) and answer with
-    its PID and pidfd; the pidfd (-1: the request failed, the answer says why), or None when P
-    has closed the channel. `own`: S's other descriptors, closed in the helper."""
-    data, fds = fdpass.recv_fds(chan, 1 << 20, 6)
-    if not data:
-        return None
+) -> None:
+    """A helper forked ahead of its request: take the next one from `exec_fd`, answer P with our
+    PID and pidfd, hand S a copy of the report pipe ("T": S reaps us and ends the report), run
+    it (`main`). A request that cannot be read is refused ("E" to P, "F" to S)."""
     try:
-        if len(fds) < 3:
-            raise ValueError("an exec request without its descriptors")
-        request = json.loads(data[1:])
-        pid = os.fork()
-    except (ValueError, OSError) as exc:
-        with contextlib.suppress(OSError):
+        chan = fdpass.Socket(fileno=exec_fd)
+        data, fds = fdpass.recv_fds(chan, 1 << 20, 6)
+        if not data:  # P closed the channel
+            os._exit(0)
+        try:
+            if len(fds) < 3:
+                raise ValueError("an exec request without its descriptors")
+            request = json.loads(data[1:])
+        except ValueError as exc:
             chan.send(b"E" + f"{exc}".encode()[:2000])
-        for each in fds:
-            os.close(each)
-        return -1
-    if pid == 0:
-        for inherited in (chan.fileno(), *own, *helpers, *(report for _, report in helpers.values())):
-            if inherited >= 0:
-                os.close(inherited)
+            claims.send(b"F")
+            os._exit(1)
+        me = sc.pidfd_open(os.getpid())
+        fdpass.send_fds(chan, b"H %d" % os.getpid(), [me])
+        os.close(me)
+        fdpass.send_fds(claims, b"T", [fds[1]])
+        claims.close()
+        chan.close()
         main(request, fds, programs)
-    pidfd = sc.pidfd_open(pid)  # our unreaped child: the pidfd is its
-    with contextlib.suppress(OSError):  # P gone: the helper ends by itself, and we reap it
-        fdpass.send_fds(chan, b"H %d" % pid, [pidfd])
-    helpers[pidfd] = (pid, fds[1])  # our copy of its report pipe: "end STATUS" once reaped
-    for each in (fds[0], *fds[2:]):
-        os.close(each)
-    return pidfd
+    finally:
+        os._exit(126)
 
 
 def _pidfd_pid(pidfd: int) -> int:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import fcntl
 import json
 import os
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -68,7 +68,7 @@ def remove(path: str) -> None:
 # process (the supervisor) a VPS init forked by one thread, waiting for its exec, would keep
 # another thread's lock held after that thread let go. Children close the lock fds at fork.
 _held_locks: set[int] = set()
-_open_guard = threading.Lock()
+_open_guard = _thread.allocate_lock()
 
 
 def _close_held_locks_in_child() -> None:
@@ -77,7 +77,7 @@ def _close_held_locks_in_child() -> None:
         with contextlib.suppress(OSError):
             os.close(fd)
     _held_locks.clear()
-    _open_guard = threading.Lock()
+    _open_guard = _thread.allocate_lock()
 
 
 os.register_at_fork(before=lambda: _open_guard.acquire(), after_in_parent=lambda: _open_guard.release(),
