@@ -28,11 +28,21 @@ INIT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 INNER = "vps"  # the inner cgroup below a VPS's outer one (kernel.cgroups.base.INNER)
 
 
+def read_small(path: str) -> str:
+    """A small file's text (up to 64 KiB: /proc entries, cgroup files, the init record) in one
+    read(2): a file object's buffering costs four more system calls and ~20 µs, and `vzctl exec`
+    reads five files (issue 4)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, 65536).decode(errors="replace")
+    finally:
+        os.close(fd)
+
+
 def proc_stat(pid: int) -> list[str] | None:
     """/proc/PID/stat fields from the state on (field 3 is [0]), or None if gone."""
     try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as fh:  # utf-8: no codec to import
-            return fh.read().rpartition(")")[2].split()
+        return read_small(f"/proc/{pid}/stat").rpartition(")")[2].split()
     except OSError:
         return None
 
@@ -105,8 +115,7 @@ def read_init(path: str) -> tuple[int | None, dict[str, str]] | None:
     longer runs (or a host crash emptied the file: it is not fsync'ed). None without a file: not
     started, or started by a runtime that wrote none (read the JSON state then)."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            lines = fh.read().splitlines()
+        lines = read_small(path).splitlines()
     except FileNotFoundError:
         return None
     try:
@@ -127,11 +136,9 @@ def frozen(outer: dict[str, str]) -> bool:
     is mounted (v1 and hybrid hosts), else cgroup v2's `frozen` event."""
     for name, path in outer.items():
         if "freezer" in name.split(","):
-            with open(os.path.join(path, "freezer.state"), encoding="utf-8") as fh:
-                return fh.read().strip() == "FROZEN"
+            return read_small(os.path.join(path, "freezer.state")).strip() == "FROZEN"
     if "unified" in outer:
-        with open(os.path.join(outer["unified"], "cgroup.events"), encoding="utf-8") as fh:
-            return "frozen 1" in fh.read().splitlines()
+        return "frozen 1" in read_small(os.path.join(outer["unified"], "cgroup.events")).splitlines()
     return False
 
 

@@ -575,6 +575,9 @@ def _wait_for_request(  # pragma: no cover - the waiting exec helper
     PID and pidfd, hand S a copy of the report pipe ("T": S reaps us and ends the report), run
     it (`main`). A request that cannot be read is refused ("E" to P, "F" to S)."""
     try:
+        from kernel import enter
+
+        enter.warm_up()
         chan = fdpass.Socket(fileno=exec_fd)
         data, fds = fdpass.recv_fds(chan, 1 << 20, 6)
         if not data:  # P closed the channel
