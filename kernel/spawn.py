@@ -14,7 +14,7 @@ ready, the fork, copy-on-write faults and the old image's tear-down at
 init's exec cost what a small process costs, and P's pages stay unshared.
 S lives as long as P (it ends when P's end of the queue closes: P's exit);
 it keeps one waiting pre-init, so one C1 and one C2 per caller, none per VPS.
-It also keeps one exec helper waiting on a second socket (`start_helper`,
+It also keeps two exec helpers waiting on a second socket (`start_helper`,
 kernel/enter.py), reaps the helpers and ends their reports.
 
 A start (`Starting`) queues its socket at once (before the volume and the
@@ -461,6 +461,7 @@ def _reap_stray(pidfd: int) -> None:
 
 
 REFILL_DELAY_MS = 20  # see serve()
+SPARE_HELPERS = 2  # exec helpers the spawner keeps waiting (see serve())
 EXEC_TIMEOUT = 10.0  # seconds an exec request waits for the waiting helper's answer
 _SPAWNER = _Spawner()
 os.register_at_fork(after_in_child=_SPAWNER.forget)
@@ -485,33 +486,37 @@ def start_helper(request: bytes, fds: list[int]) -> tuple[int, int] | None:
 
 def serve(fd: int, exec_fd: int = -1) -> None:  # pragma: no cover - the spawner process
     """S's loop: keep one pre-init (C1 and its C2) waiting on the queue socket `fd`; when its C1
-    exits (its C2 took a start), reap it and make the next. Keep one exec helper waiting on
-    `exec_fd` in the same way; reap the helpers that took a request and end their reports.
-    Return once P's end of the queue is closed.
+    exits (its C2 took a start), reap it and make the next. Keep `SPARE_HELPERS` exec helpers
+    waiting on `exec_fd` in the same way; reap the helpers that took a request and end their
+    reports. Return once P's end of the queue is closed.
 
     The next pre-init is made `REFILL_DELAY_MS` after a start took one (its init boots, its
     caller goes on: they have the CPUs), or at once for a start queued meanwhile; the next exec
-    helper at once (a fork of S, ~0.3 ms)."""
+    helper as long after one took a request (a spare serves the next exec meanwhile: an exec
+    right after a start, then another, compete with no helper being made), at once when none
+    is left waiting."""
     from kernel import enter  # the exec helpers' code, imported before any is forked
 
     queue = fdpass.Socket(fileno=fd)
     programs = {True: seccomp.build(), False: b""}
     seccomp.prepare(programs[True])  # made once here, not in each forked helper
     helpers: dict[int, tuple[int, int]] = {}  # pidfd -> (PID, our copy of its report pipe, or -1)
-    waiting: tuple[int, int, fdpass.Socket] | None = None  # the waiting helper: PID, pidfd, its claims
+    waiting: dict[int, tuple[int, int, fdpass.Socket]] = {}  # claims fd -> waiting helper's PID, pidfd, claims
     poller = select.poll()
     poller.register(fd, select.POLLIN)  # a start queued while no pre-init waits; POLLHUP: P has gone
     c1, c1_fd = 0, -1
     refill_at: float | None = 0.0  # when to make the next pre-init; None while one waits
+    refill_helpers_at: float | None = 0.0 if exec_fd >= 0 else None  # None while enough wait
 
     def ours() -> list[int]:  # S's descriptors, none of which a child keeps
         extra = [c1_fd, *helpers, *(report for _, report in helpers.values())]
-        if waiting is not None:
-            extra += [waiting[1], waiting[2].fileno()]
+        for _, pidfd, claims in waiting.values():
+            extra += [pidfd, claims.fileno()]
         return [each for each in extra if each >= 0]
 
     while True:
-        if refill_at is not None and time.monotonic() >= refill_at:
+        now = time.monotonic()
+        if refill_at is not None and now >= refill_at:
             c1 = os.fork()
             if c1 == 0:
                 for inherited in ([exec_fd] if exec_fd >= 0 else []) + ours():
@@ -521,7 +526,7 @@ def serve(fd: int, exec_fd: int = -1) -> None:  # pragma: no cover - the spawner
             poller.register(c1_fd, select.POLLIN)
             poller.modify(fd, 0)  # POLLHUP only: the waiting C2 reads the queue, not S
             refill_at = None
-        if waiting is None and exec_fd >= 0:
+        while refill_helpers_at is not None and now >= refill_helpers_at and len(waiting) < SPARE_HELPERS:
             claims, theirs = fdpass.seqpacket_pair()
             pid = os.fork()
             if pid == 0:
@@ -529,9 +534,12 @@ def serve(fd: int, exec_fd: int = -1) -> None:  # pragma: no cover - the spawner
                     os.close(inherited)
                 _wait_for_request(exec_fd, theirs, programs, enter.helper_main)
             theirs.close()
-            waiting = pid, sc.pidfd_open(pid), claims
+            waiting[claims.fileno()] = pid, sc.pidfd_open(pid), claims
             poller.register(claims.fileno(), select.POLLIN)
-        wait = -1 if refill_at is None else max(1, int((refill_at - time.monotonic()) * 1000) + 1)
+        if len(waiting) >= SPARE_HELPERS or exec_fd < 0:
+            refill_helpers_at = None
+        deadlines = [each for each in (refill_at, refill_helpers_at) if each is not None]
+        wait = -1 if not deadlines else max(1, int((min(deadlines) - time.monotonic()) * 1000) + 1)
         for ready, events in poller.poll(wait):
             if ready == fd:
                 if events & select.POLLHUP:
@@ -544,16 +552,19 @@ def serve(fd: int, exec_fd: int = -1) -> None:  # pragma: no cover - the spawner
                 c1_fd = -1
                 refill_at = time.monotonic() + REFILL_DELAY_MS / 1000
                 poller.modify(fd, select.POLLIN)
-            elif waiting is not None and ready == waiting[2].fileno():
-                pid, pidfd, claims = waiting
-                waiting = None
+            elif ready in waiting:
+                pid, pidfd, claims = waiting.pop(ready)
                 poller.unregister(ready)
                 data, fds = fdpass.recv_fds(claims, 16, 1)
                 claims.close()
-                if not data:  # it ended without taking a request: P closed the channel
-                    exec_fd = -1
                 helpers[pidfd] = pid, fds[0] if fds else -1
                 poller.register(pidfd, select.POLLIN)
+                if not data:  # it ended without taking a request: P closed the channel
+                    exec_fd = -1
+                elif not waiting:
+                    refill_helpers_at = 0.0
+                elif refill_helpers_at is None:
+                    refill_helpers_at = time.monotonic() + REFILL_DELAY_MS / 1000
             elif ready in helpers:
                 pid, report = helpers.pop(ready)
                 poller.unregister(ready)
@@ -577,7 +588,8 @@ def _wait_for_request(  # pragma: no cover - the waiting exec helper
     try:
         from kernel import enter
 
-        enter.warm_up()
+        if not running.wait_readable(exec_fd, 0):  # with a request waiting, serve it first
+            enter.warm_up()
         chan = fdpass.Socket(fileno=exec_fd)
         data, fds = fdpass.recv_fds(chan, 1 << 20, 6)
         if not data:  # P closed the channel
