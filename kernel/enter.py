@@ -505,12 +505,13 @@ def warm_up() -> None:  # pragma: no cover - runs in the spawner's waiting helpe
 
     json.loads(_request(["true"], dict(DEFAULT_ENV), "/", ["/proc/self/cgroup"], ["/proc/self/cgroup"], True, False))
     _limits("/proc/self/limits")
-    read_small(f"/proc/self/fdinfo/{0}")
+    read_small("/proc/self/fdinfo/0")
     sc.prctl(sc.PR_GET_NO_NEW_PRIVS)
     sc.prlimit(0, 0)
     sc.ioprio_get(0)
     os.close(sc.pidfd_open(os.getpid()))
-    os.access(os.getcwd(), os.X_OK) and os.path.isdir("/")
+    os.access(os.getcwd(), os.X_OK)
+    os.path.isdir("/")
     _status_code(0)
 
 

@@ -56,8 +56,7 @@ def children(pid: int | str = "self") -> list[int]:
         return found
     for task in tasks:
         try:
-            with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as fh:
-                found += [int(child) for child in fh.read().split()]
+            found += [int(child) for child in read_small(f"/proc/{pid}/task/{task}/children").split()]
         except OSError:
             continue
     return found
