@@ -38,6 +38,11 @@ socket) go over SCM_RIGHTS to the waiting H, which answers with its pidfd; the s
 H and ends the report with "end STATUS" (H's wait status) before it closes its copy of the
 pipe: the report's end then means H is reaped. No fork on the exec's path, and H is a fork
 of a 13 MB process instead of the caller's 20-60 MB.
+
+A caller that ends with its command (`vzctl exec` run as a program, no terminal) is its own
+H (`exec_here`): it takes H's steps itself and the command is its child, so no helper is
+forked or has to exit. From `setns` on, H and such a caller can import nothing: their mount
+namespace is the VPS's, and a module read from there would run beside the caller's stdio.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ import fcntl
 import os
 import select
 import stat
+import sys
 import time
 
 from kernel import seccomp
@@ -449,7 +455,8 @@ def spawn_in(
             for fd in parent_ends:
                 os.close(fd)
             stdio = tuple(child_ends)
-            _helper(pidfd, cgroup_procs, home_procs, argv, full_env, cwd, stdio, report_w, send_pty, program)
+            _helper(report_w, lambda: _enter_and_spawn(pidfd, cgroup_procs, home_procs, argv, full_env, cwd, stdio,
+                                                       report_w, send_pty, program))
     os.close(report_w)
     for fd in child_ends:
         os.close(fd)
@@ -490,8 +497,9 @@ def helper_main(request: dict, fds: list[int], programs: dict[bool, bytes]) -> N
             from kernel import fdpass
 
             send_pty = _PtySender(fdpass.send_fds, fdpass.Socket(fileno=rest.pop()))
-        _helper(pidfd, request["procs"], request["home"], request["argv"], request["env"], request["cwd"],
-                tuple(rest), report, send_pty, programs[bool(request["seccomp"])])
+        _helper(report, lambda: _enter_and_spawn(pidfd, request["procs"], request["home"], request["argv"],
+                                                 request["env"], request["cwd"], tuple(rest), report, send_pty,
+                                                 programs[bool(request["seccomp"])]))
     finally:
         os._exit(126)
 
@@ -638,7 +646,79 @@ def _communicate(attached: Attached, data: bytes, deadline: float | None) -> tup
     return b"".join(chunks[attached.stdout]), b"".join(chunks[attached.stderr])
 
 
-def _helper(  # pragma: no cover - runs in the helper
+def _helper(report: int, enter_and_spawn: Callable[[], int]) -> None:  # pragma: no cover - runs in the helper
+    """H's life: `enter_and_spawn` (`_enter_and_spawn` with its arguments), then the command's
+    PID and exit code on the `report` pipe."""
+    code = 126
+    try:
+        child = enter_and_spawn()
+        _report(report, f"pid {child}")
+        _, status = os.waitpid(child, 0)
+        code = _status_code(status)
+        _report(report, f"exit {code}")  # the caller need not wait for this process's teardown
+    except BaseException as exc:
+        _report(report, f"error {exc}")
+    os._exit(code)
+
+
+def exec_here(
+    pidfd: int,
+    cgroup_procs: Sequence[str],
+    argv: Sequence[str],
+    *,
+    home_procs: Sequence[str] = (),
+    use_seccomp: bool = True,
+) -> tuple[int, int, int, int]:
+    """Start `argv` inside the VPS from this very process, as its helper H would: (the command's
+    PID, its stdin's write end, its stdout's and stderr's read ends). Wait with `wait_command`.
+
+    Only for a process that ends with the command (`vzctl exec` run as a program, without a
+    terminal): no H is forked, and none has to exit before the caller learns the code (~1.8 ms
+    of the CLI's 4-6 ms over a bare interpreter, issue 4). This process enters the VPS for
+    good: non-dumpable, in the VPS's user and other namespaces as its root, under its seccomp
+    filter and its init's rlimits; it leaves the VPS's cgroups once the command runs. It can
+    import nothing more (`_forbid_imports`)."""
+    if not argv:
+        raise InvalidArgument("exec needs a command")
+    program = seccomp.build() if use_seccomp else b""
+    if program:
+        seccomp.prepare(program)
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    try:
+        child = _enter_and_spawn(pidfd, cgroup_procs, home_procs, argv, dict(DEFAULT_ENV), "/", (in_r, out_w, err_w),
+                                 -1, None, program)
+    except BaseException:
+        for fd in (in_w, out_r, err_r):
+            os.close(fd)
+        raise
+    return child, in_w, out_r, err_r
+
+
+def wait_command(pid: int, *, kill: bool = False) -> int:
+    """The exit code (128 + signal when killed) of a command `exec_here` started; `kill`: end it
+    first (its caller is failing). The command is this process's child: its PID is not reused."""
+    if kill:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    return _status_code(os.waitpid(pid, 0)[1])
+
+
+class _NoImports:
+    """The only import finder of a process inside a VPS's mount namespace: a module not yet loaded
+    would be read from the VPS's files, and run by a process that holds the caller's stdio."""
+
+    @staticmethod
+    def find_spec(name: str, path: object = None, target: object = None) -> None:
+        raise ImportError(f"{name}: no imports once inside a VPS")
+
+
+def _forbid_imports() -> None:  # pragma: no cover - runs in the helper, or in exec_here's caller
+    sys.meta_path[:] = [_NoImports]
+
+
+def _enter_and_spawn(  # pragma: no cover - runs in the helper, or in exec_here's caller
     pidfd: int,
     cgroup_procs: Sequence[str],
     home_procs: Sequence[str],
@@ -649,40 +729,35 @@ def _helper(  # pragma: no cover - runs in the helper
     report: int,
     send_pty: _PtySender | None,
     program: bytes,
-) -> None:
-    code = 126
+) -> int:
+    """Enter the VPS (module docstring) and start the command; its host PID. `stdio` and the
+    cgroup descriptors are closed; `report` carries the pty child's errors."""
+    sc.prctl(sc.PR_SET_DUMPABLE, 0)
+    join = [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in cgroup_procs]
+    leave = [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in home_procs]
+    _inherit_from_init(pidfd)
+    _forbid_imports()
+    sc.setns(pidfd, NAMESPACES)
+    os.setresgid(0, 0, 0)
+    os.setgroups([])
+    os.setresuid(0, 0, 0)
+    for fd in join:  # the descriptors keep the host credentials they were opened with
+        os.write(fd, b"0\n")
     try:
-        sc.prctl(sc.PR_SET_DUMPABLE, 0)
-        join = [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in cgroup_procs]
-        leave = [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in home_procs]
-        _inherit_from_init(pidfd)
-        sc.setns(pidfd, NAMESPACES)
-        os.setresgid(0, 0, 0)
-        os.setgroups([])
-        os.setresuid(0, 0, 0)
-        for fd in join:  # the descriptors keep the host credentials they were opened with
-            os.write(fd, b"0\n")
-        try:
-            if send_pty is None:
-                child = _spawn_command(argv, env, cwd, stdio, program)
-            else:
-                child = os.fork()
-                if child == 0:
-                    _command_on_pty(argv, env, cwd, report, send_pty, program)
-                send_pty.sock.close()
-        finally:
-            for fd in leave:
-                with contextlib.suppress(OSError):
-                    os.write(fd, b"0\n")
-        for fd in (*stdio, *join, *leave):
-            os.close(fd)
-        _report(report, f"pid {child}")
-        _, status = os.waitpid(child, 0)
-        code = _status_code(status)
-        _report(report, f"exit {code}")  # the caller need not wait for this process's teardown
-    except BaseException as exc:
-        _report(report, f"error {exc}")
-    os._exit(code)
+        if send_pty is None:
+            child = _spawn_command(argv, env, cwd, stdio, program)
+        else:
+            child = os.fork()
+            if child == 0:
+                _command_on_pty(argv, env, cwd, report, send_pty, program)
+            send_pty.sock.close()
+    finally:
+        for fd in leave:
+            with contextlib.suppress(OSError):
+                os.write(fd, b"0\n")
+    for fd in (*stdio, *join, *leave):
+        os.close(fd)
+    return child
 
 
 def _report(fd: int, line: str) -> None:  # pragma: no cover - runs in the helpers
@@ -794,7 +869,7 @@ def _command_on_pty(  # pragma: no cover - runs inside the VPS
         sc.close_range(3, 0xFFFFFFFF, sc.CLOSE_RANGE_CLOEXEC)
         if program:
             seccomp.install(program)
-        os.execvpe(argv[0], list(argv), env)  # noqa: S606 - the VPS's own binary, by design
+        os.execve(_which(argv[0], env), list(argv), env)  # noqa: S606 - the VPS's binary (execvpe imports)
     except BaseException as exc:
         _report(report, f"error {exc}")
     os._exit(127)

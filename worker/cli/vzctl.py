@@ -81,13 +81,14 @@ def _init_of(state_root: str, ctid: int) -> tuple[dict[str, str], int]:
     return outer, pid
 
 
-def cmd_exec(state_root: str, args: list[str], *, own_code: bool) -> int:
-    """`exec`: 8 when the command fails; `exec2`: the command's own code. Args run via `sh -c`."""
+def cmd_exec(state_root: str, args: list[str], *, own_code: bool, in_place: bool = False) -> int:
+    """`exec`: 8 when the command fails; `exec2`: the command's own code. Args run via `sh -c`.
+    `in_place`: this process ends with the command (`_attach`)."""
     if len(args) < 2:
         raise Fail(codes.BAD_SYNTAX, "Usage: vzctl exec|exec2 CTID command [arg ...]")
     ctid = parse_ctid(args[0])
     argv = ["sh", "-c", " ".join(args[1:])]
-    code = _attach(state_root, ctid, argv, tty=os.isatty(0))
+    code = _attach(state_root, ctid, argv, tty=os.isatty(0), in_place=in_place)
     if own_code or code == 0:
         return code
     print(f"Command failed with exit code {code}", file=sys.stderr)  # vzctl's wording is close to this
@@ -107,23 +108,34 @@ def cmd_enter(state_root: str, args: list[str]) -> int:
     return code
 
 
-def _attach(state_root: str, ctid: int, argv: list[str], *, tty: bool) -> int:
+def _attach(state_root: str, ctid: int, argv: list[str], *, tty: bool, in_place: bool = False) -> int:
     """Run `argv` in the VPS with the caller's stdio relayed; a new pty of the VPS when `tty`.
 
     As `Runtime.spawn` does it, from the node's files instead of a Runtime: the pidfd is
-    taken, then the init checked again (it may have exited and its PID been reused)."""
+    taken, then the init checked again (it may have exited and its PID been reused).
+    `in_place` (the program itself, which exits after): without a terminal, this process
+    enters the VPS and starts the command itself (`kernel.enter.exec_here`), no helper forked.
+    The terminal path keeps its helper: the relay there imports what it needs when it runs."""
     from kernel import enter, running
     from worker.cli import relay
 
     outer, pid = _init_of(state_root, ctid)
     pidfd = os.pidfd_open(pid)
+    started = attached = None
     try:
         if _running_init(state_root, ctid)[0] != pid:
             raise Fail(codes.NOT_RUNNING, "Container is not running")
         mounts = {name: os.path.dirname(os.path.dirname(path)) for name, path in outer.items()}
-        attached = enter.spawn_in(pidfd, running.inner_procs(outer), argv, tty=tty, home_procs=enter.own_procs(mounts))
+        procs, home = running.inner_procs(outer), enter.own_procs(mounts)
+        if in_place and not tty:
+            started = enter.exec_here(pidfd, procs, argv, home_procs=home)
+        else:
+            attached = enter.spawn_in(pidfd, procs, argv, tty=tty, home_procs=home)
     finally:
         os.close(pidfd)
+    if started is not None:
+        return _relay_here(*started)
+    assert attached is not None
     try:
         if attached.master is not None:
             relay.pty(attached.master)
@@ -135,6 +147,20 @@ def _attach(state_root: str, ctid: int, argv: list[str], *, tty: bool) -> int:
     finally:
         attached.close()
     return attached.wait()
+
+
+def _relay_here(command: int, child_in: int, child_out: int, child_err: int) -> int:
+    """Relay to the command `exec_here` started from this process; its exit code. Runs inside the
+    VPS: everything it uses was imported before."""
+    from kernel import enter
+    from worker.cli import relay
+
+    try:
+        relay.pipes(child_in, child_out, child_err)
+    except BaseException:
+        enter.wait_command(command, kill=True)
+        raise
+    return enter.wait_command(command)
 
 
 def cmd_console(config: CliConfig, args: list[str]) -> int:
@@ -420,13 +446,13 @@ def run(argv: list[str], config: CliConfig) -> int:
     return codes.OK
 
 
-def _lean(argv: list[str]) -> int:
+def _lean(argv: list[str], *, in_place: bool) -> int:
     from worker.cli import nodeenv
 
     state_root = nodeenv.state_root()
     if argv[0] == "enter":
         return cmd_enter(state_root, argv[1:])
-    return cmd_exec(state_root, argv[1:], own_code=argv[0] == "exec2")
+    return cmd_exec(state_root, argv[1:], own_code=argv[0] == "exec2", in_place=in_place)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -435,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
     nothing to finalize but the stdio buffers, flushed first)."""
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] in LEAN:  # the hot path: no CliConfig (dataclasses), no Runtime
-        code = codes.handled(lambda: _lean(args))
+        code = codes.handled(lambda: _lean(args, in_place=argv is None))
         if argv is None:
             _exit(code)
         return code

@@ -115,6 +115,52 @@ def test_exec_passes_no_inherited_descriptor_into_the_vps(run, ctid: int, env: d
     assert b"host only" not in proc.stdout and proc.returncode != 0  # the cat found no such descriptor
 
 
+def test_exec_as_the_program_relays_from_outside_the_vps(run, ctid: int, env: dict[str, str],
+                                                        cli_runtime: Runtime) -> None:
+    """Run as a program, `vzctl exec` enters the VPS itself and starts the command without a
+    helper (kernel.enter.exec_here). While it relays, it is non-dumpable (the VPS's root cannot
+    ptrace it or open its /proc files: they belong to the host's root; the kernel also clears
+    the flag on the change of credentials, so no broken copy shows it), it has left every cgroup
+    of the VPS (its command is in them), and the command's parent is outside the VPS."""
+    import subprocess
+    import sys
+
+    create(run, ctid)
+    assert run("vzctl", "start", str(ctid))[0] == 0
+    proc = subprocess.Popen([sys.executable, "-m", "worker.cli.vzctl", "exec2", str(ctid),
+                             "echo parent $PPID; read line; echo got $line; exit 4"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, **env})
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"parent 0\n"
+        with open(f"/proc/{proc.pid}/status") as fh:
+            uid = next(line.split()[2] for line in fh if line.startswith("Uid:"))
+        assert int(uid) >= 100000  # the VPS's root, as seen from the host
+        assert os.stat(f"/proc/{proc.pid}/environ").st_uid == 0  # non-dumpable
+        vps = f"/{cli_runtime.cgroups.prefix}/{ctid}/"
+        (command,) = (int(p) for p in os.listdir("/proc") if p.isdigit() and _parent(int(p)) == proc.pid)
+        assert all(vps in path for path in _cgroups(command)), _cgroups(command)
+        assert not any(vps in path for path in _cgroups(proc.pid)), _cgroups(proc.pid)
+        out, err = proc.communicate(b"hello\n", timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert (proc.returncode, out, err) == (4, b"got hello\n", b"")
+
+
+def _cgroups(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/cgroup") as fh:
+        return [line.strip().split(":", 2)[2] + "/" for line in fh]
+
+
+def _parent(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rpartition(")")[2].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def test_set_hostname_and_onboot(run, ctid: int, env: dict[str, str], cli_runtime: Runtime) -> None:
     create(run, ctid, "--hostname", "one.example.com")
     c = str(ctid)
