@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from kernel import cgroups, enter, faults, running, spawn, statefile, vpsfiles
+from kernel import cgroups, enter, faults, helper, running, spawn, statefile, vpsfiles
 from kernel import syscalls as sc
 from kernel.config import NodeConfig, check_ctid
 from kernel.errors import AlreadyExists, Busy, InvalidArgument, KernelError, NotFound
@@ -734,7 +734,7 @@ class Runtime:
             self._refuse_frozen(ctid)
             return enter.spawn_in(
                 pidfd, self._inner_procs(ctid), argv, env=env, cwd=cwd, tty=tty, use_seccomp=use_seccomp,
-                home_procs=enter.own_procs(self.cgroups.hierarchies()), spawner=spawn.start_helper,
+                home_procs=helper.own_procs(self.cgroups.hierarchies()), spawner=spawn.start_helper,
             )
 
     def exec(
@@ -760,7 +760,7 @@ class Runtime:
                 input=input,
                 timeout=timeout,
                 use_seccomp=use_seccomp,
-                home_procs=enter.own_procs(self.cgroups.hierarchies()),
+                home_procs=helper.own_procs(self.cgroups.hierarchies()),
                 spawner=spawn.start_helper,
             )
 

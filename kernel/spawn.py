@@ -15,7 +15,7 @@ init's exec cost what a small process costs, and P's pages stay unshared.
 S lives as long as P (it ends when P's end of the queue closes: P's exit);
 it keeps one waiting pre-init, so one C1 and one C2 per caller, none per VPS.
 It also keeps two exec helpers waiting on a second socket (`start_helper`,
-kernel/enter.py), reaps the helpers and ends their reports.
+kernel/helper.py), reaps the helpers and ends their reports.
 
 A start (`Starting`) queues its socket at once (before the volume and the
 cgroups are ready). The waiting C2 takes it, lets C1 exit (so C2 is
@@ -378,7 +378,7 @@ class _Spawner:
 
     def start_helper(self, request: bytes, fds: list[int]) -> tuple[int, int] | None:
         """Hand `request` and `fds` to the exec helper S keeps waiting (it runs
-        `kernel.enter.helper_main`); (PID, pidfd) of the helper, or None when this process has no
+        `kernel.helper.helper_main`); (PID, pidfd) of the helper, or None when this process has no
         spawner running (then nothing was sent: the caller forks the helper itself). A helper
         that took the request and died before answering may have started it: that raises rather
         than run it twice."""
@@ -495,7 +495,7 @@ def serve(fd: int, exec_fd: int = -1) -> None:  # pragma: no cover - the spawner
     helper as long after one took a request (a spare serves the next exec meanwhile: an exec
     right after a start, then another, compete with no helper being made), at once when none
     is left waiting."""
-    from kernel import enter  # the exec helpers' code, imported before any is forked
+    from kernel import helper  # the exec helpers' code, imported before any is forked
 
     queue = fdpass.Socket(fileno=fd)
     programs = {True: seccomp.build(), False: b""}
@@ -532,7 +532,7 @@ def serve(fd: int, exec_fd: int = -1) -> None:  # pragma: no cover - the spawner
             if pid == 0:
                 for inherited in [fd, claims.fileno(), *ours()]:
                     os.close(inherited)
-                _wait_for_request(exec_fd, theirs, programs, enter.helper_main)
+                _wait_for_request(exec_fd, theirs, programs, helper.helper_main)
             theirs.close()
             waiting[claims.fileno()] = pid, sc.pidfd_open(pid), claims
             poller.register(claims.fileno(), select.POLLIN)
@@ -586,10 +586,10 @@ def _wait_for_request(  # pragma: no cover - the waiting exec helper
     PID and pidfd, hand S a copy of the report pipe ("T": S reaps us and ends the report), run
     it (`main`). A request that cannot be read is refused ("E" to P, "F" to S)."""
     try:
-        from kernel import enter
+        from kernel import helper
 
         if not running.wait_readable(exec_fd, 0):  # with a request waiting, serve it first
-            enter.warm_up()
+            helper.warm_up()
         chan = fdpass.Socket(fileno=exec_fd)
         data, fds = fdpass.recv_fds(chan, 1 << 20, 6)
         if not data:  # P closed the channel

@@ -1,4 +1,4 @@
-"""kernel.enter.exec_here: the calling process enters the VPS itself (`vzctl exec` run as a program)."""
+"""kernel.helper.exec_here: the calling process enters the VPS itself (`vzctl exec` run as a program)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from kernel import enter
+from kernel import helper
 from kernel.runtime import Runtime
 
 pytestmark = pytest.mark.kernel
@@ -27,17 +27,17 @@ def test_a_module_planted_by_the_vps_never_runs_in_the_process_that_entered(runt
     init_pid = runtime.status(ctid).init_pid
     assert init_pid
     procs = [os.path.join(p, "cgroup.procs") for p in runtime.cgroups.paths(ctid).inner.values()]
-    home = enter.own_procs(runtime.cgroups.hierarchies())
+    home = helper.own_procs(runtime.cgroups.hierarchies())
     report_r, report_w = os.pipe()
     child = os.fork()
     if child == 0:  # pragma: no cover - the test's own child, which enters the VPS for good
         outcome = b"no error"
         try:
             pidfd = os.pidfd_open(init_pid)
-            command, stdin, stdout, stderr = enter.exec_here(pidfd, procs, ["true"], home_procs=home)
+            command, stdin, stdout, stderr = helper.exec_here(pidfd, procs, ["true"], home_procs=home)
             for fd in (stdin, stdout, stderr, pidfd):
                 os.close(fd)
-            outcome = b"command %d " % enter.wait_command(command)
+            outcome = b"command %d " % helper.wait_command(command)
             __import__(PLANTED)
             outcome += b"imported"
         except ImportError as exc:

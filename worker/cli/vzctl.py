@@ -114,9 +114,9 @@ def _attach(state_root: str, ctid: int, argv: list[str], *, tty: bool, in_place:
     As `Runtime.spawn` does it, from the node's files instead of a Runtime: the pidfd is
     taken, then the init checked again (it may have exited and its PID been reused).
     `in_place` (the program itself, which exits after): without a terminal, this process
-    enters the VPS and starts the command itself (`kernel.enter.exec_here`), no helper forked.
+    enters the VPS and starts the command itself (`kernel.helper.exec_here`), no helper forked.
     The terminal path keeps its helper: the relay there imports what it needs when it runs."""
-    from kernel import enter, running
+    from kernel import helper, running
     from worker.cli import relay
 
     outer, pid = _init_of(state_root, ctid)
@@ -126,10 +126,12 @@ def _attach(state_root: str, ctid: int, argv: list[str], *, tty: bool, in_place:
         if _running_init(state_root, ctid)[0] != pid:
             raise Fail(codes.NOT_RUNNING, "Container is not running")
         mounts = {name: os.path.dirname(os.path.dirname(path)) for name, path in outer.items()}
-        procs, home = running.inner_procs(outer), enter.own_procs(mounts)
+        procs, home = running.inner_procs(outer), helper.own_procs(mounts)
         if in_place and not tty:
-            started = enter.exec_here(pidfd, procs, argv, home_procs=home)
+            started = helper.exec_here(pidfd, procs, argv, home_procs=home)
         else:
+            from kernel import enter  # the caller's side of a forked helper (kernel.helper does the rest)
+
             attached = enter.spawn_in(pidfd, procs, argv, tty=tty, home_procs=home)
     finally:
         os.close(pidfd)
@@ -152,15 +154,15 @@ def _attach(state_root: str, ctid: int, argv: list[str], *, tty: bool, in_place:
 def _relay_here(command: int, child_in: int, child_out: int, child_err: int) -> int:
     """Relay to the command `exec_here` started from this process; its exit code. Runs inside the
     VPS: everything it uses was imported before."""
-    from kernel import enter
+    from kernel import helper
     from worker.cli import relay
 
     try:
         relay.pipes(child_in, child_out, child_err)
     except BaseException:
-        enter.wait_command(command, kill=True)
+        helper.wait_command(command, kill=True)
         raise
-    return enter.wait_command(command)
+    return helper.wait_command(command)
 
 
 def cmd_console(config: CliConfig, args: list[str]) -> int:

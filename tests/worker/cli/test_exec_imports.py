@@ -14,7 +14,7 @@ from worker.cli import codes
 pytestmark = pytest.mark.kernel
 # socket, selectors, termios: ~2.5 ms together (kernel/fdpass.py, worker/cli/relay.py); the ascii codec: reads as utf-8;
 # signal (its enums), resource (a shared library: kernel.syscalls.prlimit), array and collections.abc: ~1 ms together;
-# _socket (kernel.fdpass): only a terminal's pty master is passed over a socket (kernel/enter.py)
+# _socket (kernel.fdpass): only a terminal's pty master is passed over a socket (kernel/helper.py)
 HEAVY = ("dataclasses", "typing", "kernel.runtime", "kernel.storage", "kernel.cgroups", "kernel.registry",
          "socket", "selectors", "termios", "encodings.ascii", "signal", "resource", "array", "collections.abc",
          "_socket", "kernel.fdpass")

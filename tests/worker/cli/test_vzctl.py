@@ -118,7 +118,7 @@ def test_exec_passes_no_inherited_descriptor_into_the_vps(run, ctid: int, env: d
 def test_exec_as_the_program_relays_from_outside_the_vps(run, ctid: int, env: dict[str, str],
                                                         cli_runtime: Runtime) -> None:
     """Run as a program, `vzctl exec` enters the VPS itself and starts the command without a
-    helper (kernel.enter.exec_here). While it relays, it is non-dumpable (the VPS's root cannot
+    helper (kernel.helper.exec_here). While it relays, it is non-dumpable (the VPS's root cannot
     ptrace it or open its /proc files: they belong to the host's root; the kernel also clears
     the flag on the change of credentials, so no broken copy shows it), it has left every cgroup
     of the VPS (its command is in them), and the command's parent is outside the VPS."""
