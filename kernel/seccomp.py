@@ -26,11 +26,11 @@ the child's pre-exec path free of library calls.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import functools
 import struct
 
+from kernel import libc
 from kernel import syscalls as sc
 from kernel.errors import NotSupported
 
@@ -186,8 +186,8 @@ def _build(machine: str, deny: dict[str, int] | None) -> bytes:
     return b"".join(prog)
 
 
-class _SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+class _SockFprog(libc.Structure):
+    _fields_ = [("len", libc.c_ushort), ("filter", libc.c_void_p)]
 
 
 def install(program: bytes) -> None:
@@ -196,7 +196,7 @@ def install(program: bytes) -> None:
     Needs CAP_SYS_ADMIN in the current user namespace (the VPS's), so no
     `no_new_privs` is set: setuid programs inside the VPS keep working.
     """
-    sc.seccomp_set_filter(ctypes.addressof(_fprog(program)[1]))
+    sc.seccomp_set_filter(libc.addressof(_fprog(program)[1]))
 
 
 def prepare(program: bytes) -> None:
@@ -207,6 +207,6 @@ def prepare(program: bytes) -> None:
 
 
 @functools.cache
-def _fprog(program: bytes) -> tuple[ctypes.Array[ctypes.c_char], _SockFprog]:
-    buf = ctypes.create_string_buffer(program, len(program))
-    return buf, _SockFprog(len(program) // 8, ctypes.addressof(buf))
+def _fprog(program: bytes) -> tuple[object, _SockFprog]:
+    buf = (libc.c_char * len(program)).from_buffer_copy(program)
+    return buf, _SockFprog(len(program) // 8, libc.addressof(buf))

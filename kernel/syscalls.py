@@ -1,4 +1,4 @@
-"""Linux syscalls that Python 3.11's `os` module lacks, through ctypes.
+"""Linux syscalls that Python 3.11's `os` module lacks, through ctypes (kernel/libc.py).
 
 Each wrapper raises a `KernelError` subclass chosen from errno. Numbers are
 for x86_64 and aarch64 (the new mount API and pidfd calls share one number
@@ -7,9 +7,9 @@ on every architecture since Linux 5.x).
 
 from __future__ import annotations
 
-import ctypes
 import os
 
+from kernel import libc
 from kernel.errors import NotSupported, from_errno
 
 # Namespaces (clone flags).
@@ -131,25 +131,24 @@ _NR_COMMON = {
 MACHINE = os.uname().machine  # platform.machine() without importing platform
 _NR = {"x86_64": _NR_X86_64, "aarch64": _NR_AARCH64}.get(MACHINE, {}) | _NR_COMMON
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_syscall = _libc.syscall
-_syscall.restype = ctypes.c_long
+_syscall = libc.function("syscall", libc.c_long)
+_prctl = libc.function("prctl")
 
 
-class _OpenHow(ctypes.Structure):
+class _OpenHow(libc.Structure):
     _fields_ = [
-        ("flags", ctypes.c_uint64),
-        ("mode", ctypes.c_uint64),
-        ("resolve", ctypes.c_uint64),
+        ("flags", libc.c_uint64),
+        ("mode", libc.c_uint64),
+        ("resolve", libc.c_uint64),
     ]
 
 
-class _MountAttr(ctypes.Structure):
+class _MountAttr(libc.Structure):
     _fields_ = [
-        ("attr_set", ctypes.c_uint64),
-        ("attr_clr", ctypes.c_uint64),
-        ("propagation", ctypes.c_uint64),
-        ("userns_fd", ctypes.c_uint64),
+        ("attr_set", libc.c_uint64),
+        ("attr_clr", libc.c_uint64),
+        ("propagation", libc.c_uint64),
+        ("userns_fd", libc.c_uint64),
     ]
 
 
@@ -157,9 +156,9 @@ def _call(name: str, *args: object, what: str | None = None, path: str | None = 
     nr = _NR.get(name)
     if nr is None:
         raise NotSupported(f"{name} is not known for {MACHINE}")
-    ret = _syscall(ctypes.c_long(nr), *args)
+    ret = _syscall(libc.c_long(nr), *args)
     if ret < 0:
-        err = ctypes.get_errno()
+        err = libc.get_errno()
         raise from_errno(err, what or name, path)
     return ret
 
@@ -171,12 +170,12 @@ def _b(path: str | bytes | None) -> bytes | None:
 
 
 def unshare(flags: int) -> None:
-    _call("unshare", ctypes.c_int(flags))
+    _call("unshare", libc.c_int(flags))
 
 
 def setns(fd: int, nstype: int = 0) -> None:
     """Join the namespace(s) of `fd`: a namespace fd, or a pidfd with several CLONE_NEW* flags."""
-    _call("setns", ctypes.c_int(fd), ctypes.c_int(nstype))
+    _call("setns", libc.c_int(fd), libc.c_int(nstype))
 
 
 def pivot_root(new_root: str, put_old: str) -> None:
@@ -195,7 +194,7 @@ def mount(
         _b(source),
         _b(target),
         _b(fstype),
-        ctypes.c_ulong(flags),
+        libc.c_ulong(flags),
         _b(data),
         what=f"mount {fstype or source}",
         path=target,
@@ -203,27 +202,27 @@ def mount(
 
 
 def umount2(target: str, flags: int = 0) -> None:
-    _call("umount2", _b(target), ctypes.c_int(flags), path=target)
+    _call("umount2", _b(target), libc.c_int(flags), path=target)
 
 
 def sethostname(name: str) -> None:
     raw = name.encode()
-    _call("sethostname", raw, ctypes.c_size_t(len(raw)))
+    _call("sethostname", raw, libc.c_size_t(len(raw)))
 
 
 def open_tree(dirfd: int, path: str, flags: int) -> int:
     """A new O_PATH fd for a mount; with OPEN_TREE_CLONE a detached copy (bind mount)."""
-    return _call("open_tree", ctypes.c_int(dirfd), _b(path), ctypes.c_uint(flags), path=path)
+    return _call("open_tree", libc.c_int(dirfd), _b(path), libc.c_uint(flags), path=path)
 
 
 def move_mount(from_dirfd: int, from_path: str, to_dirfd: int, to_path: str, flags: int) -> None:
     _call(
         "move_mount",
-        ctypes.c_int(from_dirfd),
+        libc.c_int(from_dirfd),
         _b(from_path),
-        ctypes.c_int(to_dirfd),
+        libc.c_int(to_dirfd),
         _b(to_path),
-        ctypes.c_uint(flags),
+        libc.c_uint(flags),
         path=to_path or None,
     )
 
@@ -246,41 +245,41 @@ def mount_setattr(
     attr = _MountAttr(attr_set, attr_clr, propagation, userns_fd)
     _call(
         "mount_setattr",
-        ctypes.c_int(dirfd),
+        libc.c_int(dirfd),
         _b(path),
-        ctypes.c_uint(flags),
-        ctypes.byref(attr),
-        ctypes.c_size_t(ctypes.sizeof(attr)),
+        libc.c_uint(flags),
+        libc.byref(attr),
+        libc.c_size_t(libc.sizeof(attr)),
         path=path or None,
     )
 
 
 def fsopen(fstype: str) -> int:
-    return _call("fsopen", _b(fstype), ctypes.c_uint(FSOPEN_CLOEXEC), what=f"fsopen {fstype}")
+    return _call("fsopen", _b(fstype), libc.c_uint(FSOPEN_CLOEXEC), what=f"fsopen {fstype}")
 
 
 def fsconfig(fs_fd: int, cmd: int, key: str | None = None, value: str | None = None) -> None:
     _call(
         "fsconfig",
-        ctypes.c_int(fs_fd),
-        ctypes.c_uint(cmd),
+        libc.c_int(fs_fd),
+        libc.c_uint(cmd),
         _b(key),
         _b(value),
-        ctypes.c_int(0),
+        libc.c_int(0),
         what=f"fsconfig {key}" if key else "fsconfig",
     )
 
 
 def fsmount(fs_fd: int, attr_flags: int = 0) -> int:
     return _call(
-        "fsmount", ctypes.c_int(fs_fd), ctypes.c_uint(FSMOUNT_CLOEXEC), ctypes.c_uint(attr_flags)
+        "fsmount", libc.c_int(fs_fd), libc.c_uint(FSMOUNT_CLOEXEC), libc.c_uint(attr_flags)
     )
 
 
 def reconfigure(path: str, flags: list[str]) -> None:
     """Reconfigure the superblock mounted at `path` with exactly the flag options `flags` (fspick):
     the mount's own flags (nosuid, noexec...) stay as they are, which a MS_REMOUNT would reset."""
-    fs_fd = _call("fspick", ctypes.c_int(AT_FDCWD), _b(path), ctypes.c_uint(FSPICK_CLOEXEC | FSPICK_NO_AUTOMOUNT),
+    fs_fd = _call("fspick", libc.c_int(AT_FDCWD), _b(path), libc.c_uint(FSPICK_CLOEXEC | FSPICK_NO_AUTOMOUNT),
                   path=path)
     try:
         for flag in flags:
@@ -309,67 +308,67 @@ def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> i
     how = _OpenHow(flags | os.O_CLOEXEC, mode if flags & os.O_CREAT else 0, resolve)
     return _call(
         "openat2",
-        ctypes.c_int(dirfd),
+        libc.c_int(dirfd),
         _b(path),
-        ctypes.byref(how),
-        ctypes.c_size_t(ctypes.sizeof(how)),
+        libc.byref(how),
+        libc.c_size_t(libc.sizeof(how)),
         path=path,
     )
 
 
 def pidfd_open(pid: int) -> int:
-    return _call("pidfd_open", ctypes.c_int(pid), ctypes.c_uint(0), what=f"pidfd_open {pid}")
+    return _call("pidfd_open", libc.c_int(pid), libc.c_uint(0), what=f"pidfd_open {pid}")
 
 
 def pidfd_send_signal(pidfd: int, sig: int) -> None:
     _call(
         "pidfd_send_signal",
-        ctypes.c_int(pidfd),
-        ctypes.c_int(sig),
+        libc.c_int(pidfd),
+        libc.c_int(sig),
         None,
-        ctypes.c_uint(0),
+        libc.c_uint(0),
         what=f"pidfd_send_signal {sig}",
     )
 
 
 def close_range(first: int, last: int = 0xFFFFFFFF, flags: int = 0) -> None:
-    _call("close_range", ctypes.c_uint(first), ctypes.c_uint(last), ctypes.c_uint(flags))
+    _call("close_range", libc.c_uint(first), libc.c_uint(last), libc.c_uint(flags))
 
 
 def join_session_keyring() -> None:
     """A fresh anonymous session keyring for this process and its children."""
-    _call("keyctl", ctypes.c_int(KEYCTL_JOIN_SESSION_KEYRING), None, what="keyctl")
+    _call("keyctl", libc.c_int(KEYCTL_JOIN_SESSION_KEYRING), None, what="keyctl")
 
 
 def ioprio_get(pid: int) -> int:
     """The I/O priority of process `pid` (IOPRIO_WHO_PROCESS), as the kernel encodes it."""
-    return _call("ioprio_get", ctypes.c_int(IOPRIO_WHO_PROCESS), ctypes.c_int(pid), what=f"ioprio_get {pid}")
+    return _call("ioprio_get", libc.c_int(IOPRIO_WHO_PROCESS), libc.c_int(pid), what=f"ioprio_get {pid}")
 
 
 def ioprio_set(pid: int, value: int) -> None:
     """Set process `pid`'s I/O priority (0: the calling thread) to an encoded `ioprio_get` value."""
-    _call("ioprio_set", ctypes.c_int(IOPRIO_WHO_PROCESS), ctypes.c_int(pid), ctypes.c_int(value), what="ioprio_set")
+    _call("ioprio_set", libc.c_int(IOPRIO_WHO_PROCESS), libc.c_int(pid), libc.c_int(value), what="ioprio_set")
 
 
 #: Resource limits 0 (RLIMIT_CPU) to 15 (RLIMIT_RTTIME); RLIM_INFINITY as prlimit64 reads it.
 RLIM_NLIMITS = 16
 RLIM_INFINITY = 2**64 - 1
-_Rlimit = ctypes.c_uint64 * 2
+_Rlimit = libc.c_uint64 * 2
 
 
 def prlimit(pid: int, resource: int, new: tuple[int, int] | None = None) -> tuple[int, int]:
     """(soft, hard) limit of `resource` of process `pid` (0: this one), set to `new` when given;
     the old value is returned. The `resource` module without its import (~0.3 ms for vzctl exec)."""
     old = _Rlimit()
-    _call("prlimit64", ctypes.c_int(pid), ctypes.c_int(resource), None if new is None else _Rlimit(*new),
-          ctypes.byref(old), what=f"prlimit {pid} {resource}")
+    _call("prlimit64", libc.c_int(pid), libc.c_int(resource), None if new is None else _Rlimit(*new),
+          libc.byref(old), what=f"prlimit {pid} {resource}")
     return old[0], old[1]
 
 
 def prctl(option: int, arg2: int = 0) -> int:
-    ret = _libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), 0, 0, 0)
+    ret = _prctl(libc.c_int(option), libc.c_ulong(arg2), 0, 0, 0)
     if ret < 0:
-        raise from_errno(ctypes.get_errno(), f"prctl {option}")
+        raise from_errno(libc.get_errno(), f"prctl {option}")
     return ret
 
 
@@ -378,8 +377,8 @@ def seccomp_set_filter(prog_ptr: int) -> None:
     seccomp_set_mode_filter = 1
     _call(
         "seccomp",
-        ctypes.c_uint(seccomp_set_mode_filter),
-        ctypes.c_uint(0),
-        ctypes.c_void_p(prog_ptr),
+        libc.c_uint(seccomp_set_mode_filter),
+        libc.c_uint(0),
+        libc.c_void_p(prog_ptr),
         what="seccomp",
     )

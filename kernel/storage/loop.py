@@ -10,13 +10,13 @@ no loop device behind a stopped VPS.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import fcntl
 import glob
 import os
 import time
 
+from kernel import libc
 from kernel.errors import Busy, KernelError, from_oserror
 
 LOOP_CTL_GET_FREE = 0x4C82
@@ -26,30 +26,30 @@ LO_FLAGS_READ_ONLY = 1
 LO_FLAGS_AUTOCLEAR = 4
 
 
-class _LoopInfo64(ctypes.Structure):
+class _LoopInfo64(libc.Structure):
     _fields_ = [
-        ("lo_device", ctypes.c_uint64),
-        ("lo_inode", ctypes.c_uint64),
-        ("lo_rdevice", ctypes.c_uint64),
-        ("lo_offset", ctypes.c_uint64),
-        ("lo_sizelimit", ctypes.c_uint64),
-        ("lo_number", ctypes.c_uint32),
-        ("lo_encrypt_type", ctypes.c_uint32),
-        ("lo_encrypt_key_size", ctypes.c_uint32),
-        ("lo_flags", ctypes.c_uint32),
-        ("lo_file_name", ctypes.c_uint8 * 64),
-        ("lo_crypt_name", ctypes.c_uint8 * 64),
-        ("lo_encrypt_key", ctypes.c_uint8 * 32),
-        ("lo_init", ctypes.c_uint64 * 2),
+        ("lo_device", libc.c_uint64),
+        ("lo_inode", libc.c_uint64),
+        ("lo_rdevice", libc.c_uint64),
+        ("lo_offset", libc.c_uint64),
+        ("lo_sizelimit", libc.c_uint64),
+        ("lo_number", libc.c_uint32),
+        ("lo_encrypt_type", libc.c_uint32),
+        ("lo_encrypt_key_size", libc.c_uint32),
+        ("lo_flags", libc.c_uint32),
+        ("lo_file_name", libc.c_uint8 * 64),
+        ("lo_crypt_name", libc.c_uint8 * 64),
+        ("lo_encrypt_key", libc.c_uint8 * 32),
+        ("lo_init", libc.c_uint64 * 2),
     ]
 
 
-class _LoopConfig(ctypes.Structure):
+class _LoopConfig(libc.Structure):
     _fields_ = [
-        ("fd", ctypes.c_uint32),
-        ("block_size", ctypes.c_uint32),
+        ("fd", libc.c_uint32),
+        ("block_size", libc.c_uint32),
         ("info", _LoopInfo64),
-        ("reserved", ctypes.c_uint64 * 8),
+        ("reserved", libc.c_uint64 * 8),
     ]
 
 
@@ -70,7 +70,7 @@ def attach(path: str, *, read_only: bool = False) -> tuple[str, int]:
                 config.fd = backing
                 config.info.lo_flags = LO_FLAGS_AUTOCLEAR | (LO_FLAGS_READ_ONLY if read_only else 0)
                 name = os.fsencode(os.path.basename(path))[:63]
-                ctypes.memmove(config.info.lo_file_name, name, len(name))
+                config.info.lo_file_name[: len(name)] = name
                 try:
                     fcntl.ioctl(fd, LOOP_CONFIGURE, config)
                 except OSError as exc:

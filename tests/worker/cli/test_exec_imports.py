@@ -14,10 +14,11 @@ from worker.cli import codes
 pytestmark = pytest.mark.kernel
 # socket, selectors, termios: ~2.5 ms together (kernel/fdpass.py, worker/cli/relay.py); the ascii codec: reads as utf-8;
 # signal (its enums), resource (a shared library: kernel.syscalls.prlimit), array and collections.abc: ~1 ms together;
-# _socket (kernel.fdpass): only a terminal's pty master is passed over a socket (kernel/helper.py)
+# _socket (kernel.fdpass): only a terminal's pty master is passed over a socket (kernel/helper.py);
+# the ctypes package: ~0.9 ms more than its C half, which kernel/libc.py uses
 HEAVY = ("dataclasses", "typing", "kernel.runtime", "kernel.storage", "kernel.cgroups", "kernel.registry",
          "socket", "selectors", "termios", "encodings.ascii", "signal", "resource", "array", "collections.abc",
-         "_socket", "kernel.fdpass")
+         "_socket", "kernel.fdpass", "ctypes")
 WATCHED = (*HEAVY, "json")  # json: only where no init record is there to read (kernel/running.py read_init)
 PROBE = ("import sys; from worker.cli.vzctl import main; code = main(sys.argv[1:]); "
          f"print(code, *sorted(m for m in {WATCHED!r} if m in sys.modules))")
