@@ -113,9 +113,9 @@ def helper_main(request: dict, fds: list[int], programs: dict[bool, bytes]) -> N
             from kernel import fdpass
 
             send_pty = PtySender(fdpass.send_fds, fdpass.Socket(fileno=rest.pop()))
-        run(report, lambda: enter_and_spawn(pidfd, request["procs"], request["home"], request["argv"],
-                                                 request["env"], request["cwd"], tuple(rest), report, send_pty,
-                                                 programs[bool(request["seccomp"])]))
+        run(report, lambda: enter_and_spawn(pidfd, request["procs"], request["home"], request["argv"], request["env"],
+                                            request["cwd"], tuple(rest), report, send_pty,
+                                            programs[bool(request["seccomp"])]))
     finally:
         os._exit(126)
 
@@ -140,12 +140,12 @@ def warm_up() -> None:  # pragma: no cover - runs in the spawner's waiting helpe
     status_code(0)
 
 
-def run(report: int, enter_and_spawn: Callable[[], int]) -> None:  # pragma: no cover - runs in the helper
-    """H's life: `enter_and_spawn` (`enter_and_spawn` with its arguments), then the command's
-    PID and exit code on the `report` pipe."""
+def run(report: int, start: Callable[[], int]) -> None:  # pragma: no cover - runs in the helper
+    """H's life: `start` (`enter_and_spawn` with its arguments), then the command's PID and exit
+    code on the `report` pipe. Never returns."""
     code = 126
     try:
-        child = enter_and_spawn()
+        child = start()
         _report(report, f"pid {child}")
         _, status = os.waitpid(child, 0)
         code = status_code(status)
@@ -171,7 +171,7 @@ def exec_here(
     of the CLI's 4-6 ms over a bare interpreter, issue 4). This process enters the VPS for
     good: non-dumpable, in the VPS's user and other namespaces as its root, under its seccomp
     filter and its init's rlimits; it leaves the VPS's cgroups once the command runs. It can
-    import nothing more (`_forbid_imports`)."""
+    import nothing more, nor read a traceback's source (`_read_no_host_paths`)."""
     if not argv:
         raise InvalidArgument("exec needs a command")
     program = seccomp.build() if use_seccomp else b""
@@ -182,7 +182,7 @@ def exec_here(
     err_r, err_w = os.pipe()
     try:
         child = enter_and_spawn(pidfd, cgroup_procs, home_procs, argv, dict(DEFAULT_ENV), "/", (in_r, out_w, err_w),
-                                 -1, None, program)
+                                -1, None, program)
     except BaseException:
         for fd in (in_w, out_r, err_r):
             os.close(fd)
@@ -208,8 +208,18 @@ class _NoImports:
         raise ImportError(f"{name}: no imports once inside a VPS")
 
 
-def _forbid_imports() -> None:  # pragma: no cover - runs in the helper, or in exec_here's caller
+def _plain_excepthook(kind: type[BaseException], exc: BaseException, tb: object) -> None:
+    """An uncaught exception once inside: its type and message only. A traceback's source lines
+    would be read from the VPS's files at the host's paths (a FIFO there would hang the exit)."""
+    with contextlib.suppress(OSError):
+        os.write(2, f"{kind.__name__}: {exc}\n".encode(errors="replace"))
+
+
+def _read_no_host_paths() -> None:  # pragma: no cover - runs in the helper, or in exec_here's caller
+    """Before setns: from then on a path names the VPS's file, so nothing may be read by a path
+    this process would have read on the host: no imports, no traceback source lines."""
     sys.meta_path[:] = [_NoImports]
+    sys.excepthook = _plain_excepthook
 
 
 def enter_and_spawn(  # pragma: no cover - runs in the helper, or in exec_here's caller
@@ -230,7 +240,7 @@ def enter_and_spawn(  # pragma: no cover - runs in the helper, or in exec_here's
     join = [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in cgroup_procs]
     leave = [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in home_procs]
     _inherit_from_init(pidfd)
-    _forbid_imports()
+    _read_no_host_paths()
     sc.setns(pidfd, NAMESPACES)
     os.setresgid(0, 0, 0)
     os.setgroups([])
