@@ -184,7 +184,7 @@ def exec_here(
         child = enter_and_spawn(pidfd, cgroup_procs, home_procs, argv, dict(DEFAULT_ENV), "/", (in_r, out_w, err_w),
                                 -1, None, program)
     except BaseException:
-        for fd in (in_w, out_r, err_r):
+        for fd in (in_r, in_w, out_r, out_w, err_r, err_w):  # enter_and_spawn closes the child's ends only once done
             os.close(fd)
         raise
     return child, in_w, out_r, err_r

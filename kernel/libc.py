@@ -24,7 +24,8 @@ from _ctypes import (
     sizeof,
 )
 
-__all__ = ["Structure", "addressof", "byref", "function", "get_errno", "sizeof"]
+__all__ = ["Structure", "addressof", "byref", "c_char", "c_int", "c_long", "c_size_t", "c_uint", "c_uint8", "c_uint32",
+           "c_uint64", "c_ulong", "c_ushort", "c_void_p", "function", "get_errno", "sizeof"]
 
 
 class c_char(_SimpleCData):

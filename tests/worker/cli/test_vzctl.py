@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from kernel import running
 from kernel.runtime import CreateSpec, Runtime
 from worker.cli import codes
 
@@ -138,7 +139,7 @@ def test_exec_as_the_program_relays_from_outside_the_vps(run, ctid: int, env: di
         assert int(uid) >= 100000  # the VPS's root, as seen from the host
         assert os.stat(f"/proc/{proc.pid}/environ").st_uid == 0  # non-dumpable
         vps = f"/{cli_runtime.cgroups.prefix}/{ctid}/"
-        (command,) = (int(p) for p in os.listdir("/proc") if p.isdigit() and _parent(int(p)) == proc.pid)
+        (command,) = running.children(proc.pid)
         assert all(vps in path for path in _cgroups(command)), _cgroups(command)
         assert not any(vps in path for path in _cgroups(proc.pid)), _cgroups(proc.pid)
         out, err = proc.communicate(b"hello\n", timeout=30)
@@ -151,14 +152,6 @@ def test_exec_as_the_program_relays_from_outside_the_vps(run, ctid: int, env: di
 def _cgroups(pid: int) -> list[str]:
     with open(f"/proc/{pid}/cgroup") as fh:
         return [line.strip().split(":", 2)[2] + "/" for line in fh]
-
-
-def _parent(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return int(fh.read().rpartition(")")[2].split()[1])
-    except (OSError, ValueError, IndexError):
-        return 0
 
 
 def test_set_hostname_and_onboot(run, ctid: int, env: dict[str, str], cli_runtime: Runtime) -> None:
